@@ -1,0 +1,3 @@
+"""rtseg: real-time Mask R-CNN instance segmentation for video."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,205 @@
+"""Settings: typed sections with their defaults, validated in one pass.
+
+The dataclasses below are the single source of truth for every setting.
+``configs/default.yaml`` is generated from them (``render_default_yaml``) and a
+test keeps the two identical, so the commented file users read never drifts
+from what the code does. Loading order: defaults < ``--config FILE`` < CLI flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rtseg.errors import ConfigError
+
+
+def _setting(default: Any, help: str, *, choices: tuple[Any, ...] | None = None,
+             min: float | None = None, max: float | None = None) -> Any:
+    """A dataclass field carrying its one-line comment and its allowed values."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelConfig:
+    name: str = _setting("maskrcnn_v1", "architecture: maskrcnn_v1 (ResNet-50 FPN) or maskrcnn_v2 (ResNet-50 FPN v2, more accurate, slower)",
+                         choices=("maskrcnn_v1", "maskrcnn_v2"))
+    weights: str = _setting("default", "'default' = torchvision's COCO weights (download cache), a path to a local state-dict file, or 'none' = random init")
+    device: str = _setting("auto", "auto | cpu | cuda | cuda:N (auto picks CUDA when available)")
+    precision: str = _setting("auto", "auto | fp16 | fp32 (auto = fp16 on CUDA, fp32 on CPU)", choices=("auto", "fp16", "fp32"))
+    score_threshold: float = _setting(0.5, "detections scoring below this are dropped", min=0.0, max=1.0)
+    mask_threshold: float = _setting(0.5, "mask probability above which a pixel belongs to the object", min=0.0, max=1.0)
+    classes: list = _setting([], "COCO class names to keep, e.g. [person, car]; empty keeps all")
+    size: int = _setting(800, "shorter image side fed to the model (torchvision's default is 800; smaller is faster, less accurate)", min=32, max=4096)
+    max_size: int = _setting(1333, "cap on the longer image side fed to the model", min=32, max=8192)
+    batch_size: int = _setting(1, "frames per model call for file sources (more frames amortise per-call overhead)", min=1, max=64)
+    detections_per_image: int = _setting(100, "most detections kept per frame (fewer = less mask work)", min=1, max=1000)
+    rpn_post_nms_top_n: int = _setting(1000, "region proposals kept after NMS (fewer = faster box head, may miss small objects)", min=1, max=10000)
+
+
+@dataclass
+class PipelineConfig:
+    capture_queue_size: int = _setting(8, "decoded frames waiting for the model", min=1, max=1024)
+    render_queue_size: int = _setting(8, "inferred frames waiting for the renderer", min=1, max=1024)
+    sink_queue_size: int = _setting(8, "rendered frames waiting for the sinks", min=1, max=1024)
+    max_frames: int = _setting(0, "stop after this many frames (0 = no limit)", min=0)
+    stage_timeout: float = _setting(120.0, "seconds a stage may spend on one frame before the run is stopped as hung", min=0.1)
+
+
+@dataclass
+class RenderConfig:
+    alpha: float = _setting(0.5, "opacity of the mask overlay", min=0.0, max=1.0)
+    contours: bool = _setting(True, "draw mask outlines")
+    boxes: bool = _setting(True, "draw bounding boxes")
+    labels: bool = _setting(True, "draw 'class score' labels")
+    line_width: int = _setting(2, "thickness in pixels of boxes and contours", min=1, max=32)
+
+
+@dataclass
+class OutputConfig:
+    crf: int = _setting(23, "H.264 quality (0 = lossless, 51 = worst; 18-28 is typical)", min=0, max=51)
+    preset: str = _setting("veryfast", "x264 speed/size trade-off (ultrafast ... veryslow)",
+                           choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"))
+    copy_audio: bool = _setting(True, "copy the source's audio track into the MP4 without re-encoding")
+    overwrite: bool = _setting(False, "replace an existing output file")
+    show: bool = _setting(True, "show a live window (skipped with a notice when there is no display)")
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+SECTION_HELP = {
+    "model": "Mask R-CNN worker",
+    "pipeline": "threads and bounded queues",
+    "render": "drawing masks, boxes and labels",
+    "output": "MP4 encoder and live window",
+}
+
+
+def _check_value(path: str, f: dataclasses.Field, value: Any) -> str | None:
+    """Return a problem description for ``value`` at ``path``, or None if it is valid."""
+    default = getattr(f, "default", None)
+    expected = f.type if isinstance(f.type, str) else f.type.__name__
+    if expected == "bool":
+        ok = isinstance(value, bool)
+    elif expected == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif expected == "str":
+        ok = isinstance(value, str)
+    elif expected == "list":
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        expected = "list of strings"
+    else:  # pragma: no cover - every field above has one of these types
+        ok = isinstance(value, type(default))
+    if not ok:
+        return f"{path}: expected {expected}, got {type(value).__name__} {value!r}"
+    meta = f.metadata
+    if meta.get("choices") and value not in meta["choices"]:
+        return f"{path}: {value!r} is not one of {', '.join(map(str, meta['choices']))}"
+    if meta.get("min") is not None and value < meta["min"]:
+        return f"{path}: {value!r} is below the minimum {meta['min']}"
+    if meta.get("max") is not None and value > meta["max"]:
+        return f"{path}: {value!r} is above the maximum {meta['max']}"
+    return None
+
+
+def apply_overrides(config: Config, overrides: dict[str, Any], origin: str) -> Config:
+    """Return a copy of ``config`` with a nested ``{section: {key: value}}`` mapping applied.
+
+    Every problem (unknown key, wrong type, out-of-range value) is collected
+    and reported in one ConfigError so that users fix a file in one go.
+    """
+    problems: list[str] = []
+    updated = dataclasses.replace(config)
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{origin}: expected a mapping of sections, got {type(overrides).__name__}")
+    for section_name, values in overrides.items():
+        section = getattr(config, str(section_name), None) if str(section_name) in SECTION_HELP else None
+        if section is None:
+            problems.append(f"{section_name}: unknown section (known: {', '.join(SECTION_HELP)})")
+            continue
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            problems.append(f"{section_name}: expected a mapping, got {type(values).__name__}")
+            continue
+        known = {f.name: f for f in fields(section)}
+        changes: dict[str, Any] = {}
+        for key, value in values.items():
+            path = f"{section_name}.{key}"
+            if key not in known:
+                problems.append(f"{path}: unknown key (known: {', '.join(known)})")
+                continue
+            if known[key].type == "float" and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            problem = _check_value(path, known[key], value)
+            if problem:
+                problems.append(problem)
+            else:
+                changes[key] = value
+        setattr(updated, section_name, dataclasses.replace(section, **changes))
+    if problems:
+        raise ConfigError(f"{origin}: " + "; ".join(problems))
+    return updated
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Defaults, overlaid with the YAML file at ``path`` when one is given."""
+    config = Config()
+    if path is None:
+        return config
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{line}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return config
+    return apply_overrides(config, data, str(path))
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def render_default_yaml() -> str:
+    """The commented default configuration, as written to ``configs/default.yaml``."""
+    lines = [
+        "# rtseg default configuration: every setting, with its default value.",
+        "# Use another file with --config FILE; command-line flags override both.",
+        "# Generated from rtseg/config.py (python -m rtseg.config > configs/default.yaml).",
+    ]
+    for section in fields(Config):
+        lines.append("")
+        lines.append(f"{section.name}:  # {SECTION_HELP[section.name]}")
+        for f in fields(section.default_factory()):
+            value = yaml.safe_dump(getattr(section.default_factory(), f.name), default_flow_style=True).strip()
+            value = value.removesuffix("\n...").removesuffix("...").strip()
+            lines.append(f"  {f.name}: {value}  # {f.metadata['help']}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_default_yaml(), end="")

@@ -1,0 +1,127 @@
+"""Building Mask R-CNN architectures and loading their weights, with clear failures.
+
+Weights come from one of three places: torchvision's COCO weights through its own
+download cache ('default'), a local file ('path/to/file.pt', loaded with
+``weights_only=True`` so a pickle can never run code), or nowhere ('none', seeded
+random initialisation for tests and benchmarks). A local file may be a bare
+state dict or a checkpoint dict ``{"model": state_dict, "meta": {...}}`` whose
+metadata names the architecture and the class names.
+"""
+
+from __future__ import annotations
+
+import pickle
+import urllib.error
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torchvision.models.detection import (
+    MaskRCNN,
+    MaskRCNN_ResNet50_FPN_V2_Weights,
+    MaskRCNN_ResNet50_FPN_Weights,
+    maskrcnn_resnet50_fpn,
+    maskrcnn_resnet50_fpn_v2,
+)
+
+from rtseg.errors import WeightsError
+
+COCO_CATEGORIES: tuple[str, ...] = tuple(MaskRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """How to build one named architecture and where its pretrained weights live."""
+
+    build: Callable[..., MaskRCNN]
+    pretrained: Any  # a torchvision WeightsEnum member, or None when there are none
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "maskrcnn_v1": Architecture(maskrcnn_resnet50_fpn, MaskRCNN_ResNet50_FPN_Weights.COCO_V1),
+    "maskrcnn_v2": Architecture(maskrcnn_resnet50_fpn_v2, MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1),
+}
+
+
+@dataclass
+class LoadedModel:
+    model: MaskRCNN
+    class_names: tuple[str, ...]
+    meta: dict[str, Any]
+
+
+def build_model(name: str, num_classes: int, **detector_kwargs: Any) -> MaskRCNN:
+    """An untrained model of architecture ``name`` with ``num_classes`` outputs (background included)."""
+    if name not in ARCHITECTURES:
+        raise WeightsError(f"unknown model {name!r} (known: {', '.join(ARCHITECTURES)})")
+    return ARCHITECTURES[name].build(weights=None, weights_backbone=None, num_classes=num_classes, **detector_kwargs)
+
+
+def _cache_path(weights: Any) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+def _download_state_dict(name: str) -> dict[str, torch.Tensor]:
+    weights = ARCHITECTURES[name].pretrained
+    try:
+        return weights.get_state_dict(progress=True, check_hash=True)
+    except (urllib.error.URLError, OSError, RuntimeError) as exc:
+        raise WeightsError(
+            f"cannot get the COCO weights for {name}: not in the cache ({_cache_path(weights)}) and the download "
+            f"failed ({exc.__class__.__name__}: {getattr(exc, 'reason', exc)}); copy {Path(weights.url).name} there, "
+            "or pass --weights PATH for a local file (or --weights none for random weights)"
+        ) from None
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(state_dict, meta) from a local file; refuses anything but tensors and plain data."""
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"weights file not found: {path}")
+    if not path.is_file():
+        raise WeightsError(f"weights path is not a file: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise WeightsError(f"refusing to load {path}: it holds Python objects other than tensors "
+                               "(only weights are loaded, never code)") from None
+        raise WeightsError(f"{path} is not a PyTorch checkpoint") from None
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError, TypeError):
+        raise WeightsError(f"{path} is not a PyTorch checkpoint") from None
+    if isinstance(data, dict) and isinstance(data.get("model"), dict):
+        meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+        data = data["model"]
+    else:
+        meta = {}
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise WeightsError(f"{path} holds no model state dict")
+    return data, meta
+
+
+def load_model(name: str, weights: str, **detector_kwargs: Any) -> LoadedModel:
+    """Build architecture ``name`` and fill it with ``weights`` ('default', 'none' or a path).
+
+    A checkpoint's own metadata wins over ``name`` for the architecture and
+    class names, so a fine-tuned model needs no extra flags.
+    """
+    if weights == "none":
+        torch.manual_seed(0)
+        model = build_model(name, len(COCO_CATEGORIES), **detector_kwargs)
+        return LoadedModel(model.eval(), COCO_CATEGORIES, {"architecture": name, "weights": "none"})
+    if weights == "default":
+        state, meta = _download_state_dict(name), {}
+        class_names = COCO_CATEGORIES
+    else:
+        state, meta = read_checkpoint(weights)
+        name = meta.get("architecture", name)
+        class_names = tuple(meta.get("class_names", COCO_CATEGORIES))
+    model = build_model(name, len(class_names), **detector_kwargs)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise WeightsError(f"weights {weights} do not fit architecture {name}: {first[:200]}") from None
+    meta = {**meta, "architecture": name, "weights": weights}
+    return LoadedModel(model.eval(), class_names, meta)

@@ -1,0 +1,95 @@
+"""The records every stage hands on: one ``Frame`` per video frame, carrying its ``Detections``.
+
+Capture fills index, timing and image; inference fills ``detections``; tracking
+fills ``detections.track_ids``; rendering fills ``rendered``; sinks read it all.
+Images are RGB uint8 (H, W, 3) throughout, the layout PyAV decodes to and the
+model expects; the window sink converts to BGR for OpenCV.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+
+@dataclass
+class Detections:
+    """Instances found in one frame, as parallel arrays (N = number of instances).
+
+    boxes: (N, 4) float32 xyxy in source pixels; scores: (N,) float32;
+    class_ids: (N,) int64 indices into ``class_names``; masks: (N, H, W) bool at
+    source resolution; track_ids: (N,) int64, -1 where no confirmed track.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    masks: np.ndarray
+    class_names: tuple[str, ...] = ()
+    track_ids: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.boxes)
+        if not (len(self.scores) == len(self.class_ids) == len(self.masks) == n):
+            raise ValueError("Detections arrays must have the same length")
+        if self.track_ids is None:
+            self.track_ids = np.full(n, -1, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @classmethod
+    def empty(cls, height: int, width: int, class_names: tuple[str, ...] = ()) -> Detections:
+        return cls(
+            boxes=np.zeros((0, 4), np.float32),
+            scores=np.zeros(0, np.float32),
+            class_ids=np.zeros(0, np.int64),
+            masks=np.zeros((0, height, width), bool),
+            class_names=class_names,
+        )
+
+    def names(self) -> list[str]:
+        """Class name of each instance."""
+        return [self.class_names[c] if 0 <= c < len(self.class_names) else str(c) for c in self.class_ids]
+
+    def select(self, keep: np.ndarray) -> Detections:
+        """The subset picked by a boolean mask or an index array."""
+        return Detections(
+            boxes=self.boxes[keep], scores=self.scores[keep], class_ids=self.class_ids[keep],
+            masks=self.masks[keep], class_names=self.class_names,
+            track_ids=None if self.track_ids is None else self.track_ids[keep],
+        )
+
+
+@dataclass
+class Frame:
+    """One video frame on its way through the pipeline.
+
+    ``pts`` and ``time_base`` are the source's own presentation timestamp so that
+    the MP4 sink can reproduce the input timeline exactly (variable frame rate
+    included); ``timestamp`` is the same instant in seconds, for people and JSON.
+    ``captured_at`` is the monotonic clock reading when capture produced it.
+    """
+
+    index: int
+    image: np.ndarray
+    pts: int
+    time_base: Fraction
+    captured_at: float
+    detections: Detections | None = None
+    rendered: np.ndarray | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def timestamp(self) -> float:
+        return float(self.pts * self.time_base)
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
