@@ -1,0 +1,146 @@
+"""Capture stage: opens a source and yields decoded ``Frame`` records.
+
+Decoding happens in the capture thread (the pipeline iterates ``frames()``
+there). Files are read with PyAV so that every frame keeps its own presentation
+timestamp; a packet the decoder rejects is skipped and counted rather than
+ending the run, because one damaged second of surveillance footage should not
+cost the rest of the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import av
+import av.error
+
+from rtseg.errors import SourceError
+from rtseg.structures import Frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SourceInfo:
+    """What is known about a source before its first frame is decoded."""
+
+    name: str
+    width: int
+    height: int
+    time_base: Fraction
+    frame_rate: Fraction | None
+    frame_count: int | None
+    has_audio: bool
+    is_file: bool
+
+
+class VideoSource(Protocol):
+    info: SourceInfo
+    decode_errors: int
+
+    def frames(self) -> Iterator[Frame]: ...
+
+    def close(self) -> None: ...
+
+
+class FileSource:
+    """A video file decoded with PyAV, frames in presentation order with source timestamps."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.decode_errors = 0
+        _check_readable_file(self.path)
+        try:
+            self._container = av.open(str(self.path), mode="r")
+        except av.error.FFmpegError as exc:
+            raise SourceError(f"cannot read {self.path} as video: {_ffmpeg_reason(exc)}") from None
+        try:
+            if not self._container.streams.video:
+                raise SourceError(f"{self.path} has no video stream")
+            self._stream = self._container.streams.video[0]
+            self._stream.thread_type = "AUTO"
+            ctx = self._stream.codec_context
+            if not ctx.width or not ctx.height:
+                raise SourceError(f"{self.path}: video stream has no frame size (damaged or unsupported file)")
+            self.info = SourceInfo(
+                name=str(self.path),
+                width=ctx.width,
+                height=ctx.height,
+                time_base=self._stream.time_base or Fraction(1, 90000),
+                frame_rate=self._stream.average_rate or self._stream.guessed_rate,
+                frame_count=self._stream.frames or None,
+                has_audio=bool(self._container.streams.audio),
+                is_file=True,
+            )
+        except BaseException:
+            self._container.close()
+            raise
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        last_pts: int | None = None
+        default_step = _frame_step(self.info)
+        for packet in self._container.demux(self._stream):
+            try:
+                decoded = packet.decode()
+            except av.error.FFmpegError as exc:
+                self.decode_errors += 1
+                log.warning("skipping undecodable data in %s at packet %s: %s", self.path, packet.pts, _ffmpeg_reason(exc))
+                continue
+            for video_frame in decoded:
+                pts = _next_pts(video_frame.pts, last_pts, default_step)
+                last_pts = pts
+                yield Frame(
+                    index=index,
+                    image=video_frame.to_ndarray(format="rgb24"),
+                    pts=pts,
+                    time_base=self.info.time_base,
+                    captured_at=time.monotonic(),
+                )
+                index += 1
+
+    def close(self) -> None:
+        self._container.close()
+
+
+def _frame_step(info: SourceInfo) -> int:
+    """One frame's duration in time-base units, used when a frame carries no timestamp."""
+    if info.frame_rate:
+        return max(1, round(1 / (info.frame_rate * info.time_base)))
+    return 1
+
+
+def _next_pts(pts: int | None, last_pts: int | None, step: int) -> int:
+    """The frame's own timestamp, repaired only where it is missing or not increasing (muxers need both)."""
+    if last_pts is None:
+        return pts if pts is not None else 0
+    if pts is None:
+        return last_pts + step
+    return max(pts, last_pts + 1)
+
+
+def _check_readable_file(path: Path) -> None:
+    if not path.exists():
+        raise SourceError(f"source not found: {path}")
+    if path.is_dir():
+        raise SourceError(f"source is a directory, not a video file: {path}")
+    try:
+        with path.open("rb") as handle:
+            if not handle.read(1):
+                raise SourceError(f"source is empty: {path}")
+    except PermissionError:
+        raise SourceError(f"source is not readable (permission denied): {path}") from None
+
+
+def _ffmpeg_reason(exc: av.error.FFmpegError) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def open_source(source: str) -> VideoSource:
+    """Pick the reader for a source string (files for now; live sources come through here too)."""
+    return FileSource(source)

@@ -1,0 +1,76 @@
+"""Rendering stage: draws masks, contours, boxes and labels onto a copy of the frame.
+
+Every instance's colour comes from ``instance_color`` alone, so the policy of
+what a colour means (track, class, detection index) lives in one place.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from rtseg.colors import color_for_id
+from rtseg.config import RenderConfig
+from rtseg.structures import Detections
+
+
+def instance_color(detections: Detections, i: int) -> tuple[int, int, int]:
+    """The RGB colour of instance ``i``: its track's colour once tracked, else its detection index's."""
+    track_id = int(detections.track_ids[i]) if detections.track_ids is not None else -1
+    return color_for_id(track_id if track_id >= 0 else i)
+
+
+def instance_label(detections: Detections, i: int) -> str:
+    name = detections.names()[i]
+    track_id = int(detections.track_ids[i]) if detections.track_ids is not None else -1
+    prefix = f"#{track_id} " if track_id >= 0 else ""
+    return f"{prefix}{name} {detections.scores[i]:.2f}"
+
+
+class Renderer:
+    """Draws ``Detections`` onto RGB images according to ``RenderConfig``."""
+
+    def __init__(self, config: RenderConfig) -> None:
+        self.config = config
+
+    def draw(self, image: np.ndarray, detections: Detections) -> np.ndarray:
+        out = image.copy()
+        if not len(detections):
+            return out
+        colors = [instance_color(detections, i) for i in range(len(detections))]
+        self._blend_masks(out, detections.masks, colors)
+        width = self.config.line_width
+        for i, color in enumerate(colors):
+            if self.config.contours:
+                contours, _ = cv2.findContours(detections.masks[i].astype(np.uint8), cv2.RETR_EXTERNAL,
+                                               cv2.CHAIN_APPROX_SIMPLE)
+                cv2.drawContours(out, contours, -1, color, width, cv2.LINE_AA)
+            x1, y1, x2, y2 = (int(round(v)) for v in detections.boxes[i])
+            if self.config.boxes:
+                cv2.rectangle(out, (x1, y1), (x2, y2), color, width)
+            if self.config.labels:
+                self._label(out, instance_label(detections, i), (x1, y1), color)
+        return out
+
+    def _blend_masks(self, out: np.ndarray, masks: np.ndarray, colors: list[tuple[int, int, int]]) -> None:
+        """Alpha-blend every mask in one pass; where masks overlap the later instance wins."""
+        if not len(masks):
+            return
+        layer = np.zeros_like(out)
+        covered = np.zeros(out.shape[:2], dtype=bool)
+        for mask, color in zip(masks, colors):
+            layer[mask] = color
+            covered |= mask
+        alpha = self.config.alpha
+        blended = cv2.addWeighted(out, 1.0 - alpha, layer, alpha, 0.0)
+        out[covered] = blended[covered]
+
+    @staticmethod
+    def _label(out: np.ndarray, text: str, corner: tuple[int, int], color: tuple[int, int, int]) -> None:
+        font, scale, thickness = cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1
+        (tw, th), baseline = cv2.getTextSize(text, font, scale, thickness)
+        x, y = max(corner[0], 0), max(corner[1], th + baseline + 2)
+        cv2.rectangle(out, (x, y - th - baseline - 2), (x + tw + 2, y), color, cv2.FILLED)
+        luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
+        ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
+        cv2.putText(out, text, (x + 1, y - baseline - 1), font, scale, ink, thickness, cv2.LINE_AA)

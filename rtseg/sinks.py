@@ -1,0 +1,192 @@
+"""Sinks: where rendered frames go — an MP4 file and a live window.
+
+The MP4 sink reproduces the source timeline exactly: each frame is encoded with
+the source's own timestamp and time base, so variable frame rate survives, and
+the source's audio packets are copied alongside without re-encoding.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Protocol
+
+import av
+import av.error
+import cv2
+import numpy as np
+
+from rtseg.config import OutputConfig
+from rtseg.errors import OutputError
+from rtseg.structures import Frame
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    def write(self, frame: Frame) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def check_output_path(output: str | Path, source: str | Path | None, overwrite: bool) -> Path:
+    """Refuse outputs that would destroy data or fail late: existing files, the input itself, missing dirs."""
+    path = Path(output)
+    if path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
+        raise OutputError(f"output must be an .mp4 file: {path}")
+    if source is not None and path.resolve() == Path(source).resolve():
+        raise OutputError(f"output {path} is the input file; choose another name")
+    if path.is_dir():
+        raise OutputError(f"output is a directory: {path}")
+    if path.exists() and not overwrite:
+        raise OutputError(f"output {path} exists; pass --overwrite to replace it")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"output directory does not exist: {parent}")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"output directory is not writable: {parent}")
+    return path
+
+
+class _AudioCopier:
+    """Copies the source's first audio stream packet by packet, keeping pace with the video."""
+
+    def __init__(self, source: str, output: av.container.OutputContainer) -> None:
+        self._input = av.open(source)
+        try:
+            self._in_stream = self._input.streams.audio[0]
+            self._out_stream = output.add_stream_from_template(self._in_stream)
+        except BaseException:
+            self._input.close()
+            raise
+        self._output = output
+        self._packets = self._input.demux(self._in_stream)
+        self._pending: av.Packet | None = None
+
+    def copy_until(self, seconds: float) -> None:
+        """Mux every audio packet that starts before ``seconds``."""
+        while True:
+            packet = self._pending or next(self._packets, None)
+            self._pending = None
+            if packet is None:
+                return
+            if packet.dts is None or packet.pts is None:
+                continue
+            if packet.pts * self._in_stream.time_base >= seconds:
+                self._pending = packet
+                return
+            packet.stream = self._out_stream
+            self._output.mux(packet)
+
+    def close(self) -> None:
+        self._input.close()
+
+
+class Mp4Sink:
+    """H.264 (libx264, yuv420p) MP4 with the source's timestamps and, optionally, its audio."""
+
+    def __init__(self, path: str | Path, config: OutputConfig, audio_source: str | None = None) -> None:
+        self.path = Path(path)
+        self.config = config
+        self.audio_source = audio_source
+        self.frames_written = 0
+        self._container: av.container.OutputContainer | None = None
+        self._stream: av.VideoStream | None = None
+        self._audio: _AudioCopier | None = None
+        self._end_seconds = 0.0
+
+    def _open(self, frame: Frame) -> None:
+        if frame.width % 2 or frame.height % 2:
+            raise OutputError(f"H.264 yuv420p needs even frame sizes, got {frame.width}x{frame.height}")
+        self._container = av.open(str(self.path), mode="w", format="mp4")
+        stream = self._container.add_stream("libx264")
+        stream.width, stream.height, stream.pix_fmt = frame.width, frame.height, "yuv420p"
+        stream.time_base = frame.time_base
+        stream.codec_context.time_base = frame.time_base
+        stream.options = {"crf": str(self.config.crf), "preset": self.config.preset}
+        self._stream = stream
+        if self.audio_source and self.config.copy_audio:
+            try:
+                self._audio = _AudioCopier(self.audio_source, self._container)
+            except (IndexError, av.error.FFmpegError):
+                self._audio = None  # the source has no audio track (or none we can copy)
+
+    def write(self, frame: Frame) -> None:
+        if self._container is None:
+            self._open(frame)
+        assert self._stream is not None and self._container is not None
+        image = frame.rendered if frame.rendered is not None else frame.image
+        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        video_frame.pts = frame.pts
+        video_frame.time_base = frame.time_base
+        for packet in self._stream.encode(video_frame):
+            self._container.mux(packet)
+        self.frames_written += 1
+        self._end_seconds = frame.timestamp
+        if self._audio is not None:
+            self._audio.copy_until(frame.timestamp)
+
+    def close(self) -> None:
+        """Flush the encoder and finalise the file; safe to call after a failure or twice."""
+        container, self._container = self._container, None
+        if container is None:
+            return
+        try:
+            assert self._stream is not None
+            for packet in self._stream.encode(None):
+                container.mux(packet)
+            if self._audio is not None:
+                frame_seconds = 1 / float(self._stream.average_rate or 25)
+                self._audio.copy_until(self._end_seconds + frame_seconds)
+        finally:
+            try:
+                if self._audio is not None:
+                    self._audio.close()
+            finally:
+                container.close()
+
+
+class WindowDisplay:
+    """An OpenCV window; skipped with one notice when no display is available.
+
+    OpenCV's GUI must be driven from one thread, so the orchestrator calls this
+    from the main thread only.
+    """
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.available = self._open()
+
+    def _open(self) -> bool:
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            log.warning("no display available: running without a window")
+            return False
+        try:
+            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
+        except cv2.error as exc:
+            log.warning("cannot open a window (%s): running without one", str(exc).strip().splitlines()[-1])
+            return False
+        return True
+
+    def show(self, image: np.ndarray) -> bool:
+        """Show an RGB image; False once the user pressed q or Esc or closed the window."""
+        if not self.available:
+            return True
+        cv2.imshow(self.title, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), 27):
+            return False
+        try:
+            return cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
+        except cv2.error:
+            return False
+
+    def close(self) -> None:
+        if self.available:
+            try:
+                cv2.destroyWindow(self.title)
+                cv2.waitKey(1)
+            except cv2.error:
+                pass

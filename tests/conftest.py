@@ -1,0 +1,32 @@
+"""Shared fixtures: small synthetic clips made on the fly and the real footage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from helpers import CAR_CLIP, make_clip
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    return make_clip(tmp_path / "clip.mp4")
+
+
+@pytest.fixture
+def clip_factory(tmp_path: Path) -> Callable[..., Path]:
+    counter = iter(range(1000))
+
+    def factory(**kwargs) -> Path:
+        return make_clip(tmp_path / f"clip{next(counter)}.mp4", **kwargs)
+
+    return factory
+
+
+@pytest.fixture
+def car_clip() -> Path:
+    if not CAR_CLIP.exists():
+        pytest.skip(f"real footage not found at {CAR_CLIP}")
+    return CAR_CLIP

@@ -1,0 +1,85 @@
+"""Sinks: the MP4 file (timestamps, audio, finalising) and output path safety."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from helpers import read_video
+from rtseg.config import OutputConfig
+from rtseg.errors import OutputError
+from rtseg.sinks import Mp4Sink, check_output_path
+from rtseg.structures import Frame
+
+
+def _frame(index: int, pts: int, value: int = 0) -> Frame:
+    image = np.full((32, 48, 3), value, np.uint8)
+    return Frame(index=index, image=image, pts=pts, time_base=Fraction(1, 90000), captured_at=0.0, rendered=image)
+
+
+def test_mp4_keeps_timestamps_and_content(tmp_path):
+    path = tmp_path / "out.mp4"
+    sink = Mp4Sink(path, OutputConfig())
+    pts = [0, 3000, 6000, 15000, 18000]
+    try:
+        for i, p in enumerate(pts):
+            sink.write(_frame(i, p, value=40 * i))
+    finally:
+        sink.close()
+    frames, times, info = read_video(path)
+    assert times == pytest.approx([p / 90000 for p in pts], abs=1e-4)
+    assert [int(f.mean()) for f in frames] == pytest.approx([40 * i for i in range(5)], abs=3)
+    assert (info["codec"], info["pix_fmt"], info["audio"]) == ("h264", "yuv420p", [])
+    sink.close()  # closing twice is harmless
+
+
+def test_audio_is_copied_without_reencoding(clip_factory, tmp_path):
+    source = clip_factory(frames=10, audio=True)
+    path = tmp_path / "out.mp4"
+    sink = Mp4Sink(path, OutputConfig(), audio_source=str(source))
+    try:
+        for i in range(5):
+            sink.write(Frame(index=i, image=np.zeros((64, 96, 3), np.uint8), pts=i * 100, time_base=Fraction(1, 1000),
+                             captured_at=0.0))
+    finally:
+        sink.close()
+    with av.open(str(source)) as original, av.open(str(path)) as copy:
+        source_packets = [bytes(p) for p in original.demux(original.streams.audio[0]) if p.size]
+        copied_packets = [bytes(p) for p in copy.demux(copy.streams.audio[0]) if p.size]
+    assert 0 < len(copied_packets) < len(source_packets)
+    assert copied_packets == source_packets[: len(copied_packets)]  # bit-exact copies, in order
+
+
+def test_nothing_written_leaves_no_file(tmp_path):
+    sink = Mp4Sink(tmp_path / "out.mp4", OutputConfig())
+    sink.close()
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_odd_frame_size_is_a_clear_error(tmp_path):
+    sink = Mp4Sink(tmp_path / "out.mp4", OutputConfig())
+    frame = Frame(index=0, image=np.zeros((31, 47, 3), np.uint8), pts=0, time_base=Fraction(1, 25), captured_at=0.0)
+    with pytest.raises(OutputError, match="even frame sizes"):
+        sink.write(frame)
+
+
+def test_output_path_rules(tmp_path):
+    source = tmp_path / "in.mp4"
+    source.write_bytes(b"video")
+    assert check_output_path(tmp_path / "new.mp4", source, overwrite=False) == tmp_path / "new.mp4"
+    with pytest.raises(OutputError, match="is the input file"):
+        check_output_path(tmp_path / "." / "in.mp4", source, overwrite=True)
+    (tmp_path / "old.mp4").write_bytes(b"x")
+    with pytest.raises(OutputError, match="exists; pass --overwrite"):
+        check_output_path(tmp_path / "old.mp4", source, overwrite=False)
+    assert check_output_path(tmp_path / "old.mp4", source, overwrite=True)
+    with pytest.raises(OutputError, match="must be an .mp4 file"):
+        check_output_path(tmp_path / "out.avi", source, overwrite=False)
+    with pytest.raises(OutputError, match="directory does not exist"):
+        check_output_path(tmp_path / "missing" / "out.mp4", source, overwrite=False)
+    (tmp_path / "dir.mp4").mkdir()
+    with pytest.raises(OutputError, match="is a directory"):
+        check_output_path(tmp_path / "dir.mp4", source, overwrite=True)
