@@ -9,6 +9,7 @@ cost the rest of the file.
 
 from __future__ import annotations
 
+import glob
 import logging
 import time
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from typing import Iterator, Protocol
 
 import av
 import av.error
+import cv2
+import numpy as np
 
 from rtseg.errors import SourceError
 from rtseg.structures import Frame
@@ -141,6 +144,74 @@ def _ffmpeg_reason(exc: av.error.FFmpegError) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+class ImageSource:
+    """Still images (one file, a directory, or a glob) read with OpenCV, one ``Frame`` each.
+
+    A damaged image in a folder is skipped and counted like an undecodable packet;
+    every frame keeps its file name so the annotated copy can carry the same one.
+    """
+
+    def __init__(self, paths: list[Path], name: str) -> None:
+        self.paths = paths
+        self.decode_errors = 0
+        first = self._read(paths[0]) if len(paths) == 1 else None
+        if len(paths) == 1 and first is None:
+            raise SourceError(f"cannot read {paths[0]} as an image")
+        names = [p.name for p in paths]
+        if len(set(names)) != len(names):
+            duplicate = next(n for n in names if names.count(n) > 1)
+            raise SourceError(f"{name} matches several images named {duplicate}; outputs would overwrite each other")
+        height, width = first.shape[:2] if first is not None else (0, 0)
+        self.info = SourceInfo(name=name, width=width, height=height, time_base=Fraction(1), frame_rate=Fraction(1),
+                               frame_count=len(paths), has_audio=False, is_file=False)
+
+    @staticmethod
+    def _read(path: Path) -> np.ndarray | None:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        for path in self.paths:
+            image = self._read(path)
+            if image is None:
+                self.decode_errors += 1
+                log.warning("skipping unreadable image %s", path)
+                continue
+            yield Frame(index=index, image=image, pts=index, time_base=Fraction(1), captured_at=time.monotonic(),
+                        name=path.name)
+            index += 1
+
+    def close(self) -> None:
+        """Each image is read and released in ``frames``; nothing stays open."""
+
+
+def image_paths(source: str) -> list[Path] | None:
+    """The still images a source string names (file, directory or glob), or None if it names a video."""
+    path = Path(source)
+    if any(ch in source for ch in "*?["):
+        matches = sorted(p for p in map(Path, glob.glob(source, recursive=True))
+                         if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not matches:
+            raise SourceError(f"no images match {source}")
+        return matches
+    if path.is_dir():
+        matches = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not matches:
+            raise SourceError(f"source is a directory with no images ({', '.join(IMAGE_EXTENSIONS)}): {path}")
+        return matches
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        _check_readable_file(path)
+        return [path]
+    return None
+
+
 def open_source(source: str) -> VideoSource:
-    """Pick the reader for a source string (files for now; live sources come through here too)."""
+    """Pick the reader for a source string: still images, or a video file (animated GIFs included)."""
+    paths = image_paths(source)
+    if paths is not None:
+        return ImageSource(paths, source)
     return FileSource(source)

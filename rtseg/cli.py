@@ -12,7 +12,6 @@ import argparse
 import logging
 import sys
 import traceback
-from pathlib import Path
 from typing import Any, Sequence
 
 from rtseg.config import Config, apply_overrides, load_config
@@ -27,6 +26,8 @@ examples:
   rtseg --source clip.mp4 --output out.mp4 --weights model.pt      use a local weights file
   rtseg --source clip.mp4 --output out.mp4 --weights none --size 320 --max-frames 50   plumbing check, random weights
   rtseg --source clip.mp4 --config configs/default.yaml --device cuda --precision fp16
+  rtseg --source photo.jpg --output annotated/ --save-json photo.jsonl --save-crops crops/
+  rtseg --source 'frames/*.jpg' --output annotated/ --no-show
 
 exit codes: 0 done, 1 failed while running, 2 bad usage/config/input, 130 interrupted
 """
@@ -42,12 +43,20 @@ class _ArgumentParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(
         prog="rtseg",
-        description="Real-time Mask R-CNN instance segmentation for video files.",
+        description="Real-time Mask R-CNN instance segmentation for videos and images.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--source", required=True, help="video file to read")
-    parser.add_argument("--output", help="annotated MP4 to write (keeps every frame, its timestamps and the audio)")
+    parser.add_argument("--source", required=True,
+                        help="video file (animated GIF too), still image, directory of images, or quoted glob")
+    parser.add_argument("--output", help="annotated MP4 for videos (keeps every frame, its timestamps and the audio); "
+                                         "a directory for still images (same file names)")
+    parser.add_argument("--save-json", metavar="PATH.jsonl", help="detections as JSON Lines, one frame per line, "
+                                                                   "masks as COCO RLE")
+    parser.add_argument("--save-frames", metavar="DIR", help="annotated frames as images (every Nth: --save-every)")
+    parser.add_argument("--save-every", type=int, metavar="N", help="with --save-frames, keep every Nth frame")
+    parser.add_argument("--save-crops", metavar="DIR", help="each object cut out as a transparent PNG")
+    parser.add_argument("--save-stats", metavar="PATH.json", help="objects and tracks per class as JSON")
     parser.add_argument("--config", help="YAML file overriding configs/default.yaml; flags override both")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--precision", choices=("auto", "fp16", "fp32"), help="auto = fp16 on CUDA, fp32 on CPU")
@@ -75,7 +84,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     overrides: dict[str, dict[str, Any]] = {
         "model": model,
         "pipeline": {"max_frames": args.max_frames},
-        "output": {"show": False if args.no_show else None, "overwrite": True if args.overwrite else None},
+        "output": {"show": False if args.no_show else None, "overwrite": True if args.overwrite else None,
+                   "frames_every": args.save_every},
     }
     given = {section: {k: v for k, v in values.items() if v is not None} for section, values in overrides.items()}
     return apply_overrides(config, given, "command line")
@@ -91,30 +101,19 @@ def _setup_logging(debug: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build every part (failing early on bad input), run the pipeline, print the summary."""
-    from rtseg.capture import open_source
-    from rtseg.inference import MaskRCNNDetector
-    from rtseg.pipeline import Pipeline
-    from rtseg.sinks import Mp4Sink, WindowDisplay, check_output_path
+    """Check everything that can be checked, run the pipeline through the API, print the summary."""
+    from rtseg.api import Outputs, process
 
     config = config_from_args(args)
-    output = check_output_path(args.output, args.source, config.output.overwrite) if args.output else None
-    source = open_source(args.source)
-    try:
-        detector = MaskRCNNDetector(config.model)
-        sinks = [Mp4Sink(output, config.output, audio_source=args.source if source.info.is_file else None)] if output else []
-        display = WindowDisplay(f"rtseg - {Path(args.source).name}") if config.output.show else None
-        if not sinks and (display is None or not display.available):
-            log.warning("no output: nothing is written or shown (pass --output FILE)")
-        pipeline = Pipeline(source, detector, config, sinks, display, progress=sys.stderr.isatty())
-    except BaseException:
-        source.close()
-        raise
-    summary = pipeline.run()
-    for line in summary.lines():
+    outputs = Outputs(output=args.output, save_json=args.save_json, save_frames=args.save_frames,
+                      save_crops=args.save_crops, save_stats=args.save_stats, show=config.output.show)
+    result = process(args.source, outputs, config=config, progress=sys.stderr.isatty())
+    summary = result.summary
+    for line in [*summary.lines(), *result.stats.lines()]:
         print(line)
-    if output is not None and summary.frames_written:
-        print(f"wrote {output}")
+    written = [p for p in (args.output, args.save_json, args.save_frames, args.save_crops, args.save_stats) if p]
+    if written and summary.frames_written:
+        print("wrote " + ", ".join(written))
     if summary.error is not None:
         raise summary.error
     if summary.stop_reason == "interrupted":

@@ -68,7 +68,8 @@ class OutputConfig:
     preset: str = _setting("veryfast", "x264 speed/size trade-off (ultrafast ... veryslow)",
                            choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"))
     copy_audio: bool = _setting(True, "copy the source's audio track into the MP4 without re-encoding")
-    overwrite: bool = _setting(False, "replace an existing output file")
+    overwrite: bool = _setting(False, "replace existing output files")
+    frames_every: int = _setting(1, "with --save-frames, keep every Nth annotated frame", min=1)
     show: bool = _setting(True, "show a live window (skipped with a notice when there is no display)")
 
 

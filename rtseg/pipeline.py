@@ -219,6 +219,10 @@ class Pipeline:
         self._rendered: queue.Queue = queue.Queue(maxsize=sizes.sink_queue_size)
         self._shown: queue.Queue = queue.Queue(maxsize=1)
 
+    def stop(self, reason: str) -> None:
+        """Ask a running pipeline to finish the frames already inferred and end (thread-safe)."""
+        self._state.request_stop(reason)
+
     # -- stages ---------------------------------------------------------------------------------
 
     def _capture(self, stage: _Stage) -> None:

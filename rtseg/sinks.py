@@ -31,11 +31,12 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-def check_output_path(output: str | Path, source: str | Path | None, overwrite: bool) -> Path:
+def check_output_path(output: str | Path, source: str | Path | None, overwrite: bool,
+                      suffixes: tuple[str, ...] = (".mp4", ".m4v", ".mov")) -> Path:
     """Refuse outputs that would destroy data or fail late: existing files, the input itself, missing dirs."""
     path = Path(output)
-    if path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
-        raise OutputError(f"output must be an .mp4 file: {path}")
+    if path.suffix.lower() not in suffixes:
+        raise OutputError(f"output must end in {' or '.join(suffixes)}: {path}")
     if source is not None and path.resolve() == Path(source).resolve():
         raise OutputError(f"output {path} is the input file; choose another name")
     if path.is_dir():

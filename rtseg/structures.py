@@ -71,6 +71,7 @@ class Frame:
     the MP4 sink can reproduce the input timeline exactly (variable frame rate
     included); ``timestamp`` is the same instant in seconds, for people and JSON.
     ``captured_at`` is the monotonic clock reading when capture produced it.
+    Still images get consecutive indices as timestamps, one second apart.
     """
 
     index: int
@@ -78,6 +79,7 @@ class Frame:
     pts: int
     time_base: Fraction
     captured_at: float
+    name: str | None = None  # the file name of a still image, so outputs can keep it
     detections: Detections | None = None
     rendered: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)

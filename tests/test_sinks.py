@@ -76,7 +76,7 @@ def test_output_path_rules(tmp_path):
     with pytest.raises(OutputError, match="exists; pass --overwrite"):
         check_output_path(tmp_path / "old.mp4", source, overwrite=False)
     assert check_output_path(tmp_path / "old.mp4", source, overwrite=True)
-    with pytest.raises(OutputError, match="must be an .mp4 file"):
+    with pytest.raises(OutputError, match="must end in .mp4 or .m4v or .mov"):
         check_output_path(tmp_path / "out.avi", source, overwrite=False)
     with pytest.raises(OutputError, match="directory does not exist"):
         check_output_path(tmp_path / "missing" / "out.mp4", source, overwrite=False)
