@@ -105,7 +105,8 @@ def _prepare_sinks(source: VideoSource, source_name: str, outputs: Outputs, conf
     sinks: list[Sink] = []
     if outputs.output is not None:
         sinks.append(FramesSink(outputs.output) if images else
-                     Mp4Sink(outputs.output, config.output, audio_source=source_name if source.info.is_file else None))
+                     Mp4Sink(outputs.output, config.output, audio_source=source_name if source.info.is_file else None,
+                             frame_rate=source.info.frame_rate))
     if outputs.save_json is not None:
         sinks.append(JsonLinesSink(outputs.save_json))
     if outputs.save_frames is not None:

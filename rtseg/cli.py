@@ -2,7 +2,8 @@
 
 Every expected failure is one line on stderr and a documented exit code:
 0 success (also when the user closes the window), 1 a failure while running,
-2 a usage, configuration or input error found before any work, 130 Ctrl-C.
+2 a usage, configuration or input error found before any work, 130 Ctrl-C,
+143 SIGTERM (both finish the output file first).
 Tracebacks are shown only with --debug.
 """
 
@@ -10,14 +11,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 import traceback
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 
 from rtseg.config import Config, apply_overrides, load_config
-from rtseg.errors import RtsegError, UsageError
+from rtseg.errors import RtsegError, TerminationRequest, UsageError
 
 log = logging.getLogger("rtseg")
+
+_EXIT_CODES = {"interrupted": 130, "terminated": 143}  # 128 + SIGINT / SIGTERM, as shells report them
 
 EXAMPLES = """\
 examples:
@@ -29,7 +35,7 @@ examples:
   rtseg --source photo.jpg --output annotated/ --save-json photo.jsonl --save-crops crops/
   rtseg --source 'frames/*.jpg' --output annotated/ --no-show
 
-exit codes: 0 done, 1 failed while running, 2 bad usage/config/input, 130 interrupted
+exit codes: 0 done, 1 failed while running, 2 bad usage/config/input, 130 Ctrl-C, 143 SIGTERM
 """
 
 
@@ -116,10 +122,34 @@ def run(args: argparse.Namespace) -> int:
         print("wrote " + ", ".join(written))
     if summary.error is not None:
         raise summary.error
-    if summary.stop_reason == "interrupted":
-        log.warning("interrupted: stopped after %d frames", summary.frames_written)
-        return 130
+    if summary.stop_reason in _EXIT_CODES:
+        log.warning("%s: stopped after %d frames", summary.stop_reason, summary.frames_written)
+        return _EXIT_CODES[summary.stop_reason]
     return 0
+
+
+@contextmanager
+def _signals_as_interrupts() -> Iterator[None]:
+    """Let SIGTERM (service managers, ``kill``) and SIGINT finish the run cleanly, as Ctrl-C does.
+
+    SIGINT gets Python's interrupt handler back when a parent left it at the
+    default action (which would kill the process mid-write); an ignored SIGINT
+    stays ignored.
+    """
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise TerminationRequest()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm)}
+    if signal.getsignal(signal.SIGINT) is signal.SIG_DFL:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,15 +158,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(debug)
     try:
         args = build_parser().parse_args(argv)
-        return run(args)
+        with _signals_as_interrupts():
+            return run(args)
     except RtsegError as exc:
         if debug:
             traceback.print_exc()
         print(f"rtseg: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("rtseg: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        reason = "terminated" if isinstance(exc, TerminationRequest) else "interrupted"
+        print(f"rtseg: {reason}", file=sys.stderr)
+        return _EXIT_CODES[reason]
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if debug:
             traceback.print_exc()

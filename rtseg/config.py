@@ -67,6 +67,7 @@ class OutputConfig:
     crf: int = _setting(23, "H.264 quality (0 = lossless, 51 = worst; 18-28 is typical)", min=0, max=51)
     preset: str = _setting("veryfast", "x264 speed/size trade-off (ultrafast ... veryslow)",
                            choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"))
+    fragment_seconds: float = _setting(1.0, "fragmented MP4 with a keyframe and fragment this often: the file plays up to the last fragment even after a crash or kill (0 = classic MP4, finalised at the end)", min=0.0, max=60.0)
     copy_audio: bool = _setting(True, "copy the source's audio track into the MP4 without re-encoding")
     overwrite: bool = _setting(False, "replace existing output files")
     frames_every: int = _setting(1, "with --save-frames, keep every Nth annotated frame", min=1)

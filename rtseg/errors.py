@@ -52,3 +52,7 @@ class StageError(RuntimeFailure):
         super().__init__(f"{stage} stage failed: {cause}")
         self.stage = stage
         self.cause = cause
+
+
+class TerminationRequest(KeyboardInterrupt):
+    """SIGTERM, turned into an interrupt by the CLI so that it finishes the run like Ctrl-C does."""

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from rtseg.capture import VideoSource
 from rtseg.config import Config
-from rtseg.errors import StageError
+from rtseg.errors import StageError, TerminationRequest
 from rtseg.inference import Detector
 from rtseg.rendering import Renderer
 from rtseg.sinks import Sink, WindowDisplay
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 END = object()  # sentinel: the source is exhausted, finish the frames in flight and stop
 _POLL = 0.05  # seconds between checks of the stop event while waiting on a queue
 _JOIN_TIMEOUT = 2.0  # how long a stopped stage may take to notice the stop event
+_INTERRUPTS = ("interrupted", "terminated")  # stop reasons that end the process with 128 + signal number
 _SINK_CLOSE_TIMEOUT = 60.0  # finalising an MP4 flushes the encoder, which can take a while
 
 
@@ -78,7 +79,7 @@ class RunSummary:
     wall_seconds: float = 0.0
     stage_timers: dict[str, StageTimer] = field(default_factory=dict)
     error: StageError | None = None
-    stop_reason: str | None = None  # 'interrupted', 'window closed', or None for a normal end
+    stop_reason: str | None = None  # 'interrupted' (Ctrl-C), 'terminated' (SIGTERM), 'window closed', ... or None
 
     @property
     def fps(self) -> float:
@@ -359,10 +360,10 @@ class Pipeline:
                 if hung is not None and state.error is None:
                     stage, seconds = hung
                     state.fail(stage, StageError(stage, f"no progress for {seconds:.0f} s (hung; stage_timeout is {timeout:g} s)"))
-            except KeyboardInterrupt:
-                if state.stop_reason == "interrupted":
+            except KeyboardInterrupt as exc:
+                if state.stop_reason in _INTERRUPTS:
                     state.fail("sinks", StageError("sinks", "interrupted twice while finishing"))
-                state.request_stop("interrupted")
+                state.request_stop("terminated" if isinstance(exc, TerminationRequest) else "interrupted")
             if state.changed.is_set():
                 state.changed.clear()
                 last = names.index(state.error.stage) if state.error else names.index("inference")

@@ -7,9 +7,11 @@ the source's audio packets are copied alongside without re-encoding.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
@@ -19,7 +21,7 @@ import cv2
 import numpy as np
 
 from rtseg.config import OutputConfig
-from rtseg.errors import OutputError
+from rtseg.errors import OutputError, RuntimeFailure
 from rtseg.structures import Frame
 
 log = logging.getLogger(__name__)
@@ -52,9 +54,14 @@ def check_output_path(output: str | Path, source: str | Path | None, overwrite: 
 
 
 class _AudioCopier:
-    """Copies the source's first audio stream packet by packet, keeping pace with the video."""
+    """Copies the source's first audio stream packet by packet, keeping pace with the video.
 
-    def __init__(self, source: str, output: av.container.OutputContainer) -> None:
+    ``skip_priming`` drops packets before time zero (an AAC encoder's priming), which
+    a fragmented MP4 would otherwise play by shifting every other stream later.
+    """
+
+    def __init__(self, source: str, output: av.container.OutputContainer, skip_priming: bool) -> None:
+        self._skip_priming = skip_priming
         self._input = av.open(source)
         try:
             self._in_stream = self._input.streams.audio[0]
@@ -73,8 +80,8 @@ class _AudioCopier:
             self._pending = None
             if packet is None:
                 return
-            if packet.dts is None or packet.pts is None:
-                continue
+            if packet.dts is None or packet.pts is None or (self._skip_priming and packet.pts < 0):
+                continue  # negative = encoder priming, which only an edit list (not in fragmented MP4) can hide
             if packet.pts * self._in_stream.time_base >= seconds:
                 self._pending = packet
                 return
@@ -88,10 +95,12 @@ class _AudioCopier:
 class Mp4Sink:
     """H.264 (libx264, yuv420p) MP4 with the source's timestamps and, optionally, its audio."""
 
-    def __init__(self, path: str | Path, config: OutputConfig, audio_source: str | None = None) -> None:
+    def __init__(self, path: str | Path, config: OutputConfig, audio_source: str | None = None,
+                 frame_rate: Fraction | None = None) -> None:
         self.path = Path(path)
         self.config = config
         self.audio_source = audio_source
+        self.frame_rate = frame_rate or Fraction(25)
         self.frames_written = 0
         self._container: av.container.OutputContainer | None = None
         self._stream: av.VideoStream | None = None
@@ -101,20 +110,34 @@ class Mp4Sink:
     def _open(self, frame: Frame) -> None:
         if frame.width % 2 or frame.height % 2:
             raise OutputError(f"H.264 yuv420p needs even frame sizes, got {frame.width}x{frame.height}")
-        self._container = av.open(str(self.path), mode="w", format="mp4")
-        stream = self._container.add_stream("libx264")
+        fragment = self.config.fragment_seconds
+        # Fragmented MP4: each keyframe starts a self-contained fragment on disk, so the file plays up to
+        # the last fragment even if the process is killed before it can write a trailer. A fragmented file
+        # has no edit list to hide an encoder delay, so B-frames are off there: timestamps stay exact.
+        # flush_packets sends each finished fragment to the disk at once rather than when the I/O buffer fills.
+        options = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"} if fragment else {}
+        self._container = av.open(str(self.path), mode="w", format="mp4", options=options)
+        stream = self._container.add_stream("libx264", rate=self.frame_rate)
         stream.width, stream.height, stream.pix_fmt = frame.width, frame.height, "yuv420p"
         stream.time_base = frame.time_base
         stream.codec_context.time_base = frame.time_base
-        stream.options = {"crf": str(self.config.crf), "preset": self.config.preset}
+        if fragment:
+            stream.codec_context.gop_size = max(1, round(float(self.frame_rate) * fragment))
+        stream.options = {"crf": str(self.config.crf), "preset": self.config.preset, **({"bf": "0"} if fragment else {})}
         self._stream = stream
         if self.audio_source and self.config.copy_audio:
             try:
-                self._audio = _AudioCopier(self.audio_source, self._container)
+                self._audio = _AudioCopier(self.audio_source, self._container, skip_priming=bool(fragment))
             except (IndexError, av.error.FFmpegError):
                 self._audio = None  # the source has no audio track (or none we can copy)
 
     def write(self, frame: Frame) -> None:
+        try:
+            self._write(frame)
+        except (OSError, av.error.FFmpegError) as exc:
+            raise RuntimeFailure(f"cannot write {self.path}: {_io_reason(exc)}") from exc
+
+    def _write(self, frame: Frame) -> None:
         if self._container is None:
             self._open(frame)
         assert self._stream is not None and self._container is not None
@@ -135,11 +158,17 @@ class Mp4Sink:
         if container is None:
             return
         try:
+            self._finish(container)
+        except (OSError, av.error.FFmpegError) as exc:
+            raise RuntimeFailure(f"cannot finish {self.path}: {_io_reason(exc)}") from exc
+
+    def _finish(self, container: av.container.OutputContainer) -> None:
+        try:
             assert self._stream is not None
             for packet in self._stream.encode(None):
                 container.mux(packet)
             if self._audio is not None:
-                frame_seconds = 1 / float(self._stream.average_rate or 25)
+                frame_seconds = 1 / float(self.frame_rate)
                 self._audio.copy_until(self._end_seconds + frame_seconds)
         finally:
             try:
@@ -147,6 +176,15 @@ class Mp4Sink:
                     self._audio.close()
             finally:
                 container.close()
+
+
+def _io_reason(exc: BaseException) -> str:
+    code = getattr(exc, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on device"
+    if code == errno.EFBIG:
+        return "file size limit reached"
+    return getattr(exc, "strerror", None) or str(exc)
 
 
 class WindowDisplay:
