@@ -75,7 +75,7 @@ class OutputConfig:
 @dataclass
 class TrackingConfig:
     enabled: bool = _setting(True, "give each instance a stable id (and so a stable colour) across frames")
-    match: str = _setting("iou", "overlap that pairs detections with tracks: iou (boxes, cheap) or mask_iou (masks: tells apart objects that share a box; a few times slower)",
+    match: str = _setting("iou", "overlap that pairs detections with tracks: iou (boxes; cheap, the better all-rounder in scripts/eval_tracking.py) or mask_iou (masks: tells apart objects that share a box, but finds objects again after occlusion less well; a few times slower)",
                           choices=("iou", "mask_iou"))
     iou_threshold: float = _setting(0.3, "least overlap (IoU) with a track's predicted box for a high-score detection to continue it", min=0.0, max=1.0)
     low_iou_threshold: float = _setting(0.2, "least overlap for a low-score detection to continue a track (raise it if low scores are mostly clutter)", min=0.0, max=1.0)
