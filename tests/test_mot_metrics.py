@@ -1,0 +1,98 @@
+"""MOTA, IDF1, ID switches and colour changes on sequences small enough to score by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from rtseg.mot_metrics import MotAccumulator, MotCounts, count_colour_changes
+
+BOX = [0.0, 0.0, 10.0, 10.0]
+FAR = [100.0, 100.0, 110.0, 110.0]
+
+
+def score(frames: list[tuple[list, list, list, list]]) -> MotCounts:
+    acc = MotAccumulator()
+    for gt_ids, gt_boxes, hyp_ids, hyp_boxes in frames:
+        acc.update(gt_ids, np.array(gt_boxes).reshape(-1, 4), hyp_ids, np.array(hyp_boxes).reshape(-1, 4))
+    return acc.counts()
+
+
+def test_perfect_tracking() -> None:
+    frame = (["a", "b"], [BOX, FAR], [1, 2], [BOX, FAR])
+    c = score([frame] * 3)
+    assert (c.num_gt, c.num_hyp, c.fp, c.fn, c.idsw, c.idtp) == (6, 6, 0, 0, 0, 6)
+    assert c.mota == 1.0 and c.idf1 == 1.0
+
+
+def test_one_switch_halfway() -> None:
+    # One object, 4 frames: hypothesis 1 for two frames, then hypothesis 2.
+    c = score([(["a"], [BOX], [h], [BOX]) for h in (1, 1, 2, 2)])
+    assert (c.fp, c.fn, c.idsw) == (0, 0, 1)
+    assert c.mota == pytest.approx(1 - 1 / 4)
+    # IDF1 pairs "a" with one of them for 2 of its 4 frames: 2 * 2 / (4 + 4).
+    assert c.idtp == 2 and c.idf1 == pytest.approx(0.5)
+
+
+def test_miss_and_false_positive() -> None:
+    c = score([
+        (["a"], [BOX], [1, 9], [BOX, FAR]),  # 9 is a false positive
+        (["a"], [BOX], [1], [BOX]),
+        (["a"], [BOX], [], []),  # missed
+        (["a"], [BOX], [1], [BOX]),
+    ])
+    assert (c.num_gt, c.num_hyp, c.fp, c.fn, c.idsw) == (4, 4, 1, 1, 0)
+    assert c.mota == pytest.approx(1 - 2 / 4)
+    assert c.idtp == 3 and c.idf1 == pytest.approx(2 * 3 / (4 + 4))
+
+
+def test_overlap_below_half_is_no_match() -> None:
+    shifted = [6.0, 0.0, 16.0, 10.0]  # IoU 4/16 = 0.25 with BOX
+    c = score([(["a"], [BOX], [1], [shifted])])
+    assert (c.fp, c.fn, c.idtp) == (1, 1, 0)
+    assert c.mota == pytest.approx(-1.0)
+
+
+def test_keeps_last_match_over_a_better_overlap() -> None:
+    # CLEAR-MOT: "a" stays with hypothesis 1 while they still overlap enough,
+    # even though hypothesis 2 fits better; 2 is then a false positive, not a switch.
+    near = [1.0, 0.0, 11.0, 10.0]  # IoU 9/11 with BOX
+    c = score([(["a"], [BOX], [1], [BOX]), (["a"], [BOX], [1, 2], [near, BOX])])
+    assert (c.idsw, c.fp, c.fn) == (0, 1, 0)
+
+
+def test_switch_counted_across_a_gap() -> None:
+    c = score([(["a"], [BOX], [1], [BOX]), (["a"], [BOX], [], []), (["a"], [BOX], [2], [BOX])])
+    assert (c.idsw, c.fn) == (1, 1)
+    assert c.mota == pytest.approx(1 - 2 / 3)
+
+
+def test_two_objects_swap_ids() -> None:
+    # Both objects swap hypotheses in the last frame: two switches.
+    c = score([(["a", "b"], [BOX, FAR], [1, 2], [BOX, FAR])] * 2 + [(["a", "b"], [BOX, FAR], [2, 1], [BOX, FAR])])
+    assert c.idsw == 2
+    assert c.idf1 == pytest.approx(2 * 4 / 12)
+
+
+def test_counts_add_up_across_sequences() -> None:
+    total = MotCounts(num_gt=4, num_hyp=4, fp=1, fn=1, idsw=0, idtp=3) + MotCounts(num_gt=4, num_hyp=4, idsw=1, idtp=2)
+    assert total == MotCounts(8, 8, 1, 1, 1, 5)
+    assert total.mota == pytest.approx(1 - 3 / 8) and total.idf1 == pytest.approx(10 / 16)
+    assert math.isnan(MotCounts().mota) and math.isnan(MotCounts().idf1)
+
+
+RED, BLUE, GREY = (255, 0, 0), (0, 0, 255), (128, 128, 128)
+
+
+@pytest.mark.parametrize("frames, expected", [
+    ([{1: RED}, {1: RED}, {1: RED}], 0),
+    ([{1: RED}, {1: BLUE}, {1: BLUE}], 1),
+    ([{1: GREY}, {1: GREY}, {1: RED}], 0),  # confirmation: neutral to an id colour
+    ([{1: RED}, {1: GREY}, {1: RED}], 1),  # lost its id for a frame while detected
+    ([{1: RED}, {}, {1: BLUE}], 0),  # not detected in between: not continuous
+    ([{1: RED, 2: BLUE}, {1: BLUE, 2: RED}], 2),
+])
+def test_colour_changes(frames: list[dict], expected: int) -> None:
+    assert count_colour_changes(frames, GREY) == expected
