@@ -2,8 +2,9 @@
 
 Every expected failure is one line on stderr and a documented exit code:
 0 success (also when the user closes the window), 1 a failure while running,
-2 a usage, configuration or input error found before any work, 130 Ctrl-C.
-Tracebacks are shown only with --debug.
+2 a usage, configuration or input error found before any work (a stream that
+cannot be opened included), 130 Ctrl-C. Tracebacks are shown only with --debug.
+Passwords in stream URLs are masked in everything the CLI prints or logs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Sequence
 
 from rtseg.config import Config, apply_overrides, load_config
 from rtseg.errors import RtsegError, UsageError
+from rtseg.masking import CredentialFilter, mask_credentials
 
 log = logging.getLogger("rtseg")
 
@@ -27,6 +29,9 @@ examples:
   rtseg --source clip.mp4 --output out.mp4 --weights model.pt      use a local weights file
   rtseg --source clip.mp4 --output out.mp4 --weights none --size 320 --max-frames 50   plumbing check, random weights
   rtseg --source clip.mp4 --config configs/default.yaml --device cuda --precision fp16
+  rtseg --source 0 --output webcam.mp4                     the first webcam, live, recorded at real speed
+  rtseg --source rtsp://user:pass@192.168.1.10/stream1 --output cam.mp4 --read-timeout 5
+  rtseg --source clip.mp4 --realtime                       play a file at its own pace, as a live camera
 
 exit codes: 0 done, 1 failed while running, 2 bad usage/config/input, 130 interrupted
 """
@@ -42,11 +47,13 @@ class _ArgumentParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(
         prog="rtseg",
-        description="Real-time Mask R-CNN instance segmentation for video files.",
+        description="Real-time Mask R-CNN instance segmentation for video files, webcams and IP cameras.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--source", required=True, help="video file to read")
+    parser.add_argument("--source", required=True,
+                        help="video file, webcam (0, 1, ... or /dev/videoN), or stream URL "
+                             "(rtsp://, rtsps://, rtmp://, http(s):// MJPEG or HLS, udp://, tcp://)")
     parser.add_argument("--output", help="annotated MP4 to write (keeps every frame, its timestamps and the audio)")
     parser.add_argument("--config", help="YAML file overriding configs/default.yaml; flags override both")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
@@ -58,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, help="shorter image side fed to the model (default 800)")
     parser.add_argument("--batch-size", type=int, help="frames per model call for files")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
+    parser.add_argument("--realtime", action="store_true",
+                        help="play a file at its own pace as a live source would, dropping frames the model cannot keep up with")
+    parser.add_argument("--read-timeout", type=float, metavar="SECONDS",
+                        help="live sources: seconds without a frame before reconnecting (default 5)")
+    parser.add_argument("--reconnect-attempts", type=int, metavar="N",
+                        help="live sources: reconnect attempts per disconnect before failing (default 0 = unlimited)")
     parser.add_argument("--no-show", action="store_true", help="do not open a window")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
@@ -75,6 +88,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     overrides: dict[str, dict[str, Any]] = {
         "model": model,
         "pipeline": {"max_frames": args.max_frames},
+        "live": {"read_timeout": args.read_timeout, "reconnect_attempts": args.reconnect_attempts},
         "output": {"show": False if args.no_show else None, "overwrite": True if args.overwrite else None},
     }
     given = {section: {k: v for k, v in values.items() if v is not None} for section, values in overrides.items()}
@@ -83,6 +97,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def _setup_logging(debug: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(CredentialFilter())
     handler.setFormatter(logging.Formatter("rtseg: %(levelname)s: %(message)s" if not debug
                                            else "%(asctime)s %(threadName)s %(name)s %(levelname)s: %(message)s"))
     root = logging.getLogger()
@@ -92,18 +107,22 @@ def _setup_logging(debug: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build every part (failing early on bad input), run the pipeline, print the summary."""
-    from rtseg.capture import open_source
+    from rtseg.capture import open_source, parse_source
     from rtseg.inference import MaskRCNNDetector
     from rtseg.pipeline import Pipeline
     from rtseg.sinks import Mp4Sink, WindowDisplay, check_output_path
 
     config = config_from_args(args)
-    output = check_output_path(args.output, args.source, config.output.overwrite) if args.output else None
-    source = open_source(args.source)
+    spec = parse_source(args.source)
+    output = None
+    if args.output:
+        output = check_output_path(args.output, spec.target if spec.kind == "file" else None, config.output.overwrite)
+    source = open_source(args.source, config.live, realtime=args.realtime)
     try:
         detector = MaskRCNNDetector(config.model)
         sinks = [Mp4Sink(output, config.output, audio_source=args.source if source.info.is_file else None)] if output else []
-        display = WindowDisplay(f"rtseg - {Path(args.source).name}") if config.output.show else None
+        title = Path(spec.target).name if spec.kind == "file" else spec.name
+        display = WindowDisplay(f"rtseg - {title}") if config.output.show else None
         if not sinks and (display is None or not display.available):
             log.warning("no output: nothing is written or shown (pass --output FILE)")
         pipeline = Pipeline(source, detector, config, sinks, display, progress=sys.stderr.isatty())
@@ -112,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     summary = pipeline.run()
     for line in summary.lines():
-        print(line)
+        print(mask_credentials(line))
     if output is not None and summary.frames_written:
         print(f"wrote {output}")
     if summary.error is not None:
@@ -132,16 +151,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     except RtsegError as exc:
         if debug:
-            traceback.print_exc()
-        print(f"rtseg: error: {exc}", file=sys.stderr)
+            print(mask_credentials(traceback.format_exc()), end="", file=sys.stderr)
+        print(mask_credentials(f"rtseg: error: {exc}"), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("rtseg: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if debug:
-            traceback.print_exc()
-        print(f"rtseg: error: unexpected {exc.__class__.__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+            print(mask_credentials(traceback.format_exc()), end="", file=sys.stderr)
+        print(mask_credentials(f"rtseg: error: unexpected {exc.__class__.__name__}: {exc} (run with --debug for details)"),
+              file=sys.stderr)
         return 1
 
 
