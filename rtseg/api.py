@@ -19,7 +19,7 @@ from typing import Any, Iterator, Sequence
 import cv2
 import numpy as np
 
-from rtseg.capture import ImageSource, VideoSource, open_source
+from rtseg.capture import ImageSource, VideoSource, image_paths, open_source, parse_source
 from rtseg.config import Config, RenderConfig, apply_overrides
 from rtseg.errors import OutputError
 from rtseg.export import CropsSink, FramesSink, JsonLinesSink, StatsCollector
@@ -129,14 +129,19 @@ def _check_image_directory(directory: Path, inputs: Sequence[Path], overwrite: b
 
 
 def _build(source: str, outputs: Outputs, config: Config, detector: Detector | None,
-           extra_sinks: Sequence[Sink] = (), progress: bool = False) -> tuple[Pipeline, StatsCollector]:
-    opened = open_source(source)
+           extra_sinks: Sequence[Sink] = (), progress: bool = False,
+           realtime: bool = False) -> tuple[Pipeline, StatsCollector]:
+    spec = parse_source(source)
+    if outputs.output is not None and spec.kind == "file" and image_paths(spec.target) is None:
+        check_output_path(outputs.output, spec.target, config.output.overwrite)  # before a slow stream opens
+    opened = open_source(source, config.live, realtime=realtime)
     try:
         stats = StatsCollector()
         sinks = _prepare_sinks(opened, source, outputs, config)
         try:
             detector = detector or MaskRCNNDetector(config.model)
-            display = WindowDisplay(f"rtseg - {Path(source).name}") if outputs.show else None
+            title = Path(spec.target).name if spec.kind == "file" else spec.name
+            display = WindowDisplay(f"rtseg - {title}") if outputs.show else None
             if not sinks and not extra_sinks and (display is None or not display.available):
                 log.warning("no output: nothing is written or shown (pass --output, --save-json, ...)")
         except BaseException:
@@ -151,14 +156,17 @@ def _build(source: str, outputs: Outputs, config: Config, detector: Detector | N
 
 
 def process(source: str, outputs: Outputs | None = None, *, config: Config | None = None,
-            detector: Detector | None = None, progress: bool = False) -> RunResult:
-    """Run the whole pipeline on ``source`` (video file or still images) into ``outputs``; blocks until done.
+            detector: Detector | None = None, realtime: bool = False, progress: bool = False) -> RunResult:
+    """Run the whole pipeline on ``source`` (file, camera, stream URL or still images) into ``outputs``.
+
+    Blocks until the source ends (or, for live sources, until ``stop`` or Ctrl-C).
+    ``realtime`` plays a file at its own pace, as a live source.
 
     Errors in the inputs raise before any work; a failure while running is in ``result.summary.error``.
     """
     outputs = outputs or Outputs()
     config = config or Config()
-    pipeline, stats = _build(source, outputs, config, detector, progress=progress)
+    pipeline, stats = _build(source, outputs, config, detector, progress=progress, realtime=realtime)
     summary = pipeline.run()
     if outputs.save_stats is not None:
         stats.save(outputs.save_stats)
@@ -205,7 +213,7 @@ def stream(source: str, outputs: Outputs | None = None, *, config: Config | None
                 continue
     finally:
         hand_over.abandoned.set()
-        pipeline.stop("stopped by caller")
+        pipeline.stop()
         runner.join()
     if outputs.save_stats is not None:
         stats.save(outputs.save_stats)

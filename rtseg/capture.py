@@ -4,25 +4,33 @@ Decoding happens in the capture thread (the pipeline iterates ``frames()``
 there). Files are read with PyAV so that every frame keeps its own presentation
 timestamp; a packet the decoder rejects is skipped and counted rather than
 ending the run, because one damaged second of surveillance footage should not
-cost the rest of the file.
+cost the rest of the file. Webcams and stream URLs are live sources
+(``rtseg.live``); ``open_source`` picks the reader from the source string.
 """
 
 from __future__ import annotations
 
 import glob
+import dataclasses
 import logging
+import os
+import re
+import threading
 import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, Protocol
+from urllib.parse import urlsplit
 
 import av
 import av.error
 import cv2
 import numpy as np
 
+from rtseg.config import LiveConfig
 from rtseg.errors import SourceError
+from rtseg.masking import mask_credentials
 from rtseg.structures import Frame
 
 log = logging.getLogger(__name__)
@@ -40,19 +48,26 @@ class SourceInfo:
     frame_count: int | None
     has_audio: bool
     is_file: bool
+    is_live: bool = False  # frames arrive at the source's pace: drop rather than wait (``Pipeline``)
 
 
 class VideoSource(Protocol):
     info: SourceInfo
     decode_errors: int
+    reconnects: int
 
     def frames(self) -> Iterator[Frame]: ...
+
+    def stop(self) -> None:
+        """Ask a ``frames()`` that may be waiting (pacing, reconnecting) to return soon; any thread."""
 
     def close(self) -> None: ...
 
 
 class FileSource:
     """A video file decoded with PyAV, frames in presentation order with source timestamps."""
+
+    reconnects = 0
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -107,8 +122,48 @@ class FileSource:
                 )
                 index += 1
 
+    def stop(self) -> None:
+        """Nothing to interrupt: decoding a file never waits for long between frames."""
+
     def close(self) -> None:
         self._container.close()
+
+
+class RealtimeFileSource:
+    """A file released at its own pace, as a live camera would send it (``--realtime``).
+
+    Frames keep the file's timestamps (so its audio can still be copied), but
+    they are handed on when their time comes and ``captured_at`` is that moment,
+    so the pipeline's live policy (drop rather than wait) and latency figures
+    can be shown and tested with any clip.
+    """
+
+    reconnects = 0
+
+    def __init__(self, path: str | Path) -> None:
+        self._file = FileSource(path)
+        self.info = dataclasses.replace(self._file.info, is_live=True)
+        self._stopping = threading.Event()
+
+    @property
+    def decode_errors(self) -> int:
+        return self._file.decode_errors
+
+    def frames(self) -> Iterator[Frame]:
+        origin: float | None = None  # monotonic time at which the file's timestamp 0 is due
+        for frame in self._file.frames():
+            if origin is None:
+                origin = time.monotonic() - frame.timestamp
+            if self._stopping.wait(max(0.0, origin + frame.timestamp - time.monotonic())):
+                return
+            frame.captured_at = time.monotonic()
+            yield frame
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def _frame_step(info: SourceInfo) -> int:
@@ -128,16 +183,18 @@ def _next_pts(pts: int | None, last_pts: int | None, step: int) -> int:
 
 
 def _check_readable_file(path: Path) -> None:
-    if not path.exists():
-        raise SourceError(f"source not found: {path}")
-    if path.is_dir():
-        raise SourceError(f"source is a directory, not a video file: {path}")
     try:
+        if not path.exists():
+            raise SourceError(f"source not found: {path}")
+        if path.is_dir():
+            raise SourceError(f"source is a directory, not a video file: {path}")
         with path.open("rb") as handle:
             if not handle.read(1):
                 raise SourceError(f"source is empty: {path}")
     except PermissionError:
         raise SourceError(f"source is not readable (permission denied): {path}") from None
+    except OSError as exc:  # a name too long, a device that cannot be read, ...
+        raise SourceError(f"cannot read source {path}: {exc.strerror or exc}") from None
 
 
 def _ffmpeg_reason(exc: av.error.FFmpegError) -> str:
@@ -153,6 +210,8 @@ class ImageSource:
     A damaged image in a folder is skipped and counted like an undecodable packet;
     every frame keeps its file name so the annotated copy can carry the same one.
     """
+
+    reconnects = 0
 
     def __init__(self, paths: list[Path], name: str) -> None:
         self.paths = paths
@@ -185,6 +244,9 @@ class ImageSource:
                         name=path.name)
             index += 1
 
+    def stop(self) -> None:
+        """Reading a still never waits; the pipeline's halt is enough."""
+
     def close(self) -> None:
         """Each image is read and released in ``frames``; nothing stays open."""
 
@@ -209,9 +271,94 @@ def image_paths(source: str) -> list[Path] | None:
     return None
 
 
-def open_source(source: str) -> VideoSource:
-    """Pick the reader for a source string: still images, or a video file (animated GIFs included)."""
-    paths = image_paths(source)
-    if paths is not None:
-        return ImageSource(paths, source)
-    return FileSource(source)
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")
+_NEEDS_HOST = ("rtsp", "rtsps", "rtmp", "http", "https")
+_MAX_CAMERA_INDEX = 999
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://")
+_SCHEME_WITHOUT_SLASHES = re.compile(r"(?:%s):(?!//)" % "|".join(STREAM_SCHEMES), re.IGNORECASE)
+_CAMERA_INDEX = re.compile(r"[0-9]+", re.ASCII)
+_CAMERA_DEVICE = re.compile(r"/dev/video[0-9]+", re.ASCII)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """What a source string names, decided without touching the file system or the network.
+
+    ``kind`` is 'file', 'camera' or 'stream'; ``target`` is what the reader opens
+    (path, URL, or camera device path); ``name`` is safe to show (credentials masked).
+    """
+
+    kind: str
+    target: str
+    name: str
+    camera_index: int | None = None
+    scheme: str = ""
+
+
+def parse_source(text: str) -> SourceSpec:
+    """Classify a ``--source`` string; anything unusable is a ``SourceError`` with one clear line.
+
+    A number (``0``) or ``/dev/videoN`` is a webcam, ``scheme://...`` a stream
+    URL (see ``STREAM_SCHEMES``), anything else a file path.
+    """
+    if not isinstance(text, str):
+        raise SourceError(f"source must be a string, got {type(text).__name__}")
+    stripped = text.strip()
+    name = mask_credentials(stripped)
+    if not stripped:
+        raise SourceError("empty source: give a video file, a camera index such as 0, or a stream URL")
+    if "\x00" in text:
+        raise SourceError(f"source contains a NUL character: {name!r}")
+    try:
+        os.fsencode(text)
+    except UnicodeError:
+        raise SourceError(f"source contains characters that cannot be encoded: {name!r}") from None
+    if _CAMERA_INDEX.fullmatch(stripped):
+        index = int(stripped)
+        if index > _MAX_CAMERA_INDEX:
+            raise SourceError(f"camera index {stripped} is out of range (0 to {_MAX_CAMERA_INDEX})")
+        return SourceSpec("camera", stripped, f"camera {index}", camera_index=index)
+    if _CAMERA_DEVICE.fullmatch(stripped):
+        return SourceSpec("camera", stripped, f"camera {stripped}")
+    scheme = _SCHEME.match(stripped)
+    if scheme is None:
+        if _SCHEME_WITHOUT_SLASHES.match(stripped):
+            raise SourceError(f"{name} is not a valid stream URL: expected scheme://host/path, e.g. rtsp://192.168.1.10/stream")
+        return SourceSpec("file", text, text)
+    return _parse_url(stripped, scheme.group(1).lower(), name)
+
+
+def _parse_url(url: str, scheme: str, name: str) -> SourceSpec:
+    if scheme not in STREAM_SCHEMES:
+        raise SourceError(f"unsupported source scheme {scheme}:// in {name} "
+                          f"(supported: {', '.join(s + '://' for s in STREAM_SCHEMES)}, a camera index, or a file path)")
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise SourceError(f"malformed stream URL {name}: {mask_credentials(str(exc))}") from None
+    if scheme in _NEEDS_HOST and not host:
+        raise SourceError(f"no host in stream URL {name}")
+    if scheme in ("udp", "tcp") and port is None:
+        raise SourceError(f"no port in stream URL {name} ({scheme}:// needs host:port)")
+    return SourceSpec("stream", url, name, scheme=scheme)
+
+
+def open_source(source: str, live: LiveConfig | None = None, realtime: bool = False) -> VideoSource:
+    """The reader for a source string: PyAV for video files and stream URLs, OpenCV for webcams and stills.
+
+    ``realtime`` plays a file at its own pace as if it were live; live sources
+    are paced by nature, so it changes nothing for them.
+    """
+    spec = parse_source(source)
+    if spec.kind == "file":
+        paths = image_paths(spec.target)
+        if paths is not None:
+            return ImageSource(paths, spec.target)
+        return RealtimeFileSource(spec.target) if realtime else FileSource(spec.target)
+    from rtseg.live import open_camera, open_stream  # rtseg.live builds on this module
+
+    settings = live or LiveConfig()
+    if spec.kind == "camera":
+        return open_camera(spec, settings)
+    return open_stream(spec, settings)

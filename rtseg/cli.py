@@ -2,9 +2,10 @@
 
 Every expected failure is one line on stderr and a documented exit code:
 0 success (also when the user closes the window), 1 a failure while running,
-2 a usage, configuration or input error found before any work, 130 Ctrl-C,
-143 SIGTERM (both finish the output file first).
-Tracebacks are shown only with --debug.
+2 a usage, configuration or input error found before any work (a stream that
+cannot be opened included), 130 Ctrl-C, 143 SIGTERM (both finish the output
+file first). Tracebacks are shown only with --debug. Passwords in stream URLs
+are masked in everything the CLI prints or logs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Iterator, Sequence
 
 from rtseg.config import Config, apply_overrides, load_config
 from rtseg.errors import RtsegError, TerminationRequest, UsageError
+from rtseg.masking import CredentialFilter, mask_credentials
 
 log = logging.getLogger("rtseg")
 
@@ -34,6 +36,9 @@ examples:
   rtseg --source clip.mp4 --config configs/default.yaml --device cuda --precision fp16
   rtseg --source photo.jpg --output annotated/ --save-json photo.jsonl --save-crops crops/
   rtseg --source 'frames/*.jpg' --output annotated/ --no-show
+  rtseg --source 0 --output webcam.mp4                     the first webcam, live, recorded at real speed
+  rtseg --source rtsp://user:pass@192.168.1.10/stream1 --output cam.mp4 --read-timeout 5
+  rtseg --source clip.mp4 --realtime                       play a file at its own pace, as a live camera
 
 exit codes: 0 done, 1 failed while running, 2 bad usage/config/input, 130 Ctrl-C, 143 SIGTERM
 """
@@ -49,14 +54,16 @@ class _ArgumentParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(
         prog="rtseg",
-        description="Real-time Mask R-CNN instance segmentation for videos and images.",
+        description="Real-time Mask R-CNN instance segmentation for video files, webcams, IP cameras and images.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--source", required=True,
-                        help="video file (animated GIF too), still image, directory of images, or quoted glob")
-    parser.add_argument("--output", help="annotated MP4 for videos (keeps every frame, its timestamps and the audio); "
-                                         "a directory for still images (same file names)")
+                        help="video file (animated GIF too), webcam (0, 1, ... or /dev/videoN), stream URL "
+                             "(rtsp://, rtsps://, rtmp://, http(s):// MJPEG or HLS, udp://, tcp://), still image, "
+                             "directory of images, or quoted glob")
+    parser.add_argument("--output", help="annotated MP4 for videos and streams (keeps every frame, its timestamps "
+                                         "and the audio); a directory for still images (same file names)")
     parser.add_argument("--save-json", metavar="PATH.jsonl", help="detections as JSON Lines, one frame per line, "
                                                                    "masks as COCO RLE")
     parser.add_argument("--save-frames", metavar="DIR", help="annotated frames as images (every Nth: --save-every)")
@@ -73,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, help="shorter image side fed to the model (default 800)")
     parser.add_argument("--batch-size", type=int, help="frames per model call for files")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
+    parser.add_argument("--realtime", action="store_true",
+                        help="play a file at its own pace as a live source would, dropping frames the model cannot keep up with")
+    parser.add_argument("--read-timeout", type=float, metavar="SECONDS",
+                        help="live sources: seconds without a frame before reconnecting (default 5)")
+    parser.add_argument("--reconnect-attempts", type=int, metavar="N",
+                        help="live sources: reconnect attempts per disconnect before failing (default 0 = unlimited)")
     parser.add_argument("--no-show", action="store_true", help="do not open a window")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
@@ -90,6 +103,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     overrides: dict[str, dict[str, Any]] = {
         "model": model,
         "pipeline": {"max_frames": args.max_frames},
+        "live": {"read_timeout": args.read_timeout, "reconnect_attempts": args.reconnect_attempts},
         "output": {"show": False if args.no_show else None, "overwrite": True if args.overwrite else None,
                    "frames_every": args.save_every},
     }
@@ -99,6 +113,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def _setup_logging(debug: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(CredentialFilter())
     handler.setFormatter(logging.Formatter("rtseg: %(levelname)s: %(message)s" if not debug
                                            else "%(asctime)s %(threadName)s %(name)s %(levelname)s: %(message)s"))
     root = logging.getLogger()
@@ -113,10 +128,10 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     outputs = Outputs(output=args.output, save_json=args.save_json, save_frames=args.save_frames,
                       save_crops=args.save_crops, save_stats=args.save_stats, show=config.output.show)
-    result = process(args.source, outputs, config=config, progress=sys.stderr.isatty())
+    result = process(args.source, outputs, config=config, realtime=args.realtime, progress=sys.stderr.isatty())
     summary = result.summary
     for line in [*summary.lines(), *result.stats.lines()]:
-        print(line)
+        print(mask_credentials(line))
     written = [p for p in (args.output, args.save_json, args.save_frames, args.save_crops, args.save_stats) if p]
     if written and summary.frames_written:
         print("wrote " + ", ".join(written))
@@ -162,8 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run(args)
     except RtsegError as exc:
         if debug:
-            traceback.print_exc()
-        print(f"rtseg: error: {exc}", file=sys.stderr)
+            print(mask_credentials(traceback.format_exc()), end="", file=sys.stderr)
+        print(mask_credentials(f"rtseg: error: {exc}"), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
         reason = "terminated" if isinstance(exc, TerminationRequest) else "interrupted"
@@ -171,8 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _EXIT_CODES[reason]
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if debug:
-            traceback.print_exc()
-        print(f"rtseg: error: unexpected {exc.__class__.__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+            print(mask_credentials(traceback.format_exc()), end="", file=sys.stderr)
+        print(mask_credentials(f"rtseg: error: unexpected {exc.__class__.__name__}: {exc} (run with --debug for details)"),
+              file=sys.stderr)
         return 1
 
 

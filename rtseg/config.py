@@ -46,11 +46,26 @@ class ModelConfig:
 
 @dataclass
 class PipelineConfig:
-    capture_queue_size: int = _setting(8, "decoded frames waiting for the model", min=1, max=1024)
+    capture_queue_size: int = _setting(8, "decoded frames waiting for the model (files; live sources use live.queue_size)", min=1, max=1024)
     render_queue_size: int = _setting(8, "inferred frames waiting for the renderer", min=1, max=1024)
     sink_queue_size: int = _setting(8, "rendered frames waiting for the sinks", min=1, max=1024)
     max_frames: int = _setting(0, "stop after this many frames (0 = no limit)", min=0)
     stage_timeout: float = _setting(120.0, "seconds a stage may spend on one frame before the run is stopped as hung", min=0.1)
+
+
+@dataclass
+class LiveConfig:
+    queue_size: int = _setting(1, "newest frames kept waiting for the model; older ones are dropped (and counted) so latency stays bounded", min=1, max=64)
+    open_timeout: float = _setting(10.0, "seconds to wait for a stream to open (connect and probe) before giving up on that attempt", min=0.1, max=600.0)
+    read_timeout: float = _setting(5.0, "seconds without a frame before a stream counts as disconnected", min=0.1, max=600.0)
+    reconnect_delay: float = _setting(0.5, "seconds before the first reconnect attempt; doubles after each failed attempt", min=0.0, max=600.0)
+    reconnect_max_delay: float = _setting(30.0, "cap on the wait between reconnect attempts", min=0.0, max=3600.0)
+    reconnect_attempts: int = _setting(0, "reconnect attempts per disconnect before the run fails (0 = unlimited)", min=0)
+    retry_at_start: bool = _setting(False, "keep retrying as after a disconnect when the source cannot be opened at start (default: fail at once)")
+    rtsp_transport: str = _setting("tcp", "RTSP transport: tcp (reliable, works through NAT) or udp (lower latency, may lose packets)", choices=("tcp", "udp"))
+    camera_width: int = _setting(0, "frame width to request from a webcam (0 = the camera's default)", min=0, max=16384)
+    camera_height: int = _setting(0, "frame height to request from a webcam (0 = the camera's default)", min=0, max=16384)
+    camera_fps: float = _setting(0.0, "frame rate to request from a webcam (0 = the camera's default)", min=0.0, max=1000.0)
 
 
 @dataclass
@@ -92,6 +107,7 @@ class TrackingConfig:
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
@@ -100,6 +116,7 @@ class Config:
 SECTION_HELP = {
     "model": "Mask R-CNN worker",
     "pipeline": "threads and bounded queues",
+    "live": "webcams and stream URLs: latency, timeouts, reconnecting",
     "render": "drawing masks, boxes and labels",
     "output": "MP4 encoder and live window",
     "tracking": "instance identities across frames (ByteTrack-style, rtseg/tracking.py)",

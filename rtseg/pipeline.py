@@ -7,6 +7,12 @@ stop event that every stage polls between frames, so the whole pipeline stops
 promptly and the first failure is reported with the stage it came from. The
 main thread only supervises: it drives the window (OpenCV GUI calls belong to
 one thread), watches for hung stages, and turns Ctrl-C into a clean stop.
+
+Files are lossless: capture waits for the model, every frame is processed.
+Live sources cannot wait (a camera does not pause), so capture never blocks:
+its queue keeps only the newest ``live.queue_size`` frames, older ones are
+dropped and counted, and the model always works on a recent frame. Latency
+from capture to output is measured per frame for both.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import sys
 import threading
 import time
 from collections import deque
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -50,11 +56,13 @@ class StageTimer:
     def __init__(self, window: int = 4096) -> None:
         self.total = 0.0
         self.count = 0
+        self.maximum = 0.0
         self.recent: deque[float] = deque(maxlen=window)
 
     def add(self, seconds: float) -> None:
         self.total += seconds
         self.count += 1
+        self.maximum = max(self.maximum, seconds)
         self.recent.append(seconds)
 
     @property
@@ -75,23 +83,32 @@ class RunSummary:
     frames_read: int = 0
     frames_inferred: int = 0
     frames_written: int = 0
+    frames_dropped: int = 0  # live sources: frames replaced by newer ones before the model got to them
     decode_errors: int = 0
+    reconnects: int = 0
+    live: bool = False
     wall_seconds: float = 0.0
     stage_timers: dict[str, StageTimer] = field(default_factory=dict)
+    latency: StageTimer = field(default_factory=StageTimer)  # captured -> written to the sinks and offered to the window
     error: StageError | None = None
-    stop_reason: str | None = None  # 'interrupted' (Ctrl-C), 'terminated' (SIGTERM), 'window closed', ... or None
+    stop_reason: str | None = None  # 'interrupted' (Ctrl-C), 'terminated' (SIGTERM), 'window closed', 'stopped', ... or None
 
     @property
     def fps(self) -> float:
         return self.frames_written / self.wall_seconds if self.wall_seconds else 0.0
 
     def lines(self) -> list[str]:
-        """Human-readable summary: counts, throughput, mean and p95 time per stage."""
+        """Human-readable summary: counts, throughput, latency, mean and p95 time per stage."""
         out = [
             f"frames: {self.frames_read} read, {self.frames_inferred} inferred, {self.frames_written} written"
+            + (f", {self.frames_dropped} dropped (the model is slower than the source)" if self.live else "")
             + (f", {self.decode_errors} undecodable packets skipped" if self.decode_errors else ""),
-            f"time: {self.wall_seconds:.1f} s, {self.fps:.2f} frames/s",
+            f"time: {self.wall_seconds:.1f} s, {self.fps:.2f} frames/s"
+            + (f", {self.reconnects} reconnect(s)" if self.live else ""),
         ]
+        if self.latency.count:
+            out.append(f"latency (captured -> written): p50 {self.latency.percentile(50) * 1000:.0f} ms, "
+                       f"p95 {self.latency.percentile(95) * 1000:.0f} ms, max {self.latency.maximum * 1000:.0f} ms")
         stages = ", ".join(f"{name} {t.mean * 1000:.1f} ms (p95 {t.percentile(95) * 1000:.1f})"
                            for name, t in self.stage_timers.items() if t.count)
         if stages:
@@ -154,17 +171,24 @@ class _Stage(threading.Thread):
     """A daemon thread running one stage body between its input and output queues.
 
     ``halt`` makes the stage's queue operations raise ``_Stopped`` at the next
-    poll, so a stage stops between frames without needing a sentinel.
+    poll, so a stage stops between frames without needing a sentinel;
+    ``on_halt`` also wakes a body that waits elsewhere (a live source reconnecting).
     """
 
     def __init__(self, name: str, state: _RunState, body: Callable[["_Stage"], None],
-                 output: queue.Queue | None) -> None:
+                 output: queue.Queue | None, on_halt: Callable[[], None] | None = None) -> None:
         super().__init__(name=f"rtseg-{name}", daemon=True)
         self.stage = name
         self.output = output
         self.halted = threading.Event()
         self._state = state
         self._body = body
+        self._on_halt = on_halt
+
+    def halt(self) -> None:
+        self.halted.set()
+        if self._on_halt is not None:
+            self._on_halt()
 
     def run(self) -> None:
         try:
@@ -185,6 +209,26 @@ class _Stage(threading.Thread):
                 continue
         raise _Stopped
 
+    def put_newest(self, item: Any) -> int:
+        """Put without waiting, dropping the oldest waiting items to make room; returns how many were dropped.
+
+        Only the capture stage puts into its queue, so after one drop the put succeeds
+        unless the consumer raced us for the free slot, which just means one more round.
+        """
+        assert self.output is not None
+        dropped = 0
+        while True:
+            try:
+                self.output.put_nowait(item)
+                return dropped
+            except queue.Full:
+                pass
+            try:
+                self.output.get_nowait()
+                dropped += 1
+            except queue.Empty:
+                pass
+
     def get(self, source: queue.Queue) -> Any:
         while not self.halted.is_set():
             try:
@@ -199,8 +243,8 @@ class Pipeline:
 
     When a stage fails or hangs, the stages before it are halted and the ones
     after it drain what they already hold and end, so every frame processed
-    before a fault still reaches the output file. Ctrl-C and closing the window
-    halt capture and inference the same way.
+    before a fault still reaches the output file. Ctrl-C, closing the window and
+    ``stop()`` halt capture and inference the same way.
     """
 
     def __init__(self, source: VideoSource, detector: Detector, config: Config, sinks: Sequence[Sink],
@@ -212,16 +256,19 @@ class Pipeline:
         self.display = display
         self.progress = progress
         self.renderer = Renderer(config.render)
-        self.summary = RunSummary()
+        self.live = source.info.is_live
+        self.summary = RunSummary(live=self.live)
         self._state = _RunState()
+        self._written_at: deque[float] = deque(maxlen=64)  # recent write times, for the window's FPS
         sizes = config.pipeline
-        self._captured: queue.Queue = queue.Queue(maxsize=sizes.capture_queue_size)
+        capture_size = config.live.queue_size if self.live else sizes.capture_queue_size
+        self._captured: queue.Queue = queue.Queue(maxsize=capture_size)
         self._inferred: queue.Queue = queue.Queue(maxsize=sizes.render_queue_size)
         self._rendered: queue.Queue = queue.Queue(maxsize=sizes.sink_queue_size)
         self._shown: queue.Queue = queue.Queue(maxsize=1)
 
-    def stop(self, reason: str) -> None:
-        """Ask a running pipeline to finish the frames already inferred and end (thread-safe)."""
+    def stop(self, reason: str = "stopped") -> None:
+        """End a run from any thread, as Ctrl-C does: frames the model has already handed on are still written."""
         self._state.request_stop(reason)
 
     # -- stages ---------------------------------------------------------------------------------
@@ -233,19 +280,26 @@ class Pipeline:
             while not stage.halted.is_set():
                 if limit and self.summary.frames_read >= limit:
                     break
-                with state.busy("capture", "decode"):
+                # A live source waits for its frames and handles its own hangs (read timeout,
+                # reconnecting), so only file decoding is timed and watched by the watchdog.
+                with nullcontext() if self.live else state.busy("capture", "decode"):
                     frame = next(frames, None)
                 if frame is None:
                     break
                 self.summary.frames_read += 1
-                stage.put(frame)
+                if self.live:
+                    self.summary.frames_dropped += stage.put_newest(frame)
+                else:
+                    stage.put(frame)
         finally:
             self.summary.decode_errors = self.source.decode_errors
+            self.summary.reconnects = self.source.reconnects
             self.source.close()
         stage.put(END)
 
     def _infer(self, stage: _Stage) -> None:
-        state, batch_size = self._state, self.config.model.batch_size
+        state = self._state
+        batch_size = 1 if self.live else self.config.model.batch_size  # batching would hold fresh frames back
         while True:
             first = stage.get(self._captured)
             if first is END:
@@ -289,6 +343,10 @@ class Pipeline:
                 with state.busy("sinks", "encode"):
                     for sink in self.sinks:
                         sink.write(frame)
+                now = time.monotonic()
+                frame.timings["latency"] = now - frame.captured_at
+                self.summary.latency.add(frame.timings["latency"])
+                self._written_at.append(now)
                 self.summary.frames_written += 1
                 bar.update(1)
                 if self.display is not None:
@@ -315,13 +373,23 @@ class Pipeline:
             pass
         self._shown.put_nowait(frame)
 
+    def status_text(self) -> str:
+        """The window's status line: output rate over the last frames, latency, drops, reconnects."""
+        times, summary = list(self._written_at), self.summary
+        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+        latency = summary.latency.recent[-1] * 1000 if summary.latency.recent else 0.0
+        text = f"{fps:.1f} fps | latency {latency:.0f} ms (p95 {summary.latency.percentile(95) * 1000:.0f})"
+        if self.live:
+            text += f" | dropped {summary.frames_dropped} | reconnects {self.source.reconnects}"
+        return text
+
     # -- supervision ----------------------------------------------------------------------------
 
     def run(self) -> RunSummary:
         state = self._state
         started = time.monotonic()
         stages = [
-            _Stage("capture", state, self._capture, self._captured),
+            _Stage("capture", state, self._capture, self._captured, on_halt=self.source.stop),
             _Stage("inference", state, self._infer, self._inferred),
             _Stage("render", state, self._render, self._rendered),
             _Stage("sinks", state, self._write, None),
@@ -332,7 +400,7 @@ class Pipeline:
             self._supervise(stages)
         finally:
             for stage in stages:
-                stage.halted.set()
+                stage.halt()
             self._finish(stages)
             if self.display is not None:
                 self.display.close()
@@ -354,8 +422,11 @@ class Pipeline:
                     frame = self._shown.get(timeout=_POLL)
                 except queue.Empty:
                     frame = None
-                if frame is not None and self.display is not None and not self.display.show(frame.rendered):
-                    state.request_stop("window closed")
+                if self.display is not None:
+                    # Between frames (a live source reconnecting) the window must still answer q and closing.
+                    still_open = self.display.poll() if frame is None else self.display.show(frame.rendered, self.status_text())
+                    if not still_open:
+                        state.request_stop("window closed")
                 hung = state.hung_stage(timeout)
                 if hung is not None and state.error is None:
                     stage, seconds = hung
@@ -370,7 +441,7 @@ class Pipeline:
                 if last >= len(stages) - 1:
                     return
                 for stage in stages[: last + 1]:
-                    stage.halted.set()
+                    stage.halt()
                 pending_end = stages[last].output
             if pending_end is not None:
                 try:

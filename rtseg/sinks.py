@@ -2,7 +2,11 @@
 
 The MP4 sink reproduces the source timeline exactly: each frame is encoded with
 the source's own timestamp and time base, so variable frame rate survives, and
-the source's audio packets are copied alongside without re-encoding.
+the source's audio packets are copied alongside without re-encoding. Live
+sources stamp frames with the capture clock, so their recordings play at real
+speed; a live source that comes back with another frame size after a reconnect
+is scaled into the recording's size (keeping its aspect ratio, black bars),
+because an MP4 video track has one size.
 """
 
 from __future__ import annotations
@@ -106,6 +110,7 @@ class Mp4Sink:
         self._stream: av.VideoStream | None = None
         self._audio: _AudioCopier | None = None
         self._end_seconds = 0.0
+        self._size_warned: tuple[int, int] | None = None
 
     def _open(self, frame: Frame) -> None:
         if frame.width % 2 or frame.height % 2:
@@ -141,7 +146,7 @@ class Mp4Sink:
         if self._container is None:
             self._open(frame)
         assert self._stream is not None and self._container is not None
-        image = frame.rendered if frame.rendered is not None else frame.image
+        image = self._fit(frame.rendered if frame.rendered is not None else frame.image)
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         video_frame.pts = frame.pts
         video_frame.time_base = frame.time_base
@@ -151,6 +156,23 @@ class Mp4Sink:
         self._end_seconds = frame.timestamp
         if self._audio is not None:
             self._audio.copy_until(frame.timestamp)
+
+    def _fit(self, image: np.ndarray) -> np.ndarray:
+        """The image at the recording's size: a live source may change size after a reconnect."""
+        assert self._stream is not None
+        width, height = self._stream.width, self._stream.height
+        h, w = image.shape[:2]
+        if (w, h) == (width, height):
+            return image
+        if self._size_warned != (w, h):
+            self._size_warned = (w, h)
+            log.warning("frame size changed to %dx%d; scaling it into the recording's %dx%d", w, h, width, height)
+        scale = min(width / w, height / h)
+        new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+        canvas = np.zeros((height, width, 3), np.uint8)
+        top, left = (height - new_h) // 2, (width - new_w) // 2
+        canvas[top: top + new_h, left: left + new_w] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        return canvas
 
     def close(self) -> None:
         """Flush the encoder and finalise the file; safe to call after a failure or twice."""
@@ -185,6 +207,15 @@ def _io_reason(exc: BaseException) -> str:
     if code == errno.EFBIG:
         return "file size limit reached"
     return getattr(exc, "strerror", None) or str(exc)
+def draw_status(image: np.ndarray, text: str) -> np.ndarray:
+    """A copy of ``image`` with ``text`` on a dark band at the top (the recording stays clean)."""
+    out = image.copy()
+    scale = max(0.4, min(1.0, out.shape[1] / 1280))
+    (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    band = text_h + baseline + 8
+    out[:band, : text_w + 12] //= 3
+    cv2.putText(out, text, (6, band - baseline - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
 
 
 class WindowDisplay:
@@ -197,6 +228,7 @@ class WindowDisplay:
     def __init__(self, title: str) -> None:
         self.title = title
         self.available = self._open()
+        self._shown = False
 
     def _open(self) -> bool:
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
@@ -209,11 +241,20 @@ class WindowDisplay:
             return False
         return True
 
-    def show(self, image: np.ndarray) -> bool:
-        """Show an RGB image; False once the user pressed q or Esc or closed the window."""
+    def show(self, image: np.ndarray, status: str = "") -> bool:
+        """Show an RGB image with an optional status line; False once the user pressed q or Esc or closed the window."""
         if not self.available:
             return True
+        if status:
+            image = draw_status(image, status)
         cv2.imshow(self.title, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        self._shown = True
+        return self.poll()
+
+    def poll(self) -> bool:
+        """Handle window events without a new image; False once the user asked to stop."""
+        if not self.available or not self._shown:  # before the first image, there is no window to close yet
+            return True
         key = cv2.waitKey(1) & 0xFF
         if key in (ord("q"), 27):
             return False
