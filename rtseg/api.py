@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from rtseg.capture import ImageSource, VideoSource, image_paths, open_source, parse_source
-from rtseg.config import Config, RenderConfig, apply_overrides
+from rtseg.config import Config, ModelConfig, RenderConfig, apply_overrides
 from rtseg.errors import OutputError
 from rtseg.export import CropsSink, FramesSink, JsonLinesSink, StatsCollector
 from rtseg.inference import Detector, MaskRCNNDetector
@@ -28,6 +28,7 @@ from rtseg.pipeline import Pipeline, RunSummary
 from rtseg.rendering import Renderer
 from rtseg.sinks import Mp4Sink, Sink, WindowDisplay, check_output_path
 from rtseg.structures import Detections, Frame
+from rtseg.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,13 @@ def _check_image_directory(directory: Path, inputs: Sequence[Path], overwrite: b
         raise OutputError(f"{directory / clashes[0]} exists; pass --overwrite to replace it")
 
 
+def _detector_settings(config: Config) -> ModelConfig:
+    """The model keeps detections down to ``tracking.low_score`` when tracking is on (see ``Pipeline._track``)."""
+    if not config.tracking.enabled or config.tracking.low_score >= config.model.score_threshold:
+        return config.model
+    return dataclasses.replace(config.model, score_threshold=config.tracking.low_score)
+
+
 def _build(source: str, outputs: Outputs, config: Config, detector: Detector | None,
            extra_sinks: Sequence[Sink] = (), progress: bool = False,
            realtime: bool = False) -> tuple[Pipeline, StatsCollector]:
@@ -139,7 +147,7 @@ def _build(source: str, outputs: Outputs, config: Config, detector: Detector | N
         stats = StatsCollector()
         sinks = _prepare_sinks(opened, source, outputs, config)
         try:
-            detector = detector or MaskRCNNDetector(config.model)
+            detector = detector or MaskRCNNDetector(_detector_settings(config))
             title = Path(spec.target).name if spec.kind == "file" else spec.name
             display = WindowDisplay(f"rtseg - {title}") if outputs.show else None
             if not sinks and not extra_sinks and (display is None or not display.available):
@@ -148,7 +156,10 @@ def _build(source: str, outputs: Outputs, config: Config, detector: Detector | N
             for sink in sinks:
                 sink.close()
             raise
-        pipeline = Pipeline(opened, detector, config, [*sinks, stats, *extra_sinks], display, progress=progress)
+        # Still images are unrelated to each other: each is segmented on its own, untracked.
+        tracker = Tracker(config.tracking) if config.tracking.enabled and not isinstance(opened, ImageSource) else None
+        pipeline = Pipeline(opened, detector, config, [*sinks, stats, *extra_sinks], display, progress=progress,
+                            tracker=tracker)
     except BaseException:
         opened.close()
         raise

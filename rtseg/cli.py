@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="live sources: seconds without a frame before reconnecting (default 5)")
     parser.add_argument("--reconnect-attempts", type=int, metavar="N",
                         help="live sources: reconnect attempts per disconnect before failing (default 0 = unlimited)")
+    parser.add_argument("--no-track", action="store_true", help="no tracking: no ids, colours by detection order")
+    parser.add_argument("--color-by", choices=("track", "class", "index"), help="what a colour follows (default track)")
     parser.add_argument("--no-show", action="store_true", help="do not open a window")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
@@ -104,6 +106,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "model": model,
         "pipeline": {"max_frames": args.max_frames},
         "live": {"read_timeout": args.read_timeout, "reconnect_attempts": args.reconnect_attempts},
+        "tracking": {"enabled": False if args.no_track else None},
+        "render": {"color_by": args.color_by},
         "output": {"show": False if args.no_show else None, "overwrite": True if args.overwrite else None,
                    "frames_every": args.save_every},
     }

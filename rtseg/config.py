@@ -74,6 +74,8 @@ class RenderConfig:
     contours: bool = _setting(True, "draw mask outlines")
     boxes: bool = _setting(True, "draw bounding boxes")
     labels: bool = _setting(True, "draw 'class score' labels")
+    color_by: str = _setting("track", "what a colour follows: track (an object keeps its colour across frames), class, or index (detection order in each frame)",
+                             choices=("track", "class", "index"))
     line_width: int = _setting(2, "thickness in pixels of boxes and contours", min=1, max=32)
 
 

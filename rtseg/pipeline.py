@@ -35,7 +35,8 @@ from rtseg.errors import StageError, TerminationRequest
 from rtseg.inference import Detector
 from rtseg.rendering import Renderer
 from rtseg.sinks import Sink, WindowDisplay
-from rtseg.structures import Frame
+from rtseg.structures import Detections, Frame
+from rtseg.tracking import Tracker, track_detections
 
 log = logging.getLogger(__name__)
 
@@ -248,14 +249,16 @@ class Pipeline:
     """
 
     def __init__(self, source: VideoSource, detector: Detector, config: Config, sinks: Sequence[Sink],
-                 display: WindowDisplay | None = None, progress: bool = False) -> None:
+                 display: WindowDisplay | None = None, progress: bool = False,
+                 tracker: Tracker | None = None) -> None:
         self.source = source
         self.detector = detector
         self.config = config
         self.sinks = list(sinks)
         self.display = display
         self.progress = progress
-        self.renderer = Renderer(config.render)
+        self.tracker = tracker
+        self.renderer = Renderer(config.render, tracked=tracker is not None)
         self.live = source.info.is_live
         self.summary = RunSummary(live=self.live)
         self._state = _RunState()
@@ -317,12 +320,27 @@ class Pipeline:
             with state.busy("inference"):
                 results = self.detector.detect([f.image for f in batch])
             for frame, detections in zip(batch, results):
+                if self.tracker is not None:
+                    with state.busy("inference", "tracking"):
+                        detections = self._track(detections)
                 frame.detections = detections
                 self.summary.frames_inferred += 1
                 stage.put(frame)
             if ended:
                 break
         stage.put(END)
+
+    def _track(self, detections: Detections) -> Detections:
+        """Give detections their track ids, in frame order, then drop the low-score ones no track claimed.
+
+        With tracking on, the detector keeps detections down to ``tracking.low_score``
+        so that a partly hidden object (scoring low) can keep its track; those that
+        continue no track are dropped here, leaving what ``model.score_threshold`` keeps.
+        """
+        assert self.tracker is not None
+        track_detections(self.tracker, detections)
+        keep = (detections.scores >= self.config.model.score_threshold) | (detections.track_ids >= 0)
+        return detections if keep.all() else detections.select(keep)
 
     def _render(self, stage: _Stage) -> None:
         state = self._state

@@ -14,10 +14,18 @@ from rtseg.config import RenderConfig
 from rtseg.structures import Detections
 
 
-def instance_color(detections: Detections, i: int) -> tuple[int, int, int]:
-    """The RGB colour of instance ``i``: its track's colour once tracked, else its detection index's."""
-    track_id = int(detections.track_ids[i]) if detections.track_ids is not None else -1
-    return color_for_id(track_id if track_id >= 0 else i)
+def instance_color(detections: Detections, i: int, color_by: str = "track") -> tuple[int, int, int]:
+    """The RGB colour of instance ``i``, the one place that decides what a colour means.
+
+    'track': its track's colour (grey while not yet confirmed as a track), so an
+    object keeps one colour from frame to frame; 'class': its class's; 'index':
+    its position in this frame's detections (changes between frames).
+    """
+    if color_by == "class":
+        return color_for_id(int(detections.class_ids[i]))
+    if color_by == "index":
+        return color_for_id(i)
+    return color_for_id(int(detections.track_ids[i]))
 
 
 def instance_label(detections: Detections, i: int) -> str:
@@ -30,14 +38,16 @@ def instance_label(detections: Detections, i: int) -> str:
 class Renderer:
     """Draws ``Detections`` onto RGB images according to ``RenderConfig``."""
 
-    def __init__(self, config: RenderConfig) -> None:
+    def __init__(self, config: RenderConfig, tracked: bool = True) -> None:
         self.config = config
+        # Without a tracker there are no track colours: fall back to one colour per detection.
+        self.color_by = config.color_by if tracked or config.color_by != "track" else "index"
 
     def draw(self, image: np.ndarray, detections: Detections) -> np.ndarray:
         out = image.copy()
         if not len(detections):
             return out
-        colors = [instance_color(detections, i) for i in range(len(detections))]
+        colors = [instance_color(detections, i, self.color_by) for i in range(len(detections))]
         self._blend_masks(out, detections.masks, colors)
         width = self.config.line_width
         for i, color in enumerate(colors):

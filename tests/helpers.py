@@ -113,3 +113,49 @@ class SquareDetector:
                 scores=np.array([0.9], np.float32), class_ids=np.array([1]), masks=mask[None],
                 class_names=self.class_names))
         return results
+
+
+SHAPE_LEVELS = (255, 160)  # grey levels of the two squares of ``make_two_squares_clip``
+
+
+def make_two_squares_clip(path: Path, frames: int = 20, width: int = 128, height: int = 96) -> Path:
+    """A lossless-ish clip of two squares moving in opposite directions on grey, for tracking end to end."""
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.options = {"crf": "0", "preset": "ultrafast"}
+        for i in range(frames):
+            image = np.full((height, width, 3), 60, np.uint8)
+            image[16:40, 8 + 4 * i: 32 + 4 * i] = SHAPE_LEVELS[0]
+            image[56:80, width - 32 - 4 * i: width - 8 - 4 * i] = SHAPE_LEVELS[1]
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 10)
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+    return path
+
+
+class TwoSquaresDetector:
+    """Stub detector for ``make_two_squares_clip``: one 'square' per grey level, in a shuffled order."""
+
+    class_names = SHAPE_CLASSES
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(0)
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        results = []
+        for image in images:
+            grey = image.mean(axis=2)
+            masks = [np.abs(grey - level) < 30 for level in SHAPE_LEVELS]
+            order = self.rng.permutation(len(masks))  # detection order must not decide colours
+            boxes = []
+            for i in order:
+                ys, xs = np.nonzero(masks[i])
+                boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+            results.append(Detections(boxes=np.array(boxes, np.float32), scores=np.full(2, 0.9, np.float32),
+                                      class_ids=np.ones(2, np.int64), masks=np.stack([masks[i] for i in order]),
+                                      class_names=self.class_names))
+        return results

@@ -12,6 +12,7 @@ import pytest
 
 from helpers import SquareDetector, make_clip
 from rtseg.api import Outputs, process
+from rtseg.colors import color_for_id
 from rtseg.config import Config
 from rtseg.export import decode_mask, encode_mask
 from rtseg.structures import Detections
@@ -62,11 +63,13 @@ def test_json_lines_match_the_rendered_masks(tmp_path):
         x1, y1, x2, y2 = instance["box"]
         ys, xs = np.nonzero(mask)
         assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x1, y1, x2, y2)
-        # The annotated frame differs from the source exactly where the mask is (JPEG aside: compare coarsely).
+        # A track is confirmed on its third frame (min_hits 3); from then on the mask wears the track's colour.
+        assert instance["track_id"] == (1 if record["frame"] >= 2 else None)
+        color = color_for_id(instance["track_id"] if instance["track_id"] is not None else -1)
         annotated = cv2.imread(str(frames_dir / f"frame_{record['frame']:06d}.jpg"))
         assert annotated is not None and annotated.shape == (64, 96, 3)
-        inside = annotated[mask].astype(int).mean(axis=0)
-        assert np.abs(inside - [255, 255, 255]).max() > 40  # blended with a colour, no longer white
+        inside = annotated[..., ::-1][mask].astype(int).mean(axis=0)  # BGR file, RGB colours
+        np.testing.assert_allclose(inside, 0.5 * 255 + 0.5 * np.array(color), atol=12)  # JPEG tolerance
 
 
 def test_images_folder_end_to_end_with_crops_and_stats(tmp_path):

@@ -156,3 +156,38 @@ def test_ctrl_c_stops_cleanly_and_keeps_a_playable_file(clip_factory, tmp_path):
     frames, times, _ = read_video(out)
     assert len(frames) == summary.frames_written
     assert times == sorted(times)
+
+
+def test_each_object_keeps_its_one_colour_in_the_output_pixels(tmp_path):
+    from helpers import SHAPE_LEVELS, TwoSquaresDetector, make_two_squares_clip
+    from rtseg.colors import color_for_id
+    from rtseg.config import TrackingConfig
+    from rtseg.tracking import Tracker
+
+    clip = make_two_squares_clip(tmp_path / "two.mp4", frames=20)
+    out = tmp_path / "out.mp4"
+    config = _config()
+    config.render = dataclasses.replace(config.render, contours=False, boxes=False, labels=False, alpha=1.0)
+    source = FileSource(clip)
+    summary = Pipeline(source, TwoSquaresDetector(), config, [Mp4Sink(out, config.output, frame_rate=source.info.frame_rate)],
+                       tracker=Tracker(TrackingConfig(min_hits=3))).run()
+    assert summary.error is None
+    frames, _, _ = read_video(out)
+    originals, _, _ = read_video(clip)
+    assert len(frames) == 20
+    seen: dict[int, tuple[int, int, int]] = {}
+    for index, (frame, original) in enumerate(zip(frames, originals)):
+        grey = original.mean(axis=2)
+        for level in SHAPE_LEVELS:
+            inside = np.abs(grey - level) < 30
+            core = inside & np.roll(inside, 3, 0) & np.roll(inside, -3, 0) & np.roll(inside, 3, 1) & np.roll(inside, -3, 1)
+            colour = frame[core].mean(axis=0)
+            if index < 2:  # not yet confirmed (min_hits 3): the neutral grey
+                np.testing.assert_allclose(colour, color_for_id(-1), atol=8)
+                continue
+            seen.setdefault(level, tuple(colour))
+            np.testing.assert_allclose(colour, seen[level], atol=8)  # the same colour in every frame
+    first, second = (np.array(seen[level]) for level in SHAPE_LEVELS)
+    assert np.abs(first - second).max() > 40  # two objects, two colours
+    expected = sorted([color_for_id(1), color_for_id(2)])
+    np.testing.assert_allclose(sorted([tuple(first), tuple(second)]), expected, atol=8)
