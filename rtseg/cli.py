@@ -94,8 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_conflicts(args: argparse.Namespace) -> None:
+    """Flags that contradict each other are a usage error, not a silent choice."""
+    if args.save_every is not None and args.save_frames is None:
+        raise UsageError("--save-every needs --save-frames DIR")
+    if args.no_track and args.color_by == "track":
+        raise UsageError("--color-by track needs tracking; drop --no-track or colour by class or index")
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """Defaults < --config file < flags, validated together."""
+    _check_conflicts(args)
     config = load_config(args.config)
     model: dict[str, Any] = {
         "device": args.device, "precision": args.precision, "name": args.model, "weights": args.weights,

@@ -154,6 +154,11 @@ def _check_value(path: str, f: dataclasses.Field, value: Any) -> str | None:
     return None
 
 
+def _shown(key: Any) -> str:
+    """A key as it can be shown on one line: plain names as they are, anything else quoted."""
+    return key if isinstance(key, str) and key.isidentifier() else repr(key)
+
+
 def apply_overrides(config: Config, overrides: dict[str, Any], origin: str) -> Config:
     """Return a copy of ``config`` with a nested ``{section: {key: value}}`` mapping applied.
 
@@ -167,7 +172,7 @@ def apply_overrides(config: Config, overrides: dict[str, Any], origin: str) -> C
     for section_name, values in overrides.items():
         section = getattr(config, str(section_name), None) if str(section_name) in SECTION_HELP else None
         if section is None:
-            problems.append(f"{section_name}: unknown section (known: {', '.join(SECTION_HELP)})")
+            problems.append(f"{_shown(section_name)}: unknown section (known: {', '.join(SECTION_HELP)})")
             continue
         if values is None:
             continue
@@ -177,7 +182,7 @@ def apply_overrides(config: Config, overrides: dict[str, Any], origin: str) -> C
         known = {f.name: f for f in fields(section)}
         changes: dict[str, Any] = {}
         for key, value in values.items():
-            path = f"{section_name}.{key}"
+            path = f"{section_name}.{_shown(key)}"
             if key not in known:
                 problems.append(f"{path}: unknown key (known: {', '.join(known)})")
                 continue

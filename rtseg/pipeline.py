@@ -355,7 +355,8 @@ class Pipeline:
         total = self.source.info.frame_count
         if total and self.config.pipeline.max_frames:
             total = min(total, self.config.pipeline.max_frames)
-        bar = tqdm(total=total, unit="frame", disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
+        # Only built when shown: even a disabled tqdm starts its monitor thread, which would outlive the run.
+        bar = tqdm(total=total, unit="frame", file=sys.stderr, dynamic_ncols=True) if self.progress else None
         try:
             while (frame := stage.get(self._rendered)) is not END:
                 with state.busy("sinks", "encode"):
@@ -366,11 +367,13 @@ class Pipeline:
                 self.summary.latency.add(frame.timings["latency"])
                 self._written_at.append(now)
                 self.summary.frames_written += 1
-                bar.update(1)
+                if bar is not None:
+                    bar.update(1)
                 if self.display is not None:
                     self._offer_to_display(frame)
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
             self._close_sinks()
 
     def _close_sinks(self) -> None:

@@ -69,6 +69,10 @@ def test_console_script_and_module_are_the_same_program():
     (["--source", "{clip}", "--classes", "persn"], "unknown class name 'persn' (did you mean person?)"),
     (["--source", "{clip}", "--config", "{tmp}/bad.yaml"], "model.colour: unknown key"),
     (["--source", "{clip}", "--bogus"], "unrecognized arguments: --bogus"),
+    (["--source", "{clip}", "--save-every", "5"], "--save-every needs --save-frames DIR"),
+    (["--source", "{clip}", "--no-track", "--color-by", "track"], "--color-by track needs tracking"),
+    (["--source", "ftp://host/clip.mp4"], "unsupported source scheme ftp://"),
+    (["--source", "{tmp}"], "source is a directory with no images"),
 ])
 def test_errors_before_start_are_one_line_and_exit_2(args, message, clip, tmp_path, capsys):
     (tmp_path / "exists.mp4").write_bytes(b"x")

@@ -82,3 +82,41 @@ def test_overrides_do_not_mutate_the_original():
     base = Config()
     changed = apply_overrides(base, {"model": {"size": 320}}, "test")
     assert changed.model.size == 320 and base.model.size == 800
+
+
+# -- fuzzing: no input makes the loader raise anything but its own clear error -------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=12))
+_values = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                         st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                       max_leaves=12)
+_known = st.sampled_from(["model", "pipeline", "render", "output", "tracking", "live"])
+_keys = st.sampled_from(["size", "score_threshold", "classes", "alpha", "crf", "preset", "enabled", "max_age",
+                         "queue_size", "read_timeout", "name", "weights"])
+_documents = st.one_of(_values, st.dictionaries(_known, st.one_of(_values, st.dictionaries(_keys, _values, max_size=4)),
+                                                max_size=4))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_documents)
+def test_fuzz_overrides_only_raise_config_errors(document):
+    try:
+        config = apply_overrides(Config(), document, "fuzz")
+    except ConfigError as exc:
+        assert str(exc).startswith("fuzz") and "\n" not in str(exc)
+    else:
+        assert isinstance(config, Config)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_fuzz_yaml_text_only_raises_config_errors(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("fuzz") / "c.yaml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass") if "\ud800" not in text else path.write_bytes(b"\xff")
+    try:
+        load_config(path)
+    except ConfigError:
+        pass
