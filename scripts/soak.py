@@ -107,6 +107,7 @@ class SoakReport:
     rss_last_mb: float
     threads_before: int
     threads_after: int
+    threads_left: list[str] = field(default_factory=list)  # threads the run started that are still alive
     queue_max: dict[str, int] = field(default_factory=dict)
     queue_bounds: dict[str, int] = field(default_factory=dict)
     error: str | None = None
@@ -126,7 +127,7 @@ def run_soak(frames: int, slow_sink: float = 0.0, directory: Path | None = None)
                  JsonLinesSink(out_dir / "soak.jsonl")]
         if slow_sink:
             sinks.append(SlowSink(slow_sink))
-        threads_before = threading.active_count()
+        threads_before = set(threading.enumerate())
         pipeline = Pipeline(source, BrightSquareDetector(), config, sinks, tracker=Tracker(TrackingConfig()))
         queues = {"capture": pipeline._captured, "render": pipeline._inferred, "sinks": pipeline._rendered}
         queue_max = {name: 0 for name in queues}
@@ -156,7 +157,8 @@ def run_soak(frames: int, slow_sink: float = 0.0, directory: Path | None = None)
             frames=frames, frames_written=summary.frames_written, seconds=seconds,
             rss_first_mb=float(np.median(rss_first)) if rss_first else float("nan"),
             rss_last_mb=float(np.median(rss_last)) if rss_last else float("nan"),
-            threads_before=threads_before, threads_after=threading.active_count(),
+            threads_before=len(threads_before), threads_after=threading.active_count(),
+            threads_left=[t.name for t in threading.enumerate() if t not in threads_before],
             queue_max=queue_max, queue_bounds={name: q.maxsize for name, q in queues.items()},
             error=str(summary.error) if summary.error else None,
         )
@@ -174,11 +176,12 @@ def main() -> int:
           f"({report.frames_written / report.seconds:.0f} frames/s)")
     print(f"RSS first 1000 frames {report.rss_first_mb:.1f} MB, last 1000 {report.rss_last_mb:.1f} MB, "
           f"growth {report.rss_growth_mb:+.1f} MB")
-    print(f"threads before {report.threads_before}, after {report.threads_after}")
+    print(f"threads before {report.threads_before}, after {report.threads_after}, "
+          f"left behind by the run: {report.threads_left or 'none'}")
     print("queue max/bound: " + ", ".join(f"{n} {report.queue_max[n]}/{report.queue_bounds[n]}" for n in report.queue_max))
     if args.json:
         args.json.write_text(json.dumps({**asdict(report), "rss_growth_mb": report.rss_growth_mb}, indent=2) + "\n")
-    ok = (report.error is None and report.rss_growth_mb < 50 and report.threads_after == report.threads_before
+    ok = (report.error is None and report.rss_growth_mb < 50 and not report.threads_left
           and all(report.queue_max[n] <= report.queue_bounds[n] for n in report.queue_max))
     print("OK" if ok else f"FAILED {report.error or ''}")
     return 0 if ok else 1
