@@ -51,10 +51,12 @@ class StageTimer:
         self.count = 0
         self.recent: deque[float] = deque(maxlen=window)
 
-    def add(self, seconds: float) -> None:
+    def add(self, seconds: float, frames: int = 1) -> None:
+        """Record ``seconds`` spent on ``frames`` frames at once (a batch) as that many equal shares."""
+        share = seconds / frames
         self.total += seconds
-        self.count += 1
-        self.recent.append(seconds)
+        self.count += frames
+        self.recent.extend([share] * frames)
 
     @property
     def mean(self) -> float:
@@ -85,13 +87,14 @@ class RunSummary:
         return self.frames_written / self.wall_seconds if self.wall_seconds else 0.0
 
     def lines(self) -> list[str]:
-        """Human-readable summary: counts, throughput, mean and p95 time per stage."""
+        """Human-readable summary: counts, throughput, mean, p50 and p95 time per frame and stage."""
         out = [
             f"frames: {self.frames_read} read, {self.frames_inferred} inferred, {self.frames_written} written"
             + (f", {self.decode_errors} undecodable packets skipped" if self.decode_errors else ""),
             f"time: {self.wall_seconds:.1f} s, {self.fps:.2f} frames/s",
         ]
-        stages = ", ".join(f"{name} {t.mean * 1000:.1f} ms (p95 {t.percentile(95) * 1000:.1f})"
+        stages = ", ".join(f"{name} {t.mean * 1000:.1f} ms (p50 {t.percentile(50) * 1000:.1f}, "
+                           f"p95 {t.percentile(95) * 1000:.1f})"
                            for name, t in self.stage_timers.items() if t.count)
         if stages:
             out.append(f"per frame: {stages}")
@@ -131,15 +134,19 @@ class _RunState:
         self.changed.set()
 
     @contextmanager
-    def busy(self, stage: str, timer: str | None = None) -> Iterator[None]:
-        """Mark ``stage`` as working on a frame (for the hang watchdog) and time it."""
+    def busy(self, stage: str, timer: str | None = None, frames: int = 1, timed: bool = True) -> Iterator[None]:
+        """Mark ``stage`` as working on ``frames`` frames (for the hang watchdog) and time it unless not ``timed``."""
         start = time.monotonic()
         self.busy_since[stage] = start
         try:
             yield
         finally:
             self.busy_since[stage] = None
-            self.timers.setdefault(timer or stage, StageTimer()).add(time.monotonic() - start)
+            if timed:
+                self.record(timer or stage, time.monotonic() - start, frames)
+
+    def record(self, timer: str, seconds: float, frames: int = 1) -> None:
+        self.timers.setdefault(timer, StageTimer()).add(seconds, frames)
 
     def hung_stage(self, timeout: float) -> tuple[str, float] | None:
         now = time.monotonic()
@@ -240,7 +247,12 @@ class Pipeline:
         stage.put(END)
 
     def _infer(self, stage: _Stage) -> None:
+        """Run the detector on batches of queued frames; its own step timings join the stage timers."""
         state, batch_size = self._state, self.config.model.batch_size
+        warm_up = getattr(self.detector, "warm_up", None)
+        if warm_up is not None:
+            with state.busy("inference", timed=False):
+                warm_up(self.source.info.height, self.source.info.width, batch_size)
         while True:
             first = stage.get(self._captured)
             if first is END:
@@ -255,8 +267,10 @@ class Pipeline:
                     ended = True
                     break
                 batch.append(item)
-            with state.busy("inference"):
+            with state.busy("inference", frames=len(batch)):
                 results = self.detector.detect([f.image for f in batch])
+            for step, seconds in getattr(self.detector, "last_timings", {}).items():
+                state.record(step, seconds, len(batch))
             for frame, detections in zip(batch, results):
                 frame.detections = detections
                 self.summary.frames_inferred += 1
