@@ -126,19 +126,17 @@ def best_after_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tens
     return box_ops.batched_nms(boxes, scores, labels, iou_threshold)[:limit]
 
 
-def _interpolation_weights(start: torch.Tensor, end: torch.Tensor, length: int, source: int) -> torch.Tensor:
-    """(N, length, source): 1-D bilinear weights (align_corners=False) resizing ``source`` samples to the pixels
-    ``start..end`` (inclusive, at least one wide, as torchvision pastes), zero outside them and the image."""
-    span = (end - start + 1).clamp(min=1)
-    positions = torch.arange(length, device=start.device)
-    offset = positions[None, :] - start[:, None]
-    inside = ((offset >= 0) & (positions[None, :] <= end[:, None])).to(torch.float32)
-    ratio = (source / span.to(torch.float32))[:, None]  # float32, as PyTorch's upsampling kernels compute it
-    where = ((offset.to(torch.float32) + 0.5) * ratio - 0.5).clamp(min=0)
+def _interpolation_weights(span: torch.Tensor, length: int, source: int) -> torch.Tensor:
+    """(N, length, source): 1-D bilinear weights (align_corners=False) resizing ``source`` samples to ``span``
+    pixels (at least one), computed as PyTorch's upsampling kernels do, in float32; zero past ``span``."""
+    positions = torch.arange(length, device=span.device, dtype=torch.float32)[None, :]
+    inside = (positions < span[:, None]).to(torch.float32)
+    ratio = (source / span.to(torch.float32))[:, None]
+    where = ((positions + 0.5) * ratio - 0.5).clamp(min=0)
     lower = where.floor().clamp(max=source - 1)
     upper = (lower + 1).clamp(max=source - 1)
     fraction = (where - lower).clamp(0, 1) * inside
-    weights = torch.zeros((len(start), length, source), device=start.device)
+    weights = torch.zeros((len(span), length, source), device=span.device)
     weights.scatter_add_(2, lower.long()[..., None], (inside - fraction)[..., None])
     weights.scatter_add_(2, upper.long()[..., None], fraction[..., None])
     return weights
@@ -146,30 +144,44 @@ def _interpolation_weights(start: torch.Tensor, end: torch.Tensor, length: int, 
 
 def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int],
                 threshold: float) -> torch.Tensor:
-    """(N, H, W) booleans from (N, M, M) box-relative mask probabilities, in batched matrix products.
+    """(N, H, W) booleans from (N, M, M) box-relative mask probabilities, in a few batched operations.
 
     Same pixels as torchvision's ``paste_masks_in_image(...) > threshold``: the
     mask is padded by one pixel, the box expanded by (M + 2) / M and truncated to
     integers, and the padded mask resized bilinearly to the box. Bilinear
-    resizing is separable, so each full-image mask is ``rows @ mask @ cols.T``
-    with interpolation matrices that are zero outside the box: a few batched
-    products on the masks' device instead of a Python loop that allocates a
-    float frame per detection. Chunked so that the float scratch stays bounded.
+    resizing is separable, so all masks are resized at once as
+    ``rows @ mask @ cols.T`` over the largest box, thresholded there, and
+    written into the frame with one indexed store, instead of a Python loop
+    that allocates and fills a float frame per detection. Chunked so that the
+    scratch memory stays bounded.
     """
     count, size = len(masks), masks.shape[-1]
     height, width = image_size
-    pasted = torch.empty((count, height, width), dtype=torch.bool, device=masks.device)
+    pasted = torch.zeros(count * height * width + 1, dtype=torch.bool, device=masks.device)  # last: a dump slot
     if count == 0:
-        return pasted
+        return pasted[:-1].view(0, height, width)
     padded = F.pad(masks.to(torch.float32), (1, 1, 1, 1))
     boxes = expand_boxes(boxes.to(torch.float32), (size + 2) / size).to(torch.int64)
-    rows = _interpolation_weights(boxes[:, 1], boxes[:, 3], height, size + 2)
-    cols = _interpolation_weights(boxes[:, 0], boxes[:, 2], width, size + 2).transpose(1, 2)
-    step = max(1, _PASTE_CHUNK_BYTES // (4 * height * width))
+    x0, y0, x1, y1 = boxes.unbind(1)
+    spans_y, spans_x = (y1 - y0 + 1).clamp(min=1), (x1 - x0 + 1).clamp(min=1)
+    box_height, box_width = int(spans_y.max()), int(spans_x.max())  # the one host sync of pasting
+    local_y = torch.arange(box_height, device=masks.device)
+    local_x = torch.arange(box_width, device=masks.device)
+    step = max(1, _PASTE_CHUNK_BYTES // (12 * box_height * box_width))  # float32 product + int64 index
     for start in range(0, count, step):
         part = slice(start, start + step)
-        torch.gt(torch.bmm(rows[part], torch.bmm(padded[part], cols[part])), threshold, out=pasted[part])
-    return pasted
+        rows = _interpolation_weights(spans_y[part], box_height, size + 2)
+        cols = _interpolation_weights(spans_x[part], box_width, size + 2).transpose(1, 2)
+        inside = torch.bmm(rows, torch.bmm(padded[part], cols)) > threshold
+        ys = y0[part, None] + local_y  # (n, box_height) frame rows; torchvision writes rows y0..y1 inside the frame
+        xs = x0[part, None] + local_x
+        rows_ok = (ys <= y1[part, None]) & (ys >= 0) & (ys < height)
+        cols_ok = (xs <= x1[part, None]) & (xs >= 0) & (xs < width)
+        first = torch.arange(start, start + len(ys), device=masks.device)[:, None, None] * (height * width)
+        index = first + ys[:, :, None] * width + xs[:, None, :]
+        index = torch.where(rows_ok[:, :, None] & cols_ok[:, None, :], index, count * height * width)
+        pasted[index.view(-1)] = inside.view(-1)
+    return pasted[:-1].view(count, height, width)
 
 
 class MaskRCNNDetector:
@@ -197,9 +209,10 @@ class MaskRCNNDetector:
         self._keep_ids = (torch.tensor(class_ids_for(config.classes, self.class_names), device=self.device)
                           if config.classes else None)
         model = loaded.model.to(self.device).eval()
-        # Half weights skip autocast's per-call casts and halve weight memory, but then everything the modules
-        # compute is fp16; autocast (the default) keeps numerically touchy ops in fp32. Neither could be timed
-        # on a GPU when this was written, so the safer one is the default (see docs/benchmarks.md).
+        # model.half() skips autocast's per-call weight casts and halves weight memory, but then every layer
+        # computes in fp16 (box decoding and NMS stay float32 here either way); autocast keeps numerically
+        # touchy ops in fp32. No GPU was available to time both when this was written, so the safer one,
+        # autocast, is the default; docs/benchmarks.md has the command that decides it on a GPU.
         self._half_weights = self.dtype == torch.float16 and config.fp16_weights
         if self._half_weights:
             model.half()
@@ -229,7 +242,13 @@ class MaskRCNNDetector:
     @torch.inference_mode()
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         if len({image.shape for image in images}) > 1:  # one batch needs one frame size
-            return [result for image in images for result in self.detect([image])]
+            results, totals = [], dict.fromkeys(TIMED_STEPS, 0.0)
+            for image in images:
+                results += self.detect([image])
+                for step in TIMED_STEPS:
+                    totals[step] += self.last_timings[step]
+            self.last_timings = totals
+            return results
         started = time.perf_counter()
         batch = self.preprocess(images)
         preprocessed = self._clock()

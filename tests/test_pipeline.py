@@ -156,3 +156,25 @@ def test_ctrl_c_stops_cleanly_and_keeps_a_playable_file(clip_factory, tmp_path):
     frames, times, _ = read_video(out)
     assert len(frames) == summary.frames_written
     assert times == sorted(times)
+
+
+class TimedSquareDetector(SquareDetector):
+    """The stub detector reporting a fixed step split per call, like MaskRCNNDetector's ``last_timings``."""
+
+    last_timings = {"preprocess": 0.004, "model": 0.04, "postprocess": 0.008}
+
+
+def test_step_timings_are_recorded_per_frame_even_when_batched(clip_factory):
+    clip = clip_factory(frames=12)
+    config = _config()
+    config.model = dataclasses.replace(config.model, batch_size=4)
+    config.pipeline = dataclasses.replace(config.pipeline, capture_queue_size=8)
+    detector = TimedSquareDetector(delay=0.01)
+    summary, _ = _run(clip, detector, [RecordingSink()], config)
+    timers = summary.stage_timers
+    for step in ("inference", "preprocess", "model", "postprocess", "render", "encode"):
+        assert timers[step].count == 12, step
+    calls = detector.calls
+    assert timers["model"].total == pytest.approx(0.04 * calls)  # each call's time, shared by its frames
+    assert timers["model"].percentile(50) in {0.04 / n for n in range(1, 5)}
+    assert "model" in " ".join(summary.lines()) and "p50" in " ".join(summary.lines())
