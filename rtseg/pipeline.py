@@ -135,7 +135,7 @@ class _RunState:
 
     @contextmanager
     def busy(self, stage: str, timer: str | None = None, frames: int = 1, timed: bool = True) -> Iterator[None]:
-        """Mark ``stage`` as working on ``frames`` frames (for the hang watchdog) and time it unless not ``timed``."""
+        """Mark ``stage`` as working (for the hang watchdog); if ``timed``, record its time shared by ``frames``."""
         start = time.monotonic()
         self.busy_since[stage] = start
         try:
@@ -146,6 +146,7 @@ class _RunState:
                 self.record(timer or stage, time.monotonic() - start, frames)
 
     def record(self, timer: str, seconds: float, frames: int = 1) -> None:
+        """Add ``seconds`` spent on ``frames`` frames to the named timer (also used for the detector's own steps)."""
         self.timers.setdefault(timer, StageTimer()).add(seconds, frames)
 
     def hung_stage(self, timeout: float) -> tuple[str, float] | None:

@@ -73,3 +73,4 @@ def test_masks_on_a_torch_device_are_composed_there_like_the_numpy_path():
     boxed = Renderer(RenderConfig()).draw(image, on_device)
     assert not (boxed[10:20, 30:60] == 100).all()  # the label is drawn on the host as before
     assert (on_device.host_masks() == det.masks).all()
+    assert isinstance(on_device.select(np.array([True])).masks, torch.Tensor)
