@@ -33,15 +33,18 @@ class ModelConfig:
                          choices=("maskrcnn_v1", "maskrcnn_v2"))
     weights: str = _setting("default", "'default' = torchvision's COCO weights (download cache), a path to a local state-dict file, or 'none' = random init")
     device: str = _setting("auto", "auto | cpu | cuda | cuda:N (auto picks CUDA when available)")
-    precision: str = _setting("auto", "auto | fp16 | fp32 (auto = fp16 on CUDA, fp32 on CPU)", choices=("auto", "fp16", "fp32"))
+    precision: str = _setting("auto", "auto | fp32 | fp16 | bf16: the network's compute precision (auto = fp16 on CUDA, fp32 on CPU; bf16 is faster on CPUs with AVX512-BF16 but changes masks measurably, see docs/benchmarks.md)",
+                              choices=("auto", "fp32", "fp16", "bf16"))
     score_threshold: float = _setting(0.5, "detections scoring below this are dropped", min=0.0, max=1.0)
     mask_threshold: float = _setting(0.5, "mask probability above which a pixel belongs to the object", min=0.0, max=1.0)
     classes: list = _setting([], "COCO class names to keep, e.g. [person, car]; empty keeps all")
-    size: int = _setting(800, "shorter image side fed to the model (torchvision's default is 800; smaller is faster, less accurate)", min=32, max=4096)
+    size: int = _setting(800, "shorter image side fed to the model (torchvision's default is 800); cost grows with its square: the source's own height avoids resampling, smaller misses small objects", min=32, max=4096)
     max_size: int = _setting(1333, "cap on the longer image side fed to the model", min=32, max=8192)
-    batch_size: int = _setting(1, "frames per model call for file sources (more frames amortise per-call overhead)", min=1, max=64)
-    detections_per_image: int = _setting(100, "most detections kept per frame (fewer = less mask work)", min=1, max=1000)
-    rpn_post_nms_top_n: int = _setting(1000, "region proposals kept after NMS (fewer = faster box head, may miss small objects)", min=1, max=10000)
+    batch_size: int = _setting(1, "frames per model call for file sources (amortises per-call overhead on a GPU; no consistent gain measured on the CPU, where it adds latency)", min=1, max=64)
+    detections_per_image: int = _setting(100, "most detections kept per frame; the mask head runs once per detection (~0.5 GMAC each, the rest of the model ~75 GMAC at 432x768), so 100 cost about as much again as the whole model", min=1, max=1000)
+    rpn_post_nms_top_n: int = _setting(1000, "region proposals kept for the box head, whose cost is proportional (14 GMAC at 1000, ~18% of the model at 432x768); fewer may miss small or crowded objects", min=1, max=10000)
+    channels_last: bool = _setting(True, "NHWC memory layout for the convolutions (same detections; much faster for bf16 with oneDNN on the CPU and for tensor cores on CUDA, neutral for fp32 on the CPU)")
+    fp16_weights: bool = _setting(False, "CUDA fp16 only: model.half() instead of autocast (half the weight memory, no per-call weight casts; every layer then computes in fp16, where autocast keeps touchy ops in fp32)")
 
 
 @dataclass

@@ -38,6 +38,7 @@ def frame_record(frame: Frame) -> dict[str, Any]:
     instances = []
     if detections is not None:
         names = detections.names()
+        masks = detections.host_masks()
         for i in range(len(detections)):
             track_id = int(detections.track_ids[i])
             instances.append({
@@ -46,8 +47,8 @@ def frame_record(frame: Frame) -> dict[str, Any]:
                 "class_name": names[i],
                 "score": round(float(detections.scores[i]), 4),
                 "box": [round(float(v), 2) for v in detections.boxes[i]],
-                "area": int(detections.masks[i].sum()),
-                "mask": encode_mask(detections.masks[i]),
+                "area": int(masks[i].sum()),
+                "mask": encode_mask(masks[i]),
             })
     record: dict[str, Any] = {"frame": frame.index, "timestamp": round(frame.timestamp, 6),
                               "width": frame.width, "height": frame.height}
@@ -115,12 +116,12 @@ class CropsSink:
         detections = frame.detections
         if detections is None:
             return
-        names = detections.names()
+        names, masks = detections.names(), detections.host_masks()
         for i in range(len(detections)):
             x1, y1, x2, y2 = _box_pixels(detections.boxes[i], frame.width, frame.height)
             if x2 <= x1 or y2 <= y1:
                 continue
-            rgba = np.dstack([frame.image[y1:y2, x1:x2], detections.masks[i, y1:y2, x1:x2].astype(np.uint8) * 255])
+            rgba = np.dstack([frame.image[y1:y2, x1:x2], masks[i, y1:y2, x1:x2].astype(np.uint8) * 255])
             track_id = int(detections.track_ids[i])
             track = f"t{track_id}" if track_id >= 0 else f"d{i}"
             _write_image(self.directory / f"f{frame.index:06d}_{track}_{_safe(names[i])}.png", rgba)

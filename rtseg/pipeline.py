@@ -60,11 +60,13 @@ class StageTimer:
         self.maximum = 0.0
         self.recent: deque[float] = deque(maxlen=window)
 
-    def add(self, seconds: float) -> None:
+    def add(self, seconds: float, frames: int = 1) -> None:
+        """Record ``seconds`` spent on ``frames`` frames at once (a batch) as that many equal shares."""
+        share = seconds / frames
         self.total += seconds
-        self.count += 1
-        self.maximum = max(self.maximum, seconds)
-        self.recent.append(seconds)
+        self.count += frames
+        self.maximum = max(self.maximum, share)
+        self.recent.extend([share] * frames)
 
     @property
     def mean(self) -> float:
@@ -99,7 +101,7 @@ class RunSummary:
         return self.frames_written / self.wall_seconds if self.wall_seconds else 0.0
 
     def lines(self) -> list[str]:
-        """Human-readable summary: counts, throughput, latency, mean and p95 time per stage."""
+        """Human-readable summary: counts, throughput, latency, mean, p50 and p95 time per frame and stage."""
         out = [
             f"frames: {self.frames_read} read, {self.frames_inferred} inferred, {self.frames_written} written"
             + (f", {self.frames_dropped} dropped (the model is slower than the source)" if self.live else "")
@@ -110,7 +112,8 @@ class RunSummary:
         if self.latency.count:
             out.append(f"latency (captured -> written): p50 {self.latency.percentile(50) * 1000:.0f} ms, "
                        f"p95 {self.latency.percentile(95) * 1000:.0f} ms, max {self.latency.maximum * 1000:.0f} ms")
-        stages = ", ".join(f"{name} {t.mean * 1000:.1f} ms (p95 {t.percentile(95) * 1000:.1f})"
+        stages = ", ".join(f"{name} {t.mean * 1000:.1f} ms (p50 {t.percentile(50) * 1000:.1f}, "
+                           f"p95 {t.percentile(95) * 1000:.1f})"
                            for name, t in self.stage_timers.items() if t.count)
         if stages:
             out.append(f"per frame: {stages}")
@@ -150,15 +153,20 @@ class _RunState:
         self.changed.set()
 
     @contextmanager
-    def busy(self, stage: str, timer: str | None = None) -> Iterator[None]:
-        """Mark ``stage`` as working on a frame (for the hang watchdog) and time it."""
+    def busy(self, stage: str, timer: str | None = None, frames: int = 1, timed: bool = True) -> Iterator[None]:
+        """Mark ``stage`` as working (for the hang watchdog); if ``timed``, record its time shared by ``frames``."""
         start = time.monotonic()
         self.busy_since[stage] = start
         try:
             yield
         finally:
             self.busy_since[stage] = None
-            self.timers.setdefault(timer or stage, StageTimer()).add(time.monotonic() - start)
+            if timed:
+                self.record(timer or stage, time.monotonic() - start, frames)
+
+    def record(self, timer: str, seconds: float, frames: int = 1) -> None:
+        """Add ``seconds`` spent on ``frames`` frames to the named timer (also used for the detector's own steps)."""
+        self.timers.setdefault(timer, StageTimer()).add(seconds, frames)
 
     def hung_stage(self, timeout: float) -> tuple[str, float] | None:
         now = time.monotonic()
@@ -301,8 +309,13 @@ class Pipeline:
         stage.put(END)
 
     def _infer(self, stage: _Stage) -> None:
+        """Run the detector on batches of queued frames; its own step timings join the stage timers."""
         state = self._state
         batch_size = 1 if self.live else self.config.model.batch_size  # batching would hold fresh frames back
+        warm_up = getattr(self.detector, "warm_up", None)
+        if warm_up is not None:
+            with state.busy("inference", timed=False):
+                warm_up(self.source.info.height, self.source.info.width, batch_size)
         while True:
             first = stage.get(self._captured)
             if first is END:
@@ -317,8 +330,10 @@ class Pipeline:
                     ended = True
                     break
                 batch.append(item)
-            with state.busy("inference"):
+            with state.busy("inference", frames=len(batch)):
                 results = self.detector.detect([f.image for f in batch])
+            for step, seconds in getattr(self.detector, "last_timings", {}).items():
+                state.record(step, seconds, len(batch))
             for frame, detections in zip(batch, results):
                 if self.tracker is not None:
                     with state.busy("inference", "tracking"):

@@ -2,12 +2,19 @@
 
 Every instance's colour comes from ``instance_color`` alone, so the policy of
 what a colour means (track, class, detection index) lives in one place.
+
+Where the masks are is where they are drawn: numpy masks (model on the CPU)
+are blended with numpy and outlined with OpenCV; torch masks (model on a GPU)
+are blended and outlined on that GPU, and one finished uint8 frame comes back
+for OpenCV to add boxes and labels, instead of N full-frame masks.
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from rtseg.colors import color_for_id
 from rtseg.config import RenderConfig
@@ -44,10 +51,15 @@ class Renderer:
         self.color_by = config.color_by if tracked or config.color_by != "track" else "index"
 
     def draw(self, image: np.ndarray, detections: Detections) -> np.ndarray:
-        out = image.copy()
         if not len(detections):
-            return out
+            return image.copy()
         colors = [instance_color(detections, i, self.color_by) for i in range(len(detections))]
+        if isinstance(detections.masks, torch.Tensor):
+            out = self._compose_on_device(image, detections.masks, colors)
+            for i, color in enumerate(colors):
+                self._box_and_label(out, detections, i, color)
+            return out
+        out = image.copy()
         self._blend_masks(out, detections.masks, colors)
         width = self.config.line_width
         for i, color in enumerate(colors):
@@ -55,12 +67,40 @@ class Renderer:
                 contours, _ = cv2.findContours(detections.masks[i].astype(np.uint8), cv2.RETR_EXTERNAL,
                                                cv2.CHAIN_APPROX_SIMPLE)
                 cv2.drawContours(out, contours, -1, color, width, cv2.LINE_AA)
-            x1, y1, x2, y2 = (int(round(v)) for v in detections.boxes[i])
-            if self.config.boxes:
-                cv2.rectangle(out, (x1, y1), (x2, y2), color, width)
-            if self.config.labels:
-                self._label(out, instance_label(detections, i), (x1, y1), color)
+            self._box_and_label(out, detections, i, color)
         return out
+
+    def _box_and_label(self, out: np.ndarray, detections: Detections, i: int, color: tuple[int, int, int]) -> None:
+        x1, y1, x2, y2 = (int(round(v)) for v in detections.boxes[i])
+        if self.config.boxes:
+            cv2.rectangle(out, (x1, y1), (x2, y2), color, self.config.line_width)
+        if self.config.labels:
+            self._label(out, instance_label(detections, i), (x1, y1), color)
+
+    def _compose_on_device(self, image: np.ndarray, masks: torch.Tensor,
+                           colors: list[tuple[int, int, int]]) -> np.ndarray:
+        """Masks blended and outlined where they live; returns the frame on the host.
+
+        Same blend as ``_blend_masks`` (the later instance wins, rounded like
+        OpenCV). Outlines are each mask's boundary pixels widened to about
+        ``line_width`` (holes outlined too), not OpenCV's anti-aliased polylines.
+        """
+        device = masks.device
+        frame = torch.from_numpy(image).to(device).to(torch.float32)
+        palette = torch.tensor([(0, 0, 0), *colors], dtype=torch.float32, device=device)
+        order = torch.arange(1, len(masks) + 1, device=device)[:, None, None]
+        top = (masks * order).amax(0)  # per pixel: 1 + index of the last instance covering it, 0 where none
+        alpha = self.config.alpha
+        blended = (frame * (1 - alpha) + palette[top] * alpha).round()
+        frame = torch.where((top > 0)[..., None], blended, frame)
+        if self.config.contours:
+            solid = masks[:, None].to(torch.float32)
+            eroded = -F.max_pool2d(-solid, 3, stride=1, padding=1)
+            width = 2 * (self.config.line_width // 2) + 1
+            outline = F.max_pool2d(solid - eroded, width, stride=1, padding=width // 2)[:, 0] > 0
+            edge_top = (outline * order).amax(0)
+            frame = torch.where((edge_top > 0)[..., None], palette[edge_top], frame)
+        return frame.to(torch.uint8).cpu().numpy()
 
     def _blend_masks(self, out: np.ndarray, masks: np.ndarray, colors: list[tuple[int, int, int]]) -> None:
         """Alpha-blend every mask in one pass; where masks overlap the later instance wins."""

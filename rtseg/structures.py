@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
+import torch
 
 
 @dataclass
@@ -21,12 +22,17 @@ class Detections:
     boxes: (N, 4) float32 xyxy in source pixels; scores: (N,) float32;
     class_ids: (N,) int64 indices into ``class_names``; masks: (N, H, W) bool at
     source resolution; track_ids: (N,) int64, -1 where no confirmed track.
+
+    ``masks`` is a numpy array, except when the model runs on a GPU: then it is
+    a torch tensor on that GPU, so that the renderer composes the overlay there
+    and only one finished frame crosses the bus. Code that needs the pixels on
+    the host calls ``host_masks()``, which works for both.
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     class_ids: np.ndarray
-    masks: np.ndarray
+    masks: np.ndarray | torch.Tensor
     class_names: tuple[str, ...] = ()
     track_ids: np.ndarray | None = None
 
@@ -50,15 +56,23 @@ class Detections:
             class_names=class_names,
         )
 
+    def host_masks(self) -> np.ndarray:
+        """The masks as a numpy array, downloaded from the GPU when they live there."""
+        if isinstance(self.masks, torch.Tensor):
+            return self.masks.cpu().numpy()
+        return self.masks
+
     def names(self) -> list[str]:
         """Class name of each instance."""
         return [self.class_names[c] if 0 <= c < len(self.class_names) else str(c) for c in self.class_ids]
 
     def select(self, keep: np.ndarray) -> Detections:
         """The subset picked by a boolean mask or an index array."""
+        masks = self.masks[torch.as_tensor(keep, device=self.masks.device)] if isinstance(self.masks, torch.Tensor) \
+            else self.masks[keep]
         return Detections(
             boxes=self.boxes[keep], scores=self.scores[keep], class_ids=self.class_ids[keep],
-            masks=self.masks[keep], class_names=self.class_names,
+            masks=masks, class_names=self.class_names,
             track_ids=None if self.track_ids is None else self.track_ids[keep],
         )
 

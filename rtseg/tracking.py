@@ -355,5 +355,5 @@ class Tracker:
 
 def track_detections(tracker: Tracker, detections: Detections) -> None:
     """Fill ``detections.track_ids`` for one frame (call once per frame, in frame order)."""
-    detections.track_ids = tracker.update(detections.boxes, detections.scores, detections.class_ids,
-                                          detections.masks)
+    masks = detections.host_masks() if tracker.config.match == "mask_iou" else None  # boxes need no download
+    detections.track_ids = tracker.update(detections.boxes, detections.scores, detections.class_ids, masks)

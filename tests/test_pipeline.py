@@ -191,3 +191,23 @@ def test_each_object_keeps_its_one_colour_in_the_output_pixels(tmp_path):
     assert np.abs(first - second).max() > 40  # two objects, two colours
     expected = sorted([color_for_id(1), color_for_id(2)])
     np.testing.assert_allclose(sorted([tuple(first), tuple(second)]), expected, atol=8)
+class TimedSquareDetector(SquareDetector):
+    """The stub detector reporting a fixed step split per call, like MaskRCNNDetector's ``last_timings``."""
+
+    last_timings = {"preprocess": 0.004, "model": 0.04, "postprocess": 0.008}
+
+
+def test_step_timings_are_recorded_per_frame_even_when_batched(clip_factory):
+    clip = clip_factory(frames=12)
+    config = _config()
+    config.model = dataclasses.replace(config.model, batch_size=4)
+    config.pipeline = dataclasses.replace(config.pipeline, capture_queue_size=8)
+    detector = TimedSquareDetector(delay=0.01)
+    summary, _ = _run(clip, detector, [RecordingSink()], config)
+    timers = summary.stage_timers
+    for step in ("inference", "preprocess", "model", "postprocess", "render", "encode"):
+        assert timers[step].count == 12, step
+    calls = detector.calls
+    assert timers["model"].total == pytest.approx(0.04 * calls)  # each call's time, shared by its frames
+    assert timers["model"].percentile(50) in {0.04 / n for n in range(1, 5)}
+    assert "model" in " ".join(summary.lines()) and "p50" in " ".join(summary.lines())

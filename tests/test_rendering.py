@@ -56,3 +56,21 @@ def test_empty_detections_give_an_unchanged_copy():
     image = np.full((10, 10, 3), 5, np.uint8)
     out = Renderer(RenderConfig()).draw(image, Detections.empty(10, 10))
     assert (out == image).all() and out is not image
+
+
+def test_masks_on_a_torch_device_are_composed_there_like_the_numpy_path():
+    """The GPU path (masks as torch tensors), run on CPU tensors: same blend, an outline on the mask's edge."""
+    import torch
+
+    image, det = _one_square(track_id=2)
+    on_device = dataclasses.replace(det, masks=torch.from_numpy(det.masks))
+    plain = dataclasses.replace(RenderConfig(), contours=False, boxes=False, labels=False)
+    assert (Renderer(plain).draw(image, on_device) == Renderer(plain).draw(image, det)).all()
+    outlined = Renderer(dataclasses.replace(plain, contours=True)).draw(image, on_device)
+    color = np.array(color_for_id(2))
+    assert (outlined[20, 40] == color).all() and (outlined[30, 30] == color).all()  # edge pixels
+    assert not (outlined[30, 40] == color).all()  # the inside stays blended
+    boxed = Renderer(RenderConfig()).draw(image, on_device)
+    assert not (boxed[10:20, 30:60] == 100).all()  # the label is drawn on the host as before
+    assert (on_device.host_masks() == det.masks).all()
+    assert isinstance(on_device.select(np.array([True])).masks, torch.Tensor)
