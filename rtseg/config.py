@@ -104,7 +104,7 @@ class TrackingConfig:
     high_score: float = _setting(0.5, "detections scoring at least this are matched first and may start new tracks (same as model.score_threshold by default)", min=0.0, max=1.0)
     low_score: float = _setting(0.1, "lowest score still used, in stage two, to keep a track alive; the model drops detections below model.score_threshold first, so lower that too for stage two to see any", min=0.0, max=1.0)
     low_score_claims: bool = _setting(True, "a track whose best fit is a low-score detection keeps it, rather than go to a higher-scoring neighbour or fragment (false = ByteTrack's strict high-first order)")
-    min_hits: int = _setting(3, "consecutive frames a new track must be detected before it gets an id (hides one-frame false positives)", min=1, max=100)
+    min_hits: int = _setting(2, "consecutive frames a new track must be detected before it gets an id (hides one-frame false positives)", min=1, max=100)
     max_age: int = _setting(30, "frames a track survives without a detection (occlusion) before it is dropped", min=0, max=10000)
 
 

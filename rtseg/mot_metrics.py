@@ -17,6 +17,11 @@ last matched to (after any gap). MOTA = 1 - (FN + FP + IDSW) / GT.
 IDF1 (Ristani et al., 2016) matches whole trajectories instead: each ground-truth
 id is paired with at most one hypothesis id, globally, maximising IDTP, the number
 of frames in which the paired boxes overlap enough. IDF1 = 2 IDTP / (GT + HYP).
+
+Colour changes (:func:`count_colour_changes`) score what a viewer sees: objects are
+drawn in their track id's colour, so every change of the id shown for an object
+that stays in view is a visible flicker, and a change after it was hidden is a
+new identity.
 """
 
 from __future__ import annotations
@@ -115,21 +120,52 @@ class MotAccumulator:
         return MotCounts(self._num_gt, self._num_hyp, self._fp, self._fn, self._idsw, idtp)
 
 
-def count_colour_changes(frames: Iterable[Mapping[Hashable, tuple[int, int, int]]],
-                         neutral: tuple[int, int, int]) -> int:
-    """Colour changes of objects while they stay continuously detected.
+@dataclass(frozen=True)
+class ColourChanges:
+    """How often objects change colour (track id), counted two ways; see :func:`count_colour_changes`."""
 
-    ``frames`` gives, per frame, the colour drawn for each object detected in that
-    frame. A change counts when an object detected in two consecutive frames is
-    drawn in an id colour and then in any other colour. Turning from ``neutral``
-    to an id colour is not a change: it is how a new track shows its confirmation.
+    continuous: int = 0  # within runs of frames in which the object is detected every frame
+    lifetime: int = 0  # over each object's whole life: ``continuous`` plus changes across gaps
+
+    def __add__(self, other: ColourChanges) -> ColourChanges:
+        return ColourChanges(self.continuous + other.continuous, self.lifetime + other.lifetime)
+
+
+def count_colour_changes(frames: Iterable[Mapping[Hashable, Hashable]], neutral: Hashable) -> ColourChanges:
+    """Colour changes of objects, while continuously detected and over their whole life.
+
+    ``frames`` gives, per frame, the colour (or just the track id: colours are a
+    function of the id) drawn for each object detected in that frame; ``neutral``
+    is what a detection without a confirmed track gets (grey, or id -1). Objects
+    missing from a frame were not detected in it.
+
+    * ``continuous``: an object's frames split into *runs* of consecutive frames in
+      which it is detected every frame. A run starts at its first frame drawn in an
+      id colour (the neutral frames before it are a new track waiting for
+      confirmation, ``min_hits``). From there every frame whose colour differs from
+      the previous frame's counts as one change: id A to id B counts 1; A to neutral
+      and back to A counts 2 (the object lost its colour while in view).
+    * ``lifetime``: ``continuous`` plus one change for each run whose first id
+      colour differs from the last id colour the object showed in earlier runs,
+      i.e. it came back from a miss or an occlusion in another colour.
     """
-    changes = 0
-    previous: Mapping[Hashable, tuple[int, int, int]] = {}
-    for current in frames:
+    continuous = across_gaps = 0
+    last_frame: dict[Hashable, int] = {}  # object -> last frame it was detected in
+    previous: dict[Hashable, Hashable] = {}  # object -> colour in that frame, once its current run has started
+    last_id_colour: dict[Hashable, Hashable] = {}  # object -> last id colour it showed, any run
+    for t, current in enumerate(frames):
         for key, colour in current.items():
-            before = previous.get(key)
-            if before is not None and before != neutral and colour != before:
-                changes += 1
-        previous = current
-    return changes
+            if last_frame.get(key) != t - 1:  # first frame of a new run
+                previous.pop(key, None)
+            last_frame[key] = t
+            if key in previous:  # the run has started: every change counts
+                continuous += colour != previous[key]
+            elif colour != neutral:  # the run starts here
+                before = last_id_colour.get(key)
+                across_gaps += before is not None and colour != before
+            else:  # still waiting for an id colour
+                continue
+            previous[key] = colour
+            if colour != neutral:
+                last_id_colour[key] = colour
+    return ColourChanges(continuous, continuous + across_gaps)

@@ -20,10 +20,26 @@ and fragments of real objects). Defaults are listed by --help and printed.
 
 The tracker runs on these detections as in the pipeline; its confirmed ids are
 scored against the ground truth (IoU >= 0.5): MOTA, IDF1, ID switches, and colour
-changes, i.e. how often an object that is detected (score >= low_score) in two
-consecutive frames is drawn in one id colour and then another colour (see
-rtseg.mot_metrics.count_colour_changes). A benchmark times Tracker.update alone
-on 20 objects.
+changes (rtseg.mot_metrics.count_colour_changes), counted two ways. An object is
+detected in a frame when the simulated detector made a detection of it (not a
+fragment) that the tracker takes in (score >= low_score); its colour is the id
+the tracker gave that detection, or neutral grey (-1).
+
+  run   colour changes of continuously detected objects: within each run of
+        consecutive frames in which the object is detected every frame, from the
+        run's first frame in an id colour (frames before that are a new track
+        awaiting confirmation, min_hits), every frame whose id differs from the
+        previous frame's (A->B is 1, A->grey->A is 2). The target is 0.
+  life  the same plus, each time the object is detected again after a gap (missed,
+        occluded), 1 if it comes back in an id other than the last one it had:
+        colour changes over the object's whole life.
+
+A benchmark times Tracker.update alone on 20 objects, by the wall clock and by the
+CPU time of the thread (which a busy machine does not inflate).
+
+The tracker's constants and defaults were tuned on seeds 0 and 1 (and its ideas
+checked on seeds 3 to 5); seed 2 is held out, and the table shows the target
+scenes per seed.
 
     python scripts/eval_tracking.py                    # all scenes, seeds 0 1 2
     python scripts/eval_tracking.py --json out.json    # also write every figure as JSON
@@ -43,9 +59,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rtseg.colors import NEUTRAL, color_for_id  # noqa: E402
 from rtseg.config import TrackingConfig  # noqa: E402
-from rtseg.mot_metrics import MotAccumulator, MotCounts, count_colour_changes  # noqa: E402
+from rtseg.mot_metrics import ColourChanges, MotAccumulator, MotCounts, count_colour_changes  # noqa: E402
 from rtseg.tracking import Tracker  # noqa: E402
 
 WIDTH, HEIGHT = 1280, 720
@@ -366,14 +381,17 @@ def run_scene(name: str, seed: int, frames: int, noise: Noise, config: TrackingC
         ids = tracker.update(f.boxes, f.scores, f.class_ids, f.masks)
         out = ids >= 0
         acc.update(f.gt_objects.tolist(), f.gt_boxes, ids[out].tolist(), f.boxes[out])
-        # An object counts as detected when it has a detection the tracker takes in (>= low_score).
-        colours.append({int(o): color_for_id(i) for o, i, sc in zip(f.det_object, ids, f.scores)
+        # An object counts as detected when it has a detection the tracker takes in (>= low_score);
+        # its colour is a function of the id, so the ids are compared (-1: neutral grey).
+        colours.append({int(o): int(i) for o, i, sc in zip(f.det_object, ids, f.scores)
                         if o >= 0 and sc >= config.low_score})
     counts = acc.counts()
+    changes = count_colour_changes(colours, -1)
     gaps = [g for object_gaps in _gaps(scene).values() for g in object_gaps]
     gap, long_gaps = max(gaps, default=0), sum(g > config.max_age for g in gaps)
     return {"scene": name, "seed": seed, "frames": frames, "objects": len(objects),
-            "longest_gap": gap, "gaps_over_max_age": long_gaps, "colour_changes": count_colour_changes(colours, NEUTRAL),
+            "longest_gap": gap, "gaps_over_max_age": long_gaps, "colour_changes": changes.continuous,
+            "colour_changes_life": changes.lifetime,
             **dataclasses.asdict(counts), "mota": counts.mota, "idf1": counts.idf1}
 
 
@@ -383,21 +401,41 @@ def benchmark(config: TrackingConfig, frames: int, noise: Noise) -> dict:
     rng = np.random.default_rng(12345)
     tracker = Tracker(config)
     times = np.empty(frames)
+    cpu = np.empty(frames)
     detections = np.empty(frames)
     for t in range(frames):
         f = detect(scene, t, noise, rng, config.match == "mask_iou")
         detections[t] = len(f.boxes)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         tracker.update(f.boxes, f.scores, f.class_ids, f.masks)
-        times[t] = time.perf_counter() - start
-    ms = times * 1e3
+        times[t], cpu[t] = time.perf_counter() - start, time.thread_time() - start_cpu
+    ms, cpu_ms = times * 1e3, cpu * 1e3
     return {"objects": 20, "frames": frames, "detections_per_frame": float(detections.mean()),
-            "ms_per_frame": float(ms.mean()), "ms_median": float(np.median(ms)), "ms_p95": float(np.percentile(ms, 95))}
+            "ms_per_frame": float(ms.mean()), "ms_median": float(np.median(ms)), "ms_p95": float(np.percentile(ms, 95)),
+            "cpu_ms_per_frame": float(cpu_ms.mean()), "cpu_ms_median": float(np.median(cpu_ms))}
 
 
-def _row(label: str, c: MotCounts, objects: int, gap: int, long_gaps: int, colour: int) -> str:
-    return (f"{label:<26}{objects:>8}{c.num_gt:>9}{gap:>5}/{long_gaps:<3}{c.mota:>8.3f}{c.idf1:>8.3f}"
-            f"{c.idsw:>6}{c.fp:>7}{c.fn:>7}{colour:>8}")
+def _total(rows: list[dict]) -> dict:
+    """Counts and colour changes summed over ``rows`` (results of run_scene)."""
+    fields = [f.name for f in dataclasses.fields(MotCounts)]
+    return {"counts": sum((MotCounts(**{k: r[k] for k in fields}) for r in rows), MotCounts()),
+            "objects": sum(r["objects"] for r in rows), "gap": max(r["longest_gap"] for r in rows),
+            "long_gaps": sum(r["gaps_over_max_age"] for r in rows),
+            "colour": ColourChanges(sum(r["colour_changes"] for r in rows), sum(r["colour_changes_life"] for r in rows))}
+
+
+def _row(label: str, rows: list[dict]) -> str:
+    t = _total(rows)
+    c, colour = t["counts"], t["colour"]
+    return (f"{label:<28}{t['objects']:>8}{c.num_gt:>9}{t['gap']:>5}/{t['long_gaps']:<3}{c.mota:>8.3f}{c.idf1:>8.3f}"
+            f"{c.idsw:>6}{c.fp:>7}{c.fn:>7}{colour.continuous:>6}{colour.lifetime:>6}")
+
+
+def _summary(rows: list[dict]) -> dict:
+    t = _total(rows)
+    c = t["counts"]
+    return {"mota": c.mota, "idf1": c.idf1, "idsw": c.idsw, "colour_changes": t["colour"].continuous,
+            "colour_changes_life": t["colour"].lifetime, **dataclasses.asdict(c)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -409,8 +447,11 @@ def main(argv: list[str] | None = None) -> int:
                 "scores from 0.25 (40% visible) to 0.95 (whole) +-0.1, and 10% of detections scoring 0.2-0.6 whatever "
                 "their visibility; 3 false positives per frame (Poisson, scores 0.1-0.8), a third of them fragments of "
                 "real objects. "
-                f"Targets on {', '.join(TARGET_SCENES)}: MOTA >= {TARGETS['mota']}, IDF1 >= {TARGETS['idf1']}, "
-                f"no colour changes; tracker <= {TARGETS['ms_per_frame']} ms/frame for 20 objects."))
+                "Colour changes: 'run' counts id changes of an object within each run of frames in which it is detected "
+                "every frame (from its first frame with an id); 'life' adds a change whenever it comes back from a gap "
+                "in another id. "
+                f"Targets on {', '.join(TARGET_SCENES)}: MOTA >= {TARGETS['mota']}, IDF1 >= {TARGETS['idf1']}; "
+                f"no 'run' colour changes in any scene; tracker <= {TARGETS['ms_per_frame']} ms/frame for 20 objects."))
     parser.add_argument("--scenes", nargs="+", choices=SCENES, default=list(SCENES), help="scenes to run")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="random seeds; each scene runs once per seed")
     parser.add_argument("--frames", type=int, default=600, help="frames per scene")
@@ -431,46 +472,45 @@ def main(argv: list[str] | None = None) -> int:
           f"({noise.fragments:.0%} of them fragments of objects)")
     print("tracker: " + ", ".join(f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config)))
     print(f"seeds {' '.join(map(str, args.seeds))}, {args.frames} frames each; "
-          "gap = longest occlusion in frames / gaps longer than max_age\n")
-    print(f"{'scene':<26}{'objects':>8}{'GT boxes':>9}{'gap':>9}{'MOTA':>8}{'IDF1':>8}{'IDSW':>6}{'FP':>7}{'FN':>7}{'colour':>8}")
+          "gap = longest occlusion in frames / gaps longer than max_age;\n"
+          "colour changes: run = while continuously detected (target 0), "
+          "life = over whole lives, also counting a new id after a gap\n")
+    print(f"{'scene':<28}{'objects':>8}{'GT boxes':>9}{'gap':>9}{'MOTA':>8}{'IDF1':>8}{'IDSW':>6}{'FP':>7}{'FN':>7}"
+          f"{'run':>6}{'life':>6}")
 
     results = [run_scene(s, seed, args.frames, noise, config) for s in args.scenes for seed in args.seeds]
-    fields = [f.name for f in dataclasses.fields(MotCounts)]
-
-    def total(rows: list[dict]) -> tuple[MotCounts, int, int, int, int]:
-        counts = sum((MotCounts(**{k: r[k] for k in fields}) for r in rows), MotCounts())
-        return (counts, sum(r["objects"] for r in rows), max(r["longest_gap"] for r in rows),
-                sum(r["gaps_over_max_age"] for r in rows), sum(r["colour_changes"] for r in rows))
 
     summary: dict[str, dict] = {}
     for s in args.scenes:
         rows = [r for r in results if r["scene"] == s]
         for r in rows:
-            c = MotCounts(**{k: r[k] for k in fields})
-            print(_row(f"{s} seed {r['seed']}", c, r["objects"], r["longest_gap"], r["gaps_over_max_age"], r["colour_changes"]))
-        counts, objects, gap, long_gaps, colour = total(rows)
-        print(_row(f"{s} (all seeds)", counts, objects, gap, long_gaps, colour))
-        summary[s] = {"mota": counts.mota, "idf1": counts.idf1, "idsw": counts.idsw, "colour_changes": colour,
-                      **dataclasses.asdict(counts)}
+            print(_row(f"{s} seed {r['seed']}", [r]))
+        print(_row(f"{s} (all seeds)", rows))
+        summary[s] = _summary(rows)
     target_rows = [r for r in results if r["scene"] in TARGET_SCENES]
     verdicts: dict[str, bool] = {}
     if target_rows:
-        counts, objects, gap, long_gaps, colour = total(target_rows)
-        print("-" * 92)
-        print(_row("target scenes", counts, objects, gap, long_gaps, colour))
-        summary["target_scenes"] = {"scenes": sorted({r["scene"] for r in target_rows}), "mota": counts.mota,
-                                    "idf1": counts.idf1, "idsw": counts.idsw, "colour_changes": colour,
-                                    **dataclasses.asdict(counts)}
-        verdicts.update(mota=counts.mota >= TARGETS["mota"], idf1=counts.idf1 >= TARGETS["idf1"])
-    all_colour = sum(r["colour_changes"] for r in results)
-    verdicts["colour_changes"] = all_colour <= TARGETS["colour_changes"]
-    print(f"\ncolour changes of continuously detected objects, all scenes: {all_colour}")
+        print("-" * 104)
+        if len(args.seeds) > 1:
+            for seed in args.seeds:
+                print(_row(f"target scenes seed {seed}", [r for r in target_rows if r["seed"] == seed]))
+                summary[f"target_scenes_seed_{seed}"] = _summary([r for r in target_rows if r["seed"] == seed])
+        print(_row("target scenes", target_rows))
+        summary["target_scenes"] = {"scenes": sorted({r["scene"] for r in target_rows}), **_summary(target_rows)}
+        verdicts.update(mota=summary["target_scenes"]["mota"] >= TARGETS["mota"],
+                        idf1=summary["target_scenes"]["idf1"] >= TARGETS["idf1"])
+    all_colour = _total(results)["colour"]
+    verdicts["colour_changes"] = all_colour.continuous <= TARGETS["colour_changes"]
+    print(f"\ncolour changes, all scenes run: {all_colour.continuous} while continuously detected, "
+          f"{all_colour.lifetime} over whole lives")
 
     bench = None
     if args.bench_frames:
         bench = benchmark(config, args.bench_frames, noise)
         print(f"tracker cost, 20 objects ({bench['detections_per_frame']:.1f} detections/frame, {bench['frames']} frames): "
-              f"{bench['ms_per_frame']:.3f} ms/frame mean, {bench['ms_median']:.3f} median, {bench['ms_p95']:.3f} p95")
+              f"{bench['ms_per_frame']:.3f} ms/frame mean, {bench['ms_median']:.3f} median, {bench['ms_p95']:.3f} p95 "
+              f"(wall clock; CPU time of the tracking thread {bench['cpu_ms_per_frame']:.3f} mean, "
+              f"{bench['cpu_ms_median']:.3f} median: the difference is time spent waiting for a busy CPU)")
         verdicts["ms_per_frame"] = bench["ms_per_frame"] <= TARGETS["ms_per_frame"]
     print("targets: " + ", ".join(f"{k} {'met' if ok else 'MISSED'}" for k, ok in verdicts.items()))
 

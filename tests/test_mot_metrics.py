@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from rtseg.mot_metrics import MotAccumulator, MotCounts, count_colour_changes
+from rtseg.mot_metrics import ColourChanges, MotAccumulator, MotCounts, count_colour_changes
 
 BOX = [0.0, 0.0, 10.0, 10.0]
 FAR = [100.0, 100.0, 110.0, 110.0]
@@ -86,13 +86,33 @@ def test_counts_add_up_across_sequences() -> None:
 RED, BLUE, GREY = (255, 0, 0), (0, 0, 255), (128, 128, 128)
 
 
-@pytest.mark.parametrize("frames, expected", [
-    ([{1: RED}, {1: RED}, {1: RED}], 0),
-    ([{1: RED}, {1: BLUE}, {1: BLUE}], 1),
-    ([{1: GREY}, {1: GREY}, {1: RED}], 0),  # confirmation: neutral to an id colour
-    ([{1: RED}, {1: GREY}, {1: RED}], 1),  # lost its id for a frame while detected
-    ([{1: RED}, {}, {1: BLUE}], 0),  # not detected in between: not continuous
-    ([{1: RED, 2: BLUE}, {1: BLUE, 2: RED}], 2),
+@pytest.mark.parametrize("frames, continuous, lifetime", [
+    ([{1: RED}, {1: RED}, {1: RED}], 0, 0),
+    ([{1: RED}, {1: BLUE}, {1: BLUE}], 1, 1),
+    ([{1: GREY}, {1: GREY}, {1: RED}], 0, 0),  # confirmation: the run starts at its first id colour
+    ([{1: RED}, {1: GREY}, {1: RED}], 2, 2),  # lost its colour for a frame while detected, and got it back
+    ([{1: RED}, {1: GREY}, {1: BLUE}], 2, 2),
+    ([{1: GREY}, {1: RED}, {1: GREY}], 1, 1),  # a run may end in grey
+    ([{1: RED}, {}, {1: RED}], 0, 0),  # missed for a frame, back in its colour
+    ([{1: RED}, {}, {1: BLUE}], 0, 1),  # not detected in between: a new run, but a new colour for its life
+    ([{1: RED}, {}, {1: GREY}, {1: GREY}, {1: BLUE}], 0, 1),  # a new track after the gap, confirmed
+    ([{1: RED}, {}, {1: GREY}, {1: RED}], 0, 0),  # found again a frame late: no change at all
+    ([{1: RED}, {1: BLUE}, {}, {1: RED}], 1, 2),  # compared with the last id colour before the gap
+    ([{1: RED}, {1: GREY}, {}, {1: RED}], 1, 1),
+    ([{1: RED}, {}, {1: GREY}, {}, {1: RED}], 0, 0),  # a run without an id colour changes nothing
+    ([{1: RED, 2: BLUE}, {1: BLUE, 2: RED}], 2, 2),  # two objects swap colours
+    ([{1: RED}, {2: BLUE}, {1: RED, 2: BLUE}], 0, 0),  # objects counted apart
+    ([], 0, 0),
 ])
-def test_colour_changes(frames: list[dict], expected: int) -> None:
-    assert count_colour_changes(frames, GREY) == expected
+def test_colour_changes(frames: list[dict], continuous: int, lifetime: int) -> None:
+    assert count_colour_changes(frames, GREY) == ColourChanges(continuous, lifetime)
+
+
+def test_colour_changes_accept_ids_and_any_iterable() -> None:
+    # Colours are a function of the id, so ids (with -1 for neutral) count the same.
+    ids = iter([{"a": -1}, {"a": 3}, {"a": 3}, {"a": 4}, {}, {"a": 3}])
+    assert count_colour_changes(ids, -1) == ColourChanges(continuous=1, lifetime=2)
+
+
+def test_colour_changes_add_up() -> None:
+    assert ColourChanges(1, 2) + ColourChanges(3, 4) == ColourChanges(4, 6)

@@ -177,6 +177,64 @@ def test_low_score_claims(claims: bool, expected: list[int]) -> None:
     assert step(tracker, [own, neighbour], scores=[0.3, 0.9]) == expected
 
 
+def test_a_fragment_never_takes_over_its_objects_track() -> None:
+    """A confident piece of an object fits the track a little better than the object's own box.
+
+    The object is partly hidden (low score, box cut and jittered); a fragment inside that
+    box scores higher and overlaps the predicted box more. The track keeps the object,
+    whose box is nearer the track's size.
+    """
+    tracker = make_tracker(min_hits=2)
+    assert [step(tracker, [box(200, 200)]) for _ in range(3)] == [[-1], [1], [1]]
+    own, fragment = [199, 150, 224, 250], [200, 165, 220, 235]  # IoU with the track: 0.42 and 0.44
+    assert step(tracker, [own, fragment], scores=[0.35, 0.6]) == [1, -1]
+    assert step(tracker, [box(200, 200)]) == [1]
+
+
+def test_a_sliver_inside_the_predicted_box_keeps_the_id() -> None:
+    """Most of an object hidden: its detection overlaps the whole predicted box by IoU 0.125 only."""
+    tracker = make_tracker(min_hits=2)
+    for _ in range(3):
+        step(tracker, [box(200, 200)])
+    assert step(tracker, [[215, 160, 220, 240]], scores=[0.3]) == [1]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_young_track_is_found_again_after_an_occlusion(seed: int) -> None:
+    """Seen for 4 frames only, so its velocity is still uncertain, then hidden for 20 frames.
+
+    The prediction falls short of where the object reappears by more than the box is wide;
+    the track's own uncertainty, grown over the gap, still covers it.
+    """
+    rng = np.random.default_rng(seed)
+    tracker = make_tracker(min_hits=2)
+    ids = []
+    for t in range(29):
+        if 4 <= t < 24:
+            assert step(tracker, []) == []
+            continue
+        ids.append(step(tracker, [(np.array(box(100 + 6 * t, 300)) + rng.normal(0, 2, 4)).tolist()])[0])
+    assert ids == [-1, 1, 1, 1] + [1] * 5
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_walking_behind_a_pillar_keeps_the_id(seed: int) -> None:
+    """An object slides behind a pillar (its box cut short from one side, then gone), and out."""
+    rng = np.random.default_rng(seed)
+    tracker = make_tracker(min_hits=2)
+    pillar, width, seen = (400.0, 500.0), 60.0, set()
+    for t in range(120):
+        left = 150.0 + 3.0 * t
+        parts = [(a, b) for a, b in ((left, min(left + width, pillar[0])), (max(left, pillar[1]), left + width)) if b > a]
+        visible = sum(b - a for a, b in parts) / width
+        if visible < 0.4:
+            assert step(tracker, []) == []
+            continue
+        observed = np.array([parts[0][0], 300, parts[-1][1], 380]) + rng.normal(0, 2, 4)
+        seen.update(step(tracker, [observed.tolist()], scores=[0.25 + 0.7 * (visible - 0.4) / 0.6]))
+    assert seen - {-1} == {1}
+
+
 def _triangles(size: int = 60, frame: tuple[int, int] = (200, 300), dx: int = 0) -> np.ndarray:
     """Two masks with the same bounding box: the upper-left and lower-right triangles of a square."""
     y, x = np.mgrid[:size, :size]
