@@ -63,8 +63,8 @@ def test_json_lines_match_the_rendered_masks(tmp_path):
         x1, y1, x2, y2 = instance["box"]
         ys, xs = np.nonzero(mask)
         assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x1, y1, x2, y2)
-        # A track is confirmed on its third frame (min_hits 3); from then on the mask wears the track's colour.
-        assert instance["track_id"] == (1 if record["frame"] >= 2 else None)
+        # A track is confirmed on its min_hits-th frame; from then on the mask wears the track's colour.
+        assert instance["track_id"] == (1 if record["frame"] >= config.tracking.min_hits - 1 else None)
         color = color_for_id(instance["track_id"] if instance["track_id"] is not None else -1)
         annotated = cv2.imread(str(frames_dir / f"frame_{record['frame']:06d}.jpg"))
         assert annotated is not None and annotated.shape == (64, 96, 3)
