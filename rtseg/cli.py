@@ -25,6 +25,7 @@ from rtseg.masking import CredentialFilter, mask_credentials
 
 log = logging.getLogger("rtseg")
 
+SUBCOMMANDS = {"train": "rtseg.train", "evaluate": "rtseg.evaluate"}  # rtseg train|evaluate --help
 _EXIT_CODES = {"interrupted": 130, "terminated": 143}  # 128 + SIGINT / SIGTERM, as shells report them
 
 EXAMPLES = """\
@@ -39,6 +40,8 @@ examples:
   rtseg --source 0 --output webcam.mp4                     the first webcam, live, recorded at real speed
   rtseg --source rtsp://user:pass@192.168.1.10/stream1 --output cam.mp4 --read-timeout 5
   rtseg --source clip.mp4 --realtime                       play a file at its own pace, as a live camera
+
+subcommands: rtseg train --help (fine-tune on COCO-format data), rtseg evaluate --help (COCO AP, precision/recall)
 
 exit codes: 0 done, 1 failed while running, 2 bad usage/config/input, 130 Ctrl-C, 143 SIGTERM
 """
@@ -186,6 +189,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     _setup_logging(debug)
     try:
+        if argv and argv[0] in SUBCOMMANDS:
+            import importlib
+
+            with _signals_as_interrupts():
+                return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
         args = build_parser().parse_args(argv)
         with _signals_as_interrupts():
             return run(args)

@@ -39,6 +39,10 @@ class DeviceError(UsageError):
     """The requested device or precision is not available."""
 
 
+class DataError(UsageError):
+    """A data set (COCO annotation file, image folder, predictions) is missing or malformed."""
+
+
 class RuntimeFailure(RtsegError):
     """A stage failed while the pipeline was running."""
 

@@ -108,3 +108,9 @@ def test_no_display_runs_headless_with_one_notice(clip, tmp_path, capsys, monkey
     err = capsys.readouterr().err
     assert err.count("no display available") == 1
     assert len(read_video(out)[0]) == 12
+
+
+def test_train_and_evaluate_are_subcommands(tmp_path, capsys):
+    assert main(["evaluate", "--data", str(tmp_path / "missing.json"), "--images", str(tmp_path),
+                 "--weights", "none"]) == 2
+    assert "annotation file not found" in capsys.readouterr().err
