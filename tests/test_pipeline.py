@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SquareDetector, make_clip, read_video, square_x
+from helpers import SquareDetector, read_video, square_x
 from rtseg.capture import FileSource
 from rtseg.config import Config
 from rtseg.pipeline import Pipeline
