@@ -95,8 +95,6 @@ def _prepare_sinks(source: VideoSource, source_name: str, outputs: Outputs, conf
     images = isinstance(source, ImageSource)
     if outputs.output is not None and images:
         _check_image_directory(Path(outputs.output), source.paths, overwrite)
-    elif outputs.output is not None:
-        check_output_path(outputs.output, source_name, overwrite)
     for path in (outputs.save_json, outputs.save_stats):
         if path is not None:
             check_output_path(path, source_name, overwrite, suffixes=(".json", ".jsonl"))
@@ -140,8 +138,9 @@ def _build(source: str, outputs: Outputs, config: Config, detector: Detector | N
            extra_sinks: Sequence[Sink] = (), progress: bool = False,
            realtime: bool = False) -> tuple[Pipeline, StatsCollector]:
     spec = parse_source(source)
-    if outputs.output is not None and spec.kind == "file" and image_paths(spec.target) is None:
-        check_output_path(outputs.output, spec.target, config.output.overwrite)  # before a slow stream opens
+    stills = spec.kind == "file" and image_paths(spec.target) is not None
+    if outputs.output is not None and not stills:  # checked before a camera or stream takes seconds to open
+        check_output_path(outputs.output, spec.target if spec.kind == "file" else None, config.output.overwrite)
     opened = open_source(source, config.live, realtime=realtime)
     try:
         stats = StatsCollector()

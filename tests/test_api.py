@@ -69,3 +69,15 @@ def test_stream_raises_a_failure(tmp_path):
         for frame in stream(str(clip), detector=SquareDetector(fail_at=4)):
             seen.append(frame.index)
     assert seen == [0, 1, 2, 3]
+
+
+def test_an_existing_output_is_refused_before_a_stream_is_opened(tmp_path):
+    from rtseg.api import Outputs, process
+    from rtseg.errors import OutputError
+
+    out = tmp_path / "cam.mp4"
+    out.write_bytes(b"earlier recording")
+    # Nothing listens on port 9: opening first would fail with a connection error instead.
+    with pytest.raises(OutputError, match="exists; pass --overwrite"):
+        process("rtsp://127.0.0.1:9/stream", Outputs(output=out), detector=SquareDetector())
+    assert out.read_bytes() == b"earlier recording"
