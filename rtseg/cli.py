@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", help="'default' (torchvision COCO, cached download), a local file, or 'none'")
     parser.add_argument("--score-threshold", type=float, help="drop detections scoring below this (0..1)")
     parser.add_argument("--classes", help="comma-separated COCO class names to keep, e.g. person,car")
-    parser.add_argument("--size", type=int, help="shorter image side fed to the model (default 800)")
+    parser.add_argument("--size", type=int, help="shorter image side fed to the model (default: a fine-tuned checkpoint's training size, else 800)")
     parser.add_argument("--batch-size", type=int, help="frames per model call for files")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     parser.add_argument("--realtime", action="store_true",

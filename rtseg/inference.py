@@ -37,8 +37,8 @@ from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import boxes as box_ops
 
 from rtseg.config import ModelConfig
-from rtseg.errors import DeviceError, UsageError
-from rtseg.models import load_model
+from rtseg.errors import ConfigError, DeviceError, UsageError
+from rtseg.models import load_model, set_input_size
 from rtseg.structures import Detections
 
 log = logging.getLogger(__name__)
@@ -194,6 +194,9 @@ class MaskRCNNDetector:
     """
 
     def __init__(self, config: ModelConfig, *, sync_timings: bool = False) -> None:
+        for key in ("size", "max_size"):
+            if 0 < getattr(config, key) < 32:
+                raise ConfigError(f"model.{key} must be 0 (automatic) or at least 32, got {getattr(config, key)}")
         self.config = config
         self.device = resolve_device(config.device)
         self.dtype = resolve_precision(config.precision, self.device)
@@ -201,13 +204,13 @@ class MaskRCNNDetector:
         self.last_timings: dict[str, float] = {}
         loaded = load_model(
             config.name, config.weights,
-            min_size=config.size, max_size=config.max_size,
             box_score_thresh=config.score_threshold,
             box_detections_per_img=config.detections_per_image,
             rpn_post_nms_top_n_test=config.rpn_post_nms_top_n,
         )
         self.class_names = loaded.class_names
         self.meta = loaded.meta
+        self.size, self.max_size = set_input_size(loaded, config.size, config.max_size)
         self._keep_ids = (torch.tensor(class_ids_for(config.classes, self.class_names), device=self.device)
                           if config.classes else None)
         model = loaded.model.to(self.device).eval()
@@ -294,7 +297,7 @@ class MaskRCNNDetector:
         height, width = images[0].shape[:2]
         pixels = self._upload(images).permute(0, 3, 1, 2).to(torch.float32)
         pixels = pixels.sub_(self._pixel_mean).mul_(self._pixel_inv_std)
-        scale = min(self.config.size / min(height, width), self.config.max_size / max(height, width))
+        scale = min(self.size / min(height, width), self.max_size / max(height, width))
         size = (int(height * scale), int(width * scale))  # what interpolate's recompute_scale_factor gives
         if size != (height, width):
             pixels = F.interpolate(pixels, scale_factor=scale, mode="bilinear", recompute_scale_factor=True,

@@ -145,6 +145,32 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return data, meta
 
 
+def max_size_for(size: int) -> int:
+    """Longer-side cap for a shorter side ``size``, in torchvision's 800:1333 proportion."""
+    return round(size * 1333 / 800)
+
+
+def set_input_size(loaded: LoadedModel, size: int = 0, max_size: int = 0) -> tuple[int, int]:
+    """Make the model resize to ``size`` (shorter side) capped at ``max_size``; 0 picks automatically.
+
+    A size given wins; else a fine-tuned checkpoint's training size (its
+    metadata's ``input_size``), so that such a model runs at the scale it
+    learned without extra flags; else the architecture's default (800 for the
+    ResNet-50 models). An automatic cap keeps torchvision's 800:1333 proportion
+    and never falls below the architecture's own. Returns (size, max_size).
+    """
+    transform = loaded.model.transform
+    trained = loaded.meta.get("input_size")
+    if size:
+        cap = max_size or max(max_size_for(size), transform.max_size)
+    elif trained:
+        size, cap = int(trained), max_size or max_size_for(int(trained))
+    else:
+        size, cap = transform.min_size[-1], max_size or transform.max_size
+    transform.min_size, transform.max_size = (size,), cap
+    return size, cap
+
+
 def load_model(name: str, weights: str, **detector_kwargs: Any) -> LoadedModel:
     """Build architecture ``name`` and fill it with ``weights`` ('default', 'none' or a path).
 

@@ -74,8 +74,13 @@ class MotAccumulator:
     def update(self, gt_ids: Iterable[Hashable], gt_boxes: np.ndarray,
                hyp_ids: Iterable[Hashable], hyp_boxes: np.ndarray) -> None:
         """Add one frame: ids (unique within the frame) with their (K, 4) xyxy boxes."""
-        gt_ids, hyp_ids = list(gt_ids), list(hyp_ids)
         iou = box_iou(np.asarray(gt_boxes, np.float64).reshape(-1, 4), np.asarray(hyp_boxes, np.float64).reshape(-1, 4))
+        self.update_iou(gt_ids, hyp_ids, iou)
+
+    def update_iou(self, gt_ids: Iterable[Hashable], hyp_ids: Iterable[Hashable], iou: np.ndarray) -> None:
+        """Add one frame given the (G, H) overlap of its objects and hypotheses (mask IoU, say)."""
+        gt_ids, hyp_ids = list(gt_ids), list(hyp_ids)
+        iou = np.asarray(iou, np.float64).reshape(len(gt_ids), len(hyp_ids))
         ok = iou >= self.iou_threshold
         for g, h in zip(*np.nonzero(ok)):
             self._pair_frames[gt_ids[g], hyp_ids[h]] += 1

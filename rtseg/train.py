@@ -2,7 +2,7 @@
 
 Starts from torchvision's COCO weights, a local checkpoint or random weights,
 swaps the box and mask predictors for the data set's classes, and trains with
-SGD (momentum, linear warm-up, cosine or step decay), horizontal flips and
+SGD or AdamW (linear warm-up, cosine or step decay), horizontal flips and
 scale jitter. It evaluates mask AP on a validation split as it goes and
 writes, in the output folder:
 
@@ -45,9 +45,9 @@ from tqdm import tqdm
 
 from rtseg.coco import CocoInstances
 from rtseg.errors import DataError, DeviceError, OutputError, RuntimeFailure, UsageError, WeightsError
-from rtseg.evaluate import evaluate_predictions, max_size_for, predict
+from rtseg.evaluate import evaluate_predictions, predict
 from rtseg.inference import resolve_device
-from rtseg.models import ARCHITECTURES, build_model, load_model
+from rtseg.models import ARCHITECTURES, build_model, load_model, max_size_for
 
 STAGES = ["layer4", "layer3", "layer2", "layer1", "conv1"]  # backbone stages, unfrozen from the top
 EXIT_INTERRUPTED = 130
@@ -71,8 +71,10 @@ class TrainSettings:
     iterations: int | None = None
     batch_size: int = 4
     lr: float | None = None
+    optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    clip_grad: float | None = None
     warmup_iters: int = 100
     schedule: str = "cosine"
     lr_steps: list[float] = field(default_factory=lambda: [0.7, 0.9])
@@ -111,7 +113,9 @@ def resolve_settings(settings: TrainSettings, train_set: CocoInstances) -> Train
     _check(s.epochs is None or s.epochs >= 1, f"--epochs must be at least 1, got {s.epochs}")
     _check(s.iterations is None or s.iterations >= 1, f"--iterations must be at least 1, got {s.iterations}")
     _check(s.lr is None or s.lr > 0, f"--lr must be positive, got {s.lr}")
+    _check(s.optimizer in ("sgd", "adamw"), f"--optimizer must be sgd or adamw, got {s.optimizer!r}")
     _check(0 <= s.momentum < 1, f"--momentum must be in [0, 1), got {s.momentum}")
+    _check(s.clip_grad is None or s.clip_grad > 0, f"--clip-grad must be positive, got {s.clip_grad}")
     _check(s.weight_decay >= 0, f"--weight-decay must be >= 0, got {s.weight_decay}")
     _check(s.warmup_iters >= 0, f"--warmup-iters must be >= 0, got {s.warmup_iters}")
     _check(s.schedule in ("cosine", "step"), f"--schedule must be cosine or step, got {s.schedule!r}")
@@ -128,7 +132,8 @@ def resolve_settings(settings: TrainSettings, train_set: CocoInstances) -> Train
     return dataclasses.replace(
         s,
         iterations=s.iterations or (s.epochs or 12) * per_epoch,
-        lr=s.lr or 0.02 * s.batch_size / 16,  # the linear scaling rule from torchvision's 0.02 for 16 images
+        # SGD: the linear scaling rule from torchvision's 0.02 for 16 images; AdamW: a common rate for detectors
+        lr=s.lr or (0.02 * s.batch_size / 16 if s.optimizer == "sgd" else 2e-4),
         size=s.size or int(np.clip(np.median(sides), 32, 800)),  # the images' own resolution, within reason
         trainable_layers=s.trainable_layers if s.trainable_layers is not None else (5 if s.weights == "none" else 3),
         eval_every=s.eval_every or per_epoch,
@@ -230,13 +235,17 @@ def _batches(settings: TrainSettings, dataset: CocoInstances, start: int, per_ep
 
 
 def _train_step(model: MaskRCNN, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]],
-                optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, amp: bool) -> dict[str, float]:
-    """One SGD step; returns the loss terms."""
+                optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, amp: bool,
+                clip_grad: float | None) -> dict[str, float]:
+    """One optimizer step; returns the loss terms."""
     with torch.autocast(images[0].device.type, enabled=amp):
         loss_dict = model(images, targets)
     loss = sum(loss_dict.values())
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
+    if clip_grad is not None:  # a rare huge gradient (early, from random weights) cannot wreck the run
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip_grad)
     scaler.step(optimizer)
     scaler.update()
     return {"loss": loss.item(), **{k.removeprefix("loss_"): v.item() for k, v in loss_dict.items()}}
@@ -346,7 +355,11 @@ def train(settings: TrainSettings, *, device: str = "auto", precision: str = "au
     model.to(dev)
     frozen = freeze_backbone(model, settings.trainable_layers, freeze_all_batchnorm=settings.weights != "none")
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    if settings.optimizer == "sgd":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum,
+                                                           weight_decay=settings.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(settings, it))
     scaler = torch.amp.GradScaler(dev.type, enabled=amp)
     meta = {"architecture": architecture, "class_names": list(class_names), "input_size": settings.size}
@@ -376,7 +389,8 @@ def train(settings: TrainSettings, *, device: str = "auto", precision: str = "au
         """Score the validation split; keep best.pt. Forks the RNG so evaluating never changes training."""
         tick = time.monotonic()
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            predictions = predict(model, val_set, class_names, dev, settings.batch_size, amp)
+            predictions = predict(model, val_set, class_names, dev, settings.batch_size,
+                                  torch.float16 if amp else torch.float32)
         _train_mode(model, frozen)
         summary = {"iteration": result.iteration, **_summary(evaluate_predictions(val_set.coco, predictions))}
         result.evaluations.append(summary)
@@ -413,7 +427,7 @@ def train(settings: TrainSettings, *, device: str = "auto", precision: str = "au
                 images, targets = next(batches)
                 images = [image.to(dev, non_blocking=True) for image in images]
                 targets = [{k: v.to(dev, non_blocking=True) for k, v in t.items()} for t in targets]
-                losses = _train_step(model, images, targets, optimizer, scaler, amp)
+                losses = _train_step(model, images, targets, optimizer, scaler, amp, settings.clip_grad)
                 if not math.isfinite(losses["loss"]):
                     raise RuntimeFailure(f"training diverged: the loss is {losses['loss']} at iteration "
                                          f"{result.iteration + 1}; lower --lr (now {settings.lr:g})")
@@ -492,9 +506,14 @@ def _parser() -> argparse.ArgumentParser:
     length.add_argument("--epochs", type=int, help="passes over the training set (default 12)")
     length.add_argument("--iterations", type=int, help="optimizer steps, instead of --epochs")
     s.add_argument("--batch-size", type=int, help="images per step (default 4)")
-    s.add_argument("--lr", type=float, help="peak learning rate (default 0.02 x batch size / 16)")
+    s.add_argument("--lr", type=float, help="peak learning rate (default: SGD 0.02 x batch size / 16, AdamW 2e-4)")
+    s.add_argument("--optimizer", choices=("sgd", "adamw"),
+                   help="sgd (default; the torchvision recipe for fine-tuning) or adamw (adaptive steps: "
+                        "faster from random weights)")
     s.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
-    s.add_argument("--weight-decay", type=float, help="L2 weight decay (default 1e-4)")
+    s.add_argument("--weight-decay", type=float, help="weight decay (default 1e-4)")
+    s.add_argument("--clip-grad", type=float, metavar="NORM",
+                   help="clip the gradients' global norm to this (default: no clipping)")
     s.add_argument("--warmup-iters", type=int, help="iterations of linear learning-rate warm-up (default 100)")
     s.add_argument("--schedule", choices=("cosine", "step"), help="decay after warm-up (default cosine)")
     s.add_argument("--lr-steps", type=float, nargs="+", metavar="FRACTION",

@@ -58,7 +58,7 @@ from rtseg.capture import FileSource  # noqa: E402
 from rtseg.config import Config, ModelConfig  # noqa: E402
 from rtseg.errors import DeviceError  # noqa: E402
 from rtseg.inference import MaskRCNNDetector, resolve_device, resolve_precision  # noqa: E402
-from rtseg.models import load_model  # noqa: E402
+from rtseg.models import load_model, set_input_size  # noqa: E402
 from rtseg.pipeline import Pipeline  # noqa: E402
 from rtseg.sinks import Mp4Sink  # noqa: E402
 from rtseg.structures import Detections  # noqa: E402
@@ -136,9 +136,9 @@ class Stock:
     """torchvision's inference exactly as ``model(images)`` runs it, timed step by step."""
 
     def __init__(self, config: ModelConfig, device: torch.device) -> None:
-        loaded = load_model(config.name, config.weights, min_size=config.size, max_size=config.max_size,
-                            box_score_thresh=config.score_threshold,
+        loaded = load_model(config.name, config.weights, box_score_thresh=config.score_threshold,
                             box_detections_per_img=config.detections_per_image)
+        set_input_size(loaded, config.size, config.max_size)
         self.model = loaded.model.to(device).eval()
         self.device, self.mask_threshold = device, config.mask_threshold
         self.last_timings: dict[str, float] = {}

@@ -30,7 +30,7 @@ def test_file_overrides_defaults(tmp_path):
     assert config.model.score_threshold == 0.7
     assert config.model.classes == ["person", "car"]
     assert config.output.crf == 30
-    assert config.model.size == 800  # untouched default
+    assert config.model.size == 0  # untouched default (automatic)
 
 
 def test_flags_override_the_file(tmp_path):
@@ -81,7 +81,7 @@ def test_missing_config_file():
 def test_overrides_do_not_mutate_the_original():
     base = Config()
     changed = apply_overrides(base, {"model": {"size": 320}}, "test")
-    assert changed.model.size == 320 and base.model.size == 800
+    assert changed.model.size == 320 and base.model.size == 0
 
 
 # -- fuzzing: no input makes the loader raise anything but its own clear error -------------------------------------

@@ -165,6 +165,14 @@ def test_command_line_scores_a_checkpoint(tmp_path: Path, capsys: pytest.Capture
                  "--device", "cpu", "--save", str(metrics)])
     assert code == 0
     saved = json.loads(metrics.read_text())
-    assert saved["architecture"] == "maskrcnn_r18" and saved["input_size"] == 64
+    assert saved["architecture"] == "maskrcnn_r18" and saved["input_size"] == 64 and saved["precision"] == "fp32"
     assert set(saved["segm"]["per_class"]) == {"circle", "square", "triangle"}
+    assert saved["num_predictions"] > 0
     assert "mask" in capsys.readouterr().out
+    # The same checkpoint in bf16: a run to compare, scored on the same images.
+    reduced = tmp_path / "bf16.json"
+    assert main(["--data", str(paths["val"]), "--images", str(paths["images"]), "--weights", str(checkpoint),
+                 "--device", "cpu", "--precision", "bf16", "--save", str(reduced)]) == 0
+    bf16 = json.loads(reduced.read_text())
+    assert bf16["precision"] == "bf16" and bf16["num_images"] == saved["num_images"] == 3
+    assert bf16["num_predictions"] > 0

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
-from rtseg.errors import WeightsError
-from rtseg.models import COCO_CATEGORIES, build_model, load_model, read_checkpoint
+from rtseg.config import ModelConfig
+from rtseg.errors import ConfigError, WeightsError
+from rtseg.inference import MaskRCNNDetector
+from rtseg.models import COCO_CATEGORIES, build_model, load_model, read_checkpoint, set_input_size
 
 
 class Exploit:
@@ -83,3 +87,28 @@ def test_offline_default_weights_name_the_cache_and_the_flag(monkeypatch, tmp_pa
     message = str(err.value)
     assert str(tmp_path / "hub" / "checkpoints" / "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth") in message
     assert "--weights" in message
+
+
+def test_input_size_comes_from_the_flag_then_the_checkpoint_then_the_architecture(tmp_path):
+    names = ("__background__", "circle")
+    path = tmp_path / "small.pt"
+    torch.save({"model": build_model("maskrcnn_r18", len(names)).state_dict(),
+                "meta": {"architecture": "maskrcnn_r18", "class_names": list(names), "input_size": 96}}, path)
+    assert set_input_size(load_model("maskrcnn_v1", str(path))) == (96, 160)  # trained at 96: 96 x 1333/800
+    assert set_input_size(load_model("maskrcnn_v1", str(path)), 128, 200) == (128, 200)
+    stock = load_model("maskrcnn_v1", "none")
+    assert set_input_size(stock) == (800, 1333)
+    assert set_input_size(stock, 432) == (432, 1333)  # an explicit size keeps the architecture's cap at least
+    assert stock.model.transform.min_size == (432,) and stock.model.transform.max_size == 1333
+
+
+def test_a_fine_tuned_checkpoint_runs_at_its_training_size(tmp_path):
+    names = ("__background__", "circle")
+    path = tmp_path / "small.pt"
+    torch.save({"model": build_model("maskrcnn_r18", len(names)).state_dict(),
+                "meta": {"architecture": "maskrcnn_r18", "class_names": list(names), "input_size": 64}}, path)
+    detector = MaskRCNNDetector(dataclasses.replace(ModelConfig(), weights=str(path), device="cpu"))
+    batch = detector.preprocess([np.zeros((120, 200, 3), np.uint8)])
+    assert batch.image_sizes == [(64, 106)]
+    with pytest.raises(ConfigError, match="model.size must be 0 .automatic. or at least 32, got 16"):
+        MaskRCNNDetector(dataclasses.replace(ModelConfig(), weights=str(path), device="cpu", size=16))

@@ -116,3 +116,13 @@ def test_colour_changes_accept_ids_and_any_iterable() -> None:
 
 def test_colour_changes_add_up() -> None:
     assert ColourChanges(1, 2) + ColourChanges(3, 4) == ColourChanges(4, 6)
+
+
+def test_a_given_overlap_matrix_scores_like_boxes() -> None:
+    # Mask IoU instead of box IoU: the caller's matrix decides what matches.
+    acc = MotAccumulator()
+    acc.update_iou(["a", "b"], [1, 2], np.array([[0.9, 0.0], [0.0, 0.4]]))  # "b" overlaps 2 too little
+    acc.update_iou(["a", "b"], [2, 1], np.array([[0.8, 0.0], [0.0, 0.7]]))  # both swap
+    c = acc.counts()
+    assert (c.num_gt, c.num_hyp, c.fp, c.fn, c.idsw) == (4, 4, 1, 1, 1)
+    assert c.idtp == 2  # a-2 and b-1, one frame each

@@ -134,3 +134,24 @@ def test_bad_starts_fail_with_one_line(data: dict[str, Path], run: Path, tmp_pat
                             weights="default", iterations=1), device="cpu", progress=False)
     with pytest.raises(UsageError, match="--trainable-layers"):
         main(_flags(data, tmp_path / "e", "--trainable-layers", "6"))
+
+
+def test_adamw_with_gradient_clipping_learns(data: dict[str, Path], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    norms: list[float] = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def recording_clip(params: Any, max_norm: float) -> torch.Tensor:
+        total = clip(params, max_norm)
+        norms.append(float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))))
+        return total
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
+    out = tmp_path / "adamw"
+    assert main(_flags(data, out, "--iterations", "12", "--log-every", "1", "--optimizer", "adamw", "--lr", "1e-3",
+                       "--clip-grad", "5")) == 0
+    losses = [entry["loss"] for entry in _log(out) if "loss" in entry]
+    assert sum(losses[-4:]) / 4 < 0.8 * sum(losses[:4]) / 4, losses
+    assert len(norms) == 12 and max(norms) <= 5.0 + 1e-3  # every step clipped to the norm asked for
+    saved = read_training_checkpoint(out / "last.pt")["settings"]
+    assert saved["optimizer"] == "adamw" and saved["clip_grad"] == 5.0
