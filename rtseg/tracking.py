@@ -42,10 +42,19 @@ fragment detections (a second, smaller box on part of an object):
    may be off by more than its width, the IoU is then zero, but the uncertainty
    has grown with the time hidden; this finds the object again where IoU cannot.
    Steps 4 and 5 are one assignment, each pair scored by its own step's measure.
-6. High-score detections still free are assigned to tentative tracks (not yet
+6. Last resort: a track matched last frame and still free may take a leftover
+   high-score detection (not a fragment) that overlaps it at all, if no other
+   track overlaps that detection and it has the track's size on at least one axis
+   (``_LAST_RESORT_SIZE``). An object that turns round, or whose visible part jumps
+   as something slides across it, can leave its prediction so far behind that the
+   steps above fail; its detection would then start a new track, and the object
+   would lose its colour (grey, then a new id) while detected every frame. The
+   guards keep a track whose own object was missed this frame from taking clutter,
+   a fragment of that object (mostly shorter on both axes) or a neighbour.
+7. High-score detections still free are assigned to tentative tracks (not yet
    confirmed). They come last so that a spurious new track can never take a
    detection away from an established identity.
-7. High-score detections still free start tentative tracks, except those lying
+8. High-score detections still free start tentative tracks, except those lying
    inside a higher-scoring detection of the same class (fragments). A tentative
    track missed once is deleted; one matched in ``min_hits`` consecutive frames
    is confirmed and given the next id, so one-frame false positives never get an
@@ -53,7 +62,7 @@ fragment detections (a second, smaller box on part of an object):
    deleted, which bounds the state however long the video.
 
 Each assignment is optimal (``scipy.optimize.linear_sum_assignment``); those of
-steps 2, 3 and 6 maximise the total overlap of predicted track boxes and detections
+steps 2, 3, 6 and 7 maximise the total overlap of predicted track boxes and detections
 plus a small score bonus (``_SCORE_BONUS`` times the score: of two detections
 fitting a track about equally well, the confident one wins); pairs of different
 classes, or overlapping less than the stage's threshold, never match. The overlap
@@ -67,7 +76,9 @@ Fragments: where a detection lies inside a larger one of the same class
 (``_NESTED``), a track whose size is nearer the larger box's may not take the
 smaller one. A fragment then cannot take over the track of the object it is a
 piece of, while a small object in front of a large one keeps its own track,
-whose size is its own.
+whose size is its own. Sizes are compared side by side (the sum of the width and
+height misfits, in ratio), not by area: a box too wide and too short can have the
+track's area, and a piece of a neighbour overlapping the object is often such a box.
 
 Each of these additions was kept because it helped on seeds 0 and 1 of
 ``scripts/eval_tracking.py`` (and on seeds 3 to 5) without using ground truth;
@@ -130,6 +141,11 @@ _REFIND_RATIO = (math.exp(-_REFIND_SIZE), math.exp(_REFIND_SIZE))
 # at least 1 / _NESTED_AREA times its area is nested in it.
 _NESTED = 0.8
 _NESTED_AREA = 0.9
+# Step 6 (last resort): largest |log(size ratio)| of a detection and a track's predicted box
+# on the axis where they agree best. Occlusion cuts an object's box mostly from one side,
+# so one axis keeps the object's size; a fragment is usually shorter on both (measured on
+# scripts/eval_tracking.py: wider gates let tracks of missed objects take fragments).
+_LAST_RESORT_SIZE = 0.1
 
 # Mask-IoU compares crops around each box; Mask R-CNN pastes masks slightly beyond
 # the box (torchvision pads the 28x28 mask by one cell), so the crop gets a margin.
@@ -246,6 +262,24 @@ def _assign(overlap: np.ndarray, threshold: float, bonus: np.ndarray | None = No
     return rows[keep], cols[keep]
 
 
+def _log_size(boxes: np.ndarray) -> np.ndarray:
+    """(N, 2) log of each xyxy box's width and height (empty sides count as tiny)."""
+    return np.log(np.maximum(boxes[:, 2:] - boxes[:, :2], 1e-9))
+
+
+def _last_resort(overlap: np.ndarray, t_idx: np.ndarray, predicted: np.ndarray, boxes: np.ndarray,
+                 d_idx: np.ndarray) -> np.ndarray:
+    """(T, D) overlap of tracks ``t_idx`` (predicted xyxy boxes) and detections ``d_idx`` kept for
+    step 6, 0 elsewhere: the detection overlaps no other track and has the track's size on some axis.
+
+    ``overlap`` is the full (tracks, detections) overlap matrix of the frame.
+    """
+    sub = overlap[t_idx[:, None], d_idx]
+    alone = np.count_nonzero(overlap[:, d_idx], axis=0) == 1
+    misfit = np.abs(_log_size(predicted)[:, None, :] - _log_size(boxes)[None]).min(axis=-1)
+    return np.where(alone & (misfit < _LAST_RESORT_SIZE), sub, 0.0)
+
+
 def _share_inside(predicted: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """(T, D) share of each detection's area inside each predicted box."""
     area = _area(boxes)
@@ -261,14 +295,15 @@ def _nested(boxes: np.ndarray, class_ids: np.ndarray, used: np.ndarray) -> np.nd
 
 def _prefer_containers(overlap: np.ndarray, predicted: np.ndarray, boxes: np.ndarray, nested: np.ndarray) -> None:
     """Zero ``overlap[t, i]`` where detection i is nested in a detection j that track t also
-    overlaps and whose area is nearer the track's (in ratio): a piece of the object the
-    track follows, not the object."""
+    overlaps and whose width and height are nearer the track's (in ratio): a piece of the
+    object the track follows, not the object."""
     inner, outer = nested.nonzero()
     if not len(inner):
         return
-    area = np.log(np.maximum(_area(boxes), 1e-9))
-    track_area = np.log(np.maximum(_area(predicted), 1e-9))[:, None]
-    blocked = (np.abs(track_area - area[outer]) < np.abs(track_area - area[inner])) & (overlap[:, outer] > 0)
+    size, track_size = _log_size(boxes), _log_size(predicted)[:, None, :]
+    misfit_outer = np.abs(track_size - size[outer]).sum(axis=-1)  # (T, pairs)
+    misfit_inner = np.abs(track_size - size[inner]).sum(axis=-1)
+    blocked = (misfit_outer < misfit_inner) & (overlap[:, outer] > 0)
     for k in _nonzero(blocked.any(axis=0)):
         overlap[blocked[:, k], inner[k]] = 0.0
 
@@ -357,12 +392,15 @@ class Tracker:
             bonus = _SCORE_BONUS * scores
             confirmed = track_id >= 0
             free_det = np.ones(n, bool)
+            last_resort = high & ~fragment
             # (tracks, detections competing for them, detections whose pairs are kept, threshold);
-            # threshold None: steps 4 and 5 at once (tracks seen last frame, lost tracks)
+            # threshold None: steps 4 and 5 at once (tracks seen last frame, lost tracks);
+            # -1: step 6 (any overlap, with its guards)
             stages = (
                 (confirmed, used if cfg.low_score_claims else high, high, cfg.iou_threshold),
                 (confirmed, low, low, cfg.low_iou_threshold),
                 (confirmed, used, used, None),
+                (confirmed & seen, last_resort, last_resort, -1.0),
                 (~confirmed, starts, starts, cfg.iou_threshold),
             )
             for stage_tracks, competing, kept, threshold in stages:
@@ -374,6 +412,9 @@ class Tracker:
                     sub = self._second_chance(t_idx, seen[t_idx], predicted[t_idx], boxes[d_idx], fragment[d_idx])
                     sub[track_class[t_idx, None] != class_ids[None, d_idx]] = 0.0
                     rows, cols = _assign(sub, 0.0)
+                elif threshold < 0:
+                    sub = _last_resort(overlap, t_idx, predicted[t_idx], boxes[d_idx], d_idx)
+                    rows, cols = _assign(sub, 0.0, bonus[d_idx])
                 else:
                     rows, cols = _assign(overlap[t_idx[:, None], d_idx], threshold, bonus[d_idx])
                 keep = kept[d_idx[cols]]

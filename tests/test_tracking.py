@@ -191,6 +191,38 @@ def test_a_fragment_never_takes_over_its_objects_track() -> None:
     assert step(tracker, [box(200, 200)]) == [1]
 
 
+def test_the_object_not_a_box_of_its_area_inside_which_it_lies() -> None:
+    """The object's box lies inside a wider, shorter box (a piece of a neighbour) of about the
+    track's area; by width and height the object's own box is nearer the track's size."""
+    tracker = make_tracker(min_hits=2)
+    for _ in range(3):
+        step(tracker, [box(200, 200, 66, 86)])
+    own, wide = [172, 158, 229, 243], [144, 167, 225, 242]  # 57x85 and 81x75; track 66x86
+    assert step(tracker, [own, wide], scores=[0.88, 0.47]) == [1, -1]
+
+
+def test_a_box_that_jumps_keeps_its_id() -> None:
+    """An object turns round while its visible part shrinks: the detection lands mostly
+    outside the prediction (IoU 0.15, a third inside) but has the track's height."""
+    tracker = make_tracker(min_hits=2)
+    for t in range(10):
+        step(tracker, [box(200 - 5 * t, 100, 36, 66)])
+    assert step(tracker, [[155, 69, 178, 131]]) == [1]
+    assert step(tracker, [[157, 69, 180, 131]]) == [1]
+
+
+def test_clutter_near_a_missed_object_does_not_take_its_id() -> None:
+    """The object is missed for a frame; a box overlapping its prediction from the side,
+    short on both axes (a fragment), or overlapping a second track, stays grey."""
+    tracker = make_tracker(min_hits=2)
+    for t in range(10):
+        step(tracker, [box(200 - 5 * t, 100, 36, 66), box(120 - 5 * t, 100, 36, 66)])
+    # predicted: [127, 67, 163, 133] and [47, 67, 83, 133]
+    fragment, between = [155, 80, 178, 120], [75, 70, 135, 130]
+    assert step(tracker, [fragment, between]) == [-1, -1]
+    assert step(tracker, [box(140, 100, 36, 66), box(60, 100, 36, 66)]) == [1, 2]
+
+
 def test_a_sliver_inside_the_predicted_box_keeps_the_id() -> None:
     """Most of an object hidden: its detection overlaps the whole predicted box by IoU 0.125 only."""
     tracker = make_tracker(min_hits=2)
