@@ -42,7 +42,7 @@ class ModelConfig:
     max_size: int = _setting(0, "cap on the longer image side fed to the model; 0 = in torchvision's 800:1333 proportion to size (1333 at least for the ResNet-50 models)", min=0, max=8192)
     batch_size: int = _setting(1, "frames per model call for file sources (amortises per-call overhead on a GPU; no consistent gain measured on the CPU, where it adds latency)", min=1, max=64)
     detections_per_image: int = _setting(100, "most detections kept per frame; the mask head runs once per detection (~0.5 GMAC each, the rest of the model ~75 GMAC at 432x768), so 100 cost about as much again as the whole model", min=1, max=1000)
-    rpn_post_nms_top_n: int = _setting(1000, "region proposals kept for the box head, whose cost is proportional (14 GMAC at 1000, ~18% of the model at 432x768); fewer may miss small or crowded objects", min=1, max=10000)
+    rpn_post_nms_top_n: int = _setting(0, "region proposals kept for the box head, whose cost is proportional (14 GMAC at 1000, ~18% of the model at 432x768); fewer may miss small or crowded objects; 0 = the architecture's own (1000 for the ResNet-50 models, 250 for maskrcnn_r18)", min=0, max=10000)
     channels_last: bool = _setting(True, "NHWC memory layout for the convolutions (same detections; much faster for bf16 with oneDNN on the CPU and for tensor cores on CUDA, neutral for fp32 on the CPU)")
     fp16_weights: bool = _setting(False, "CUDA fp16 only: model.half() instead of autocast (half the weight memory, no per-call weight casts; every layer then computes in fp16, where autocast keeps touchy ops in fp32)")
 

@@ -202,11 +202,12 @@ class MaskRCNNDetector:
         self.dtype = resolve_precision(config.precision, self.device)
         self.sync_timings = sync_timings
         self.last_timings: dict[str, float] = {}
+        proposals = {"rpn_post_nms_top_n_test": config.rpn_post_nms_top_n} if config.rpn_post_nms_top_n else {}
         loaded = load_model(
             config.name, config.weights,
             box_score_thresh=config.score_threshold,
             box_detections_per_img=config.detections_per_image,
-            rpn_post_nms_top_n_test=config.rpn_post_nms_top_n,
+            **proposals,
         )
         self.class_names = loaded.class_names
         self.meta = loaded.meta

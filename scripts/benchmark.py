@@ -80,7 +80,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--score-threshold", type=float, default=0.0,
                         help="0 with random weights (their scores are low); 0.5 with real weights")
     parser.add_argument("--detections", type=int, default=8, help="detections_per_image: a realistic handful")
-    parser.add_argument("--rpn-post-nms-top-n", type=int, default=ModelConfig().rpn_post_nms_top_n)
+    parser.add_argument("--rpn-post-nms-top-n", type=int, default=ModelConfig().rpn_post_nms_top_n,
+                        help="proposals for rtseg's box head (0 = the architecture's; stock always keeps its own)")
     parser.add_argument("--no-channels-last", action="store_true", help="rtseg worker in NCHW layout")
     parser.add_argument("--fp16-weights", action="store_true", help="CUDA fp16 by model.half() instead of autocast")
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = PyTorch's default)")
@@ -318,7 +319,8 @@ def run_one(args: argparse.Namespace, frames: list[np.ndarray], device: torch.de
                 runner.detect(frames[:batch_size])
         return time_model_alone(detector, frames, batch_size, stock)
 
-    row: dict[str, Any] = {"model": model, "size": size, "precision": precision, "batch_size": batch_size}
+    row: dict[str, Any] = {"model": detector.meta["architecture"],  # a checkpoint names its own
+                           "size": size, "precision": precision, "batch_size": batch_size}
     row["model_alone"] = in_worker_thread(functools.partial(warm_then_time, stock))
     del stock  # its weights would otherwise count in the pipeline's memory
     if not args.no_pipeline:

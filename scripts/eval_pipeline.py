@@ -49,7 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rtseg.api import Outputs, process  # noqa: E402
 from rtseg.config import Config  # noqa: E402
-from rtseg.errors import RtsegError  # noqa: E402
+from rtseg.errors import RtsegError, RuntimeFailure  # noqa: E402
+from rtseg.inference import Detector  # noqa: E402
 from rtseg.mot_metrics import MotAccumulator, count_colour_changes  # noqa: E402
 from rtseg.synthetic import CLASS_NAMES, write_video  # noqa: E402
 
@@ -132,8 +133,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the video (default 0; training images never "
                         "come from the video generator)")
     parser.add_argument("--frames", type=int, default=150, help="frames of video (default 150)")
-    parser.add_argument("--width", type=int, default=320, help="default 320")
-    parser.add_argument("--height", type=int, default=240, help="default 240")
+    parser.add_argument("--width", type=int, default=160, help="default 160")
+    parser.add_argument("--height", type=int, default=128,
+                        help="default 128: the recipe's training size, so the model sees the frames unresampled")
     parser.add_argument("--objects", type=int, default=4, help="shapes moving in the video (default 4)")
     parser.add_argument("--score-threshold", type=float, default=0.5, help="the pipeline's (default 0.5)")
     parser.add_argument("--min-visible", type=float, default=0.5,
@@ -146,39 +148,47 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def evaluate_pipeline(out: Path, config: Config, *, seed: int = 0, frames: int = 150, width: int = 160,
+                      height: int = 128, objects: int = 4, min_visible: float = 0.5,
+                      detector: Detector | None = None) -> dict[str, Any]:
+    """Write the video and its ground truth into ``out``, run the pipeline on it, return the scores.
+
+    ``detector`` replaces the model that ``config`` describes (tests pass one that knows the answers).
+    """
+    video, gt_path = out / "video.mp4", out / "ground_truth.json"
+    annotated, export = out / "annotated.mp4", out / "detections.jsonl"
+    write_video(video, gt_path, seed=seed, width=width, height=height, num_frames=frames, num_objects=objects)
+    config = dataclasses.replace(config, output=dataclasses.replace(config.output, overwrite=True))
+    result = process(str(video), Outputs(output=annotated, save_json=export), config=config, detector=detector)
+    if result.summary.error is not None:
+        raise result.summary.error
+    truth = json.loads(gt_path.read_text(encoding="utf-8"))
+    records = [json.loads(line) for line in export.read_text(encoding="utf-8").splitlines()]
+    report = score(truth, records, min_visible)
+    report.update({"annotated_frames": count_frames(annotated), "seed": seed, "size": f"{width}x{height}",
+                   "min_visible": min_visible,
+                   "pipeline_fps": result.summary.frames_written / max(result.summary.wall_seconds, 1e-9)})
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    config = Config()
+    config = dataclasses.replace(config, model=dataclasses.replace(
+        config.model, weights=args.weights, device=args.device, precision=args.precision,
+        score_threshold=args.score_threshold))
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(args.out or scratch)
         out.mkdir(parents=True, exist_ok=True)
-        video, gt_path = out / "video.mp4", out / "ground_truth.json"
-        annotated, export = out / "annotated.mp4", out / "detections.jsonl"
-        write_video(video, gt_path, seed=args.seed, width=args.width, height=args.height,
-                    num_frames=args.frames, num_objects=args.objects)
-        config = Config()
-        config = dataclasses.replace(
-            config,
-            model=dataclasses.replace(config.model, weights=args.weights, device=args.device,
-                                      precision=args.precision, score_threshold=args.score_threshold),
-            output=dataclasses.replace(config.output, overwrite=True),
-        )
         try:
-            result = process(str(video), Outputs(output=annotated, save_json=export), config=config)
+            report = evaluate_pipeline(out, config, seed=args.seed, frames=args.frames, width=args.width,
+                                       height=args.height, objects=args.objects, min_visible=args.min_visible)
         except RtsegError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return 2
-        if result.summary.error is not None:
-            print(f"error: {result.summary.error}", file=sys.stderr)
-            return 1
-        truth = json.loads(gt_path.read_text(encoding="utf-8"))
-        records = [json.loads(line) for line in export.read_text(encoding="utf-8").splitlines()]
-        report = score(truth, records, args.min_visible)
-        report.update({"annotated_frames": count_frames(annotated), "seed": args.seed, "weights": args.weights,
-                       "size": f"{args.width}x{args.height}", "score_threshold": args.score_threshold,
-                       "min_visible": args.min_visible,
-                       "pipeline_fps": result.summary.frames_written / max(result.summary.wall_seconds, 1e-9)})
+            return 1 if isinstance(exc, RuntimeFailure) else 2
+    report.update({"weights": args.weights, "score_threshold": args.score_threshold, "compute_precision": args.precision})
     print(f"pipeline on a synthetic video: {report['frames']} frames {report['size']}, {report['objects']} shapes, "
-          f"seed {args.seed}, weights {args.weights}, {report['pipeline_fps']:.1f} fps")
+          f"seed {args.seed}, weights {args.weights} ({args.precision}), {report['pipeline_fps']:.1f} fps")
     print(f"  detection  precision {report['precision']:.3f}  recall {report['recall']:.3f}  "
           f"(tp {report['tp']}, fp {report['fp']}, fn {report['fn']}; {report['pairs_with_wrong_class']} pairs "
           f"of the wrong class)")

@@ -16,7 +16,10 @@ objects, pillars or the frame edge), with the box of its visible part. The detec
 sees only those: the box of the visible part plus jitter, a score that grows with
 the visible fraction (about 0.25 at 40%, 0.95 when whole, +-0.1), some frames with
 an unexplained low score, missed detections, and false positives (random clutter,
-and fragments of real objects). Defaults are listed by --help and printed.
+and fragments of real objects). Like Mask R-CNN's output, all of them have then been
+through per-class NMS at IoU 0.5, so a fragment nearly as large as its object either
+replaces the object's detection (which then counts as missed) or is dropped.
+Defaults are listed by --help and printed.
 
 The tracker runs on these detections as in the pipeline; its confirmed ids are
 scored against the ground truth (IoU >= 0.5): MOTA, IDF1, ID switches, and colour
@@ -61,13 +64,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rtseg.config import TrackingConfig  # noqa: E402
 from rtseg.mot_metrics import ColourChanges, MotAccumulator, MotCounts, count_colour_changes  # noqa: E402
-from rtseg.tracking import Tracker  # noqa: E402
+from rtseg.tracking import Tracker, box_iou  # noqa: E402
 
 WIDTH, HEIGHT = 1280, 720
 VISIBLE_MIN = 0.4  # least visible fraction for an object to be ground truth (and detectable)
 GRID = 12  # visibility is sampled on GRID x GRID points per box
 TARGET_SCENES = ("crossing", "occlusion", "crowd")
 TARGETS = {"mota": 0.85, "idf1": 0.9, "colour_changes": 0, "ms_per_frame": 1.0}
+# Mask R-CNN's own per-class NMS (torchvision's box_nms_thresh): the tracker never sees two detections
+# of one class overlapping more than this, so neither do the simulated ones.
+NMS_IOU = 0.5
 
 
 @dataclass(frozen=True)
@@ -356,13 +362,26 @@ def detect(scene: Scene, t: int, noise: Noise, rng: np.random.Generator, with_ma
 
     boxes = np.clip(np.concatenate([boxes, fp_boxes]), 0, [WIDTH, HEIGHT, WIDTH, HEIGHT])
     boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
+    scores, classes = np.concatenate([scores, fp_scores]), np.concatenate([classes, fp_classes])
+    det_object = np.concatenate([objects, np.full(n_fp, -1)])
+    keep = class_nms(boxes, scores, classes)
+    boxes, scores, classes, det_object = boxes[keep], scores[keep], classes[keep], det_object[keep]
     masks = None
     if with_masks:
-        in_front = [scene.boxes[t, alive[scene.depth[alive] > scene.depth[o]]] for o in objects]
-        masks = _ellipse_masks(boxes, [np.concatenate([f, scene.pillars]) for f in in_front] + [scene.pillars] * n_fp)
-    return FrameData(gt_objects, gt_boxes, boxes.astype(np.float32), np.concatenate([scores, fp_scores]).astype(np.float32),
-                     np.concatenate([classes, fp_classes]).astype(np.int64),
-                     np.concatenate([objects, np.full(n_fp, -1)]), masks)
+        behind = [scene.pillars if o < 0 else np.concatenate(
+            [scene.boxes[t, alive[scene.depth[alive] > scene.depth[o]]], scene.pillars]) for o in det_object]
+        masks = _ellipse_masks(boxes, behind)
+    return FrameData(gt_objects, gt_boxes, boxes.astype(np.float32), scores.astype(np.float32),
+                     classes.astype(np.int64), det_object, masks)
+
+
+def class_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float = NMS_IOU) -> np.ndarray:
+    """Indices (in input order) kept by greedy per-class NMS, as Mask R-CNN's output has been."""
+    overlap = box_iou(boxes, boxes) * (classes[:, None] == classes[None, :])
+    keep = np.zeros(len(boxes), bool)
+    for i in np.argsort(-scores, kind="stable"):
+        keep[i] = not (overlap[i, keep] > iou).any()
+    return np.flatnonzero(keep)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -446,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog=("Default detector noise: box jitter sigma 3 px per coordinate; 8% of detectable objects missed per frame; "
                 "scores from 0.25 (40% visible) to 0.95 (whole) +-0.1, and 10% of detections scoring 0.2-0.6 whatever "
                 "their visibility; 3 false positives per frame (Poisson, scores 0.1-0.8), a third of them fragments of "
-                "real objects. "
+                "real objects; then per-class NMS at IoU 0.5, as Mask R-CNN's own output. "
                 "Colour changes: 'run' counts id changes of an object within each run of frames in which it is detected "
                 "every frame (from its first frame with an id); 'life' adds a change whenever it comes back from a gap "
                 "in another id. "
@@ -469,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     config = dataclasses.replace(TrackingConfig(), match=args.match)
     print(f"detector noise: box jitter {noise.jitter:g} px, {noise.miss:.0%} missed, {noise.low_score:.0%} scored low "
           f"(besides partly hidden objects), {noise.false_positives:g} false positives/frame "
-          f"({noise.fragments:.0%} of them fragments of objects)")
+          f"({noise.fragments:.0%} of them fragments of objects), then per-class NMS at IoU {NMS_IOU:g}")
     print("tracker: " + ", ".join(f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config)))
     print(f"seeds {' '.join(map(str, args.seeds))}, {args.frames} frames each; "
           "gap = longest occlusion in frames / gaps longer than max_age;\n"
