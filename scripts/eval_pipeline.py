@@ -48,7 +48,7 @@ from scipy.optimize import linear_sum_assignment
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rtseg.api import Outputs, process  # noqa: E402
-from rtseg.config import Config  # noqa: E402
+from rtseg.config import Config, load_config  # noqa: E402
 from rtseg.errors import RtsegError, RuntimeFailure  # noqa: E402
 from rtseg.inference import Detector  # noqa: E402
 from rtseg.mot_metrics import MotAccumulator, count_colour_changes  # noqa: E402
@@ -142,6 +142,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="shapes less visible than this fraction are don't-care (default 0.5)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     parser.add_argument("--precision", default="auto", help="auto | fp32 | fp16 | bf16 (default auto)")
+    parser.add_argument("--config", help="YAML settings for the pipeline, as for python -m rtseg --config "
+                                         "(tracking, render, ...); the flags above win")
     parser.add_argument("--out", help="folder for the video, ground truth, annotated MP4 and export (default: a "
                         "temporary folder, removed afterwards)")
     parser.add_argument("--json", help="also write the report here")
@@ -173,14 +175,14 @@ def evaluate_pipeline(out: Path, config: Config, *, seed: int = 0, frames: int =
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    config = Config()
-    config = dataclasses.replace(config, model=dataclasses.replace(
-        config.model, weights=args.weights, device=args.device, precision=args.precision,
-        score_threshold=args.score_threshold))
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(args.out or scratch)
         out.mkdir(parents=True, exist_ok=True)
         try:
+            config = load_config(args.config)
+            config = dataclasses.replace(config, model=dataclasses.replace(
+                config.model, weights=args.weights, device=args.device, precision=args.precision,
+                score_threshold=args.score_threshold))
             report = evaluate_pipeline(out, config, seed=args.seed, frames=args.frames, width=args.width,
                                        height=args.height, objects=args.objects, min_visible=args.min_visible)
         except RtsegError as exc:
