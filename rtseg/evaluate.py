@@ -30,7 +30,7 @@ from torchvision.models.detection import MaskRCNN
 from rtseg.coco import BACKGROUND, CocoInstances, load_coco
 from rtseg.export import encode_mask
 from rtseg.errors import DataError, OutputError, UsageError
-from rtseg.inference import resolve_device, resolve_precision
+from rtseg.inference import PRECISION_DTYPES, resolve_device, resolve_precision
 from rtseg.models import load_model, set_input_size
 
 IOU_TYPES = ("bbox", "segm")
@@ -253,14 +253,14 @@ def main(argv: list[str]) -> int:
     device = resolve_device(args.device)
     dataset = CocoInstances(args.data, args.images)
     loaded = load_model(args.model, args.weights)
-    set_input_size(loaded, args.size or 0)
+    size, _ = set_input_size(loaded, args.size or 0)
     model = loaded.model.to(device)
     dtype = resolve_precision(args.precision, device)
     predictions = predict(model, dataset, loaded.class_names, device, args.batch_size, dtype)
     report = evaluate_predictions(dataset.coco, predictions, args.score_threshold)
     report.update({"weights": args.weights, "architecture": loaded.meta["architecture"],
-                   "precision": {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32"),
-                   "input_size": model.transform.min_size[-1]})
+                   "precision": next(name for name, d in PRECISION_DTYPES.items() if d == dtype),
+                   "input_size": size})
     print(format_report(report))
     if save is not None:
         save.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

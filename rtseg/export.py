@@ -27,9 +27,14 @@ def encode_mask(mask: np.ndarray) -> dict[str, Any]:
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
+def coco_rle(rle: dict[str, Any]) -> dict[str, Any]:
+    """An RLE written by ``encode_mask`` as pycocotools takes it (``counts`` as bytes)."""
+    return {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+
+
 def decode_mask(rle: dict[str, Any]) -> np.ndarray:
     """Boolean (H, W) mask from an RLE written by ``encode_mask``."""
-    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
+    return mask_utils.decode(coco_rle(rle)).astype(bool)
 
 
 def frame_record(frame: Frame) -> dict[str, Any]:

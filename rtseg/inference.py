@@ -77,6 +77,9 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
+PRECISION_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
 def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
     """The compute dtype of the network's convolutions and linear layers.
 
@@ -89,7 +92,7 @@ def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
         raise DeviceError("--precision fp16 needs a CUDA device; use fp32 or bf16 on the CPU")
     if spec == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise DeviceError(f"--precision bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp16")
-    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(spec, torch.float32)
+    return PRECISION_DTYPES.get(spec, torch.float32)
 
 
 def class_ids_for(names: Sequence[str], class_names: Sequence[str]) -> list[int]:

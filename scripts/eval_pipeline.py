@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rtseg.api import Outputs, process  # noqa: E402
 from rtseg.config import Config, load_config  # noqa: E402
 from rtseg.errors import RtsegError, RuntimeFailure  # noqa: E402
+from rtseg.export import coco_rle  # noqa: E402
 from rtseg.inference import Detector  # noqa: E402
 from rtseg.mot_metrics import MotAccumulator, count_colour_changes  # noqa: E402
 from rtseg.synthetic import CLASS_NAMES, write_video  # noqa: E402
@@ -57,15 +58,11 @@ from rtseg.synthetic import CLASS_NAMES, write_video  # noqa: E402
 MATCH_IOU = 0.5
 
 
-def _rle(mask: dict[str, Any]) -> dict[str, Any]:
-    return {"size": mask["size"], "counts": mask["counts"].encode("ascii")}
-
-
 def mask_ious(predictions: list[dict[str, Any]], truths: list[dict[str, Any]]) -> np.ndarray:
     """(P, G) mask IoU of exported instances (``mask``) and ground-truth ones (``segmentation``)."""
     if not predictions or not truths:
         return np.zeros((len(predictions), len(truths)))
-    ious = mask_utils.iou([_rle(p["mask"]) for p in predictions], [_rle(g["segmentation"]) for g in truths],
+    ious = mask_utils.iou([coco_rle(p["mask"]) for p in predictions], [coco_rle(g["segmentation"]) for g in truths],
                           [0] * len(truths))
     return np.asarray(ious, np.float64).reshape(len(predictions), len(truths))
 
@@ -188,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         except RtsegError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1 if isinstance(exc, RuntimeFailure) else 2
-    report.update({"weights": args.weights, "score_threshold": args.score_threshold, "compute_precision": args.precision})
+    report.update({"weights": args.weights, "score_threshold": args.score_threshold,
+                   "compute_precision": args.precision})
     print(f"pipeline on a synthetic video: {report['frames']} frames {report['size']}, {report['objects']} shapes, "
           f"seed {args.seed}, weights {args.weights} ({args.precision}), {report['pipeline_fps']:.1f} fps")
     print(f"  detection  precision {report['precision']:.3f}  recall {report['recall']:.3f}  "
