@@ -100,7 +100,7 @@ class TrackingConfig:
     match: str = _setting("iou", "overlap that pairs detections with tracks: iou (boxes; cheap, the better all-rounder in scripts/eval_tracking.py) or mask_iou (masks: tells apart objects that share a box, but finds objects again after occlusion less well; a few times slower)",
                           choices=("iou", "mask_iou"))
     iou_threshold: float = _setting(0.3, "least overlap (IoU) with a track's predicted box for a high-score detection to continue it", min=0.0, max=1.0)
-    low_iou_threshold: float = _setting(0.2, "least overlap for a low-score detection to continue a track (raise it if low scores are mostly clutter)", min=0.0, max=1.0)
+    low_iou_threshold: float = _setting(0.25, "least overlap for a low-score detection to continue a track (raise it if low scores are mostly clutter)", min=0.0, max=1.0)
     high_score: float = _setting(0.5, "detections scoring at least this are matched first and may start new tracks (same as model.score_threshold by default)", min=0.0, max=1.0)
     low_score: float = _setting(0.1, "lowest score still used, in stage two, to keep a track alive; the model drops detections below model.score_threshold first, so lower that too for stage two to see any", min=0.0, max=1.0)
     low_score_claims: bool = _setting(True, "a track whose best fit is a low-score detection keeps it, rather than go to a higher-scoring neighbour or fragment (false = ByteTrack's strict high-first order)")
