@@ -67,9 +67,10 @@ steps 2, 3, 6 and 7 maximise the total overlap of predicted track boxes and
 detections above the stage's threshold (ByteTrack's cost limit: two pairs that
 barely pass never outweigh one good pair; step 6 has no threshold) plus two small
 bonuses: ``_SCORE_BONUS`` times the score (of two detections fitting a track about
-equally well, the confident one wins) and ``_SEEN_BONUS`` for a track matched last
-frame (of two tracks fitting a detection about equally well, the one that has
-followed it wins over a lost one whose prediction drifted onto it); pairs of
+equally well, the confident one wins) and, in steps 2, 3 and 7, ``_SEEN_BONUS`` for a
+track matched last frame (of two tracks fitting a detection about equally well, the
+one that has followed it wins over a lost one whose prediction drifted onto it; step
+6 takes only such tracks, so there it would change nothing); pairs of
 different classes, or overlapping less than the stage's threshold, never match. The
 overlap is box IoU, or with ``match: mask_iou`` the IoU of the detection's mask with
 the track's last mask moved along with the predicted box. With box IoU, a track
