@@ -18,7 +18,7 @@ IDF1 (Ristani et al., 2016) matches whole trajectories instead: each ground-trut
 id is paired with at most one hypothesis id, globally, maximising IDTP, the number
 of frames in which the paired boxes overlap enough. IDF1 = 2 IDTP / (GT + HYP).
 
-Colour changes (:func:`count_colour_changes`) score what a viewer sees: objects are
+Colour changes (:func:`count_colour_changes`, each listed by :func:`colour_changes`) score what a viewer sees: objects are
 drawn in their track id's colour, so every change of the id shown for an object
 that stays in view is a visible flicker, and a change after it was hidden is a
 new identity.
@@ -27,7 +27,7 @@ new identity.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,13 +136,56 @@ class ColourChanges:
         return ColourChanges(self.continuous + other.continuous, self.lifetime + other.lifetime)
 
 
-def count_colour_changes(frames: Iterable[Mapping[Hashable, Hashable]], neutral: Hashable) -> ColourChanges:
-    """Colour changes of objects, while continuously detected and over their whole life.
+@dataclass(frozen=True)
+class ColourChange:
+    """One change of the colour drawn for an object: in ``frame``, from ``before`` to ``after``.
+
+    ``continuous``: within a run of frames in which the object is detected every frame
+    (``before`` is its colour in the previous frame); otherwise it came back from a gap
+    in a colour other than its last id colour (``before``).
+    """
+
+    frame: int
+    key: Hashable
+    before: Hashable
+    after: Hashable
+    continuous: bool
+
+
+def colour_changes(frames: Iterable[Mapping[Hashable, Hashable]], neutral: Hashable) -> Iterator[ColourChange]:
+    """Every colour change of every object, in frame order; :func:`count_colour_changes` counts them.
 
     ``frames`` gives, per frame, the colour (or just the track id: colours are a
     function of the id) drawn for each object detected in that frame; ``neutral``
     is what a detection without a confirmed track gets (grey, or id -1). Objects
     missing from a frame were not detected in it.
+    """
+    last_frame: dict[Hashable, int] = {}  # object -> last frame it was detected in
+    previous: dict[Hashable, Hashable] = {}  # object -> colour in that frame, once its current run has started
+    last_id_colour: dict[Hashable, Hashable] = {}  # object -> last id colour it showed, any run
+    for t, current in enumerate(frames):
+        for key, colour in current.items():
+            if last_frame.get(key) != t - 1:  # first frame of a new run
+                previous.pop(key, None)
+            last_frame[key] = t
+            if key in previous:  # the run has started: every change counts
+                if colour != previous[key]:
+                    yield ColourChange(t, key, previous[key], colour, continuous=True)
+            elif colour != neutral:  # the run starts here
+                before = last_id_colour.get(key)
+                if before is not None and colour != before:
+                    yield ColourChange(t, key, before, colour, continuous=False)
+            else:  # still waiting for an id colour
+                continue
+            previous[key] = colour
+            if colour != neutral:
+                last_id_colour[key] = colour
+
+
+def count_colour_changes(frames: Iterable[Mapping[Hashable, Hashable]], neutral: Hashable) -> ColourChanges:
+    """Colour changes of objects, while continuously detected and over their whole life.
+
+    ``frames`` and ``neutral`` as for :func:`colour_changes`.
 
     * ``continuous``: an object's frames split into *runs* of consecutive frames in
       which it is detected every frame. A run starts at its first frame drawn in an
@@ -155,22 +198,7 @@ def count_colour_changes(frames: Iterable[Mapping[Hashable, Hashable]], neutral:
       i.e. it came back from a miss or an occlusion in another colour.
     """
     continuous = across_gaps = 0
-    last_frame: dict[Hashable, int] = {}  # object -> last frame it was detected in
-    previous: dict[Hashable, Hashable] = {}  # object -> colour in that frame, once its current run has started
-    last_id_colour: dict[Hashable, Hashable] = {}  # object -> last id colour it showed, any run
-    for t, current in enumerate(frames):
-        for key, colour in current.items():
-            if last_frame.get(key) != t - 1:  # first frame of a new run
-                previous.pop(key, None)
-            last_frame[key] = t
-            if key in previous:  # the run has started: every change counts
-                continuous += colour != previous[key]
-            elif colour != neutral:  # the run starts here
-                before = last_id_colour.get(key)
-                across_gaps += before is not None and colour != before
-            else:  # still waiting for an id colour
-                continue
-            previous[key] = colour
-            if colour != neutral:
-                last_id_colour[key] = colour
+    for change in colour_changes(frames, neutral):
+        continuous += change.continuous
+        across_gaps += not change.continuous
     return ColourChanges(continuous, continuous + across_gaps)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from rtseg.mot_metrics import ColourChanges, MotAccumulator, MotCounts, count_colour_changes
+from rtseg.mot_metrics import ColourChange, ColourChanges, MotAccumulator, MotCounts, colour_changes, count_colour_changes
 
 BOX = [0.0, 0.0, 10.0, 10.0]
 FAR = [100.0, 100.0, 110.0, 110.0]
@@ -112,6 +112,16 @@ def test_colour_changes_accept_ids_and_any_iterable() -> None:
     # Colours are a function of the id, so ids (with -1 for neutral) count the same.
     ids = iter([{"a": -1}, {"a": 3}, {"a": 3}, {"a": 4}, {}, {"a": 3}])
     assert count_colour_changes(ids, -1) == ColourChanges(continuous=1, lifetime=2)
+
+
+def test_colour_changes_are_listed_with_frame_and_colours() -> None:
+    frames = [{1: RED, 2: BLUE}, {1: GREY, 2: BLUE}, {1: RED}, {}, {1: BLUE, 2: RED}]
+    assert list(colour_changes(frames, GREY)) == [
+        ColourChange(1, 1, RED, GREY, continuous=True),
+        ColourChange(2, 1, GREY, RED, continuous=True),
+        ColourChange(4, 1, RED, BLUE, continuous=False),  # back after a gap in another colour
+        ColourChange(4, 2, BLUE, RED, continuous=False),
+    ]
 
 
 def test_colour_changes_add_up() -> None:
