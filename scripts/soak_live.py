@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 import av  # noqa: E402
 
-from live_helpers import BIKES_CLIP, IndexRecordingDetector, RtspServer, StampedSource, loop_clip  # noqa: E402
+from helpers import BIKES_CLIP  # noqa: E402
+from live_helpers import IndexRecordingDetector, RtspServer, StampedSource, loop_clip  # noqa: E402
 from rtseg.capture import open_source  # noqa: E402
 from rtseg.config import Config  # noqa: E402
 from rtseg.pipeline import Pipeline  # noqa: E402

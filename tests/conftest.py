@@ -7,7 +7,7 @@ from typing import Callable
 
 import pytest
 
-from helpers import CAR_CLIP, make_clip
+from helpers import BIKES_CLIP, CAR_CLIP, make_clip
 
 
 @pytest.fixture
@@ -30,3 +30,10 @@ def car_clip() -> Path:
     if not CAR_CLIP.exists():
         pytest.skip(f"real footage not found at {CAR_CLIP}")
     return CAR_CLIP
+
+
+@pytest.fixture(scope="session")
+def bikes_clip() -> Path:
+    if not BIKES_CLIP.exists():
+        pytest.skip(f"real footage not found at {BIKES_CLIP}")
+    return BIKES_CLIP

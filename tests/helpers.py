@@ -16,6 +16,7 @@ from rtseg.structures import Detections
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
 CAR_CLIP = DATA_DIR / "car-detection.mp4"
+BIKES_CLIP = DATA_DIR / "bikes.mp4"
 
 SHAPE_CLASSES = ("__background__", "square")
 

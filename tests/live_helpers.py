@@ -19,12 +19,11 @@ from typing import Callable, Iterator, Sequence
 import av
 import numpy as np
 
-from helpers import DATA_DIR, SHAPE_CLASSES
+from helpers import SHAPE_CLASSES
 from rtseg.structures import Detections, Frame
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
-BIKES_CLIP = DATA_DIR / "bikes.mp4"
 PACKAGES = ("gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi python3-gst-1.0 gstreamer1.0-plugins-base "
             "gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 import pytest
 
-from helpers import DATA_DIR, SquareDetector, make_clip, read_video
+from helpers import SquareDetector, make_clip, read_video
 from rtseg.api import Outputs, process
 from rtseg.capture import FileSource
 from rtseg.config import Config
@@ -24,7 +24,6 @@ from rtseg.pipeline import Pipeline
 from rtseg.sinks import Mp4Sink
 
 TESTS = Path(__file__).resolve().parent
-BIKES = DATA_DIR / "bikes.mp4"
 
 # The real CLI in a child process, with the stub detector standing in for Mask R-CNN so it runs at a known pace.
 DRIVER = textwrap.dedent("""
@@ -126,8 +125,8 @@ def test_truncated_file_without_index_is_a_clear_error(tmp_path):
         FileSource(cut)
 
 
-def test_truncated_file_with_index_keeps_the_frames_before_the_cut(tmp_path):
-    clip = _faststart_copy(BIKES, tmp_path / "fs.mp4")
+def test_truncated_file_with_index_keeps_the_frames_before_the_cut(tmp_path, bikes_clip):
+    clip = _faststart_copy(bikes_clip, tmp_path / "fs.mp4")
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
     out = tmp_path / "out.mp4"

@@ -26,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import SquareDetector, read_video
-from live_helpers import (BIKES_CLIP, IndexRecordingDetector, RecordingSink, RtspServer, StampedSource, cut_clip,
+from live_helpers import (IndexRecordingDetector, RecordingSink, RtspServer, StampedSource, cut_clip,
                           free_port, rtsp_server_missing, stop_when)
 from rtseg.capture import FileSource, RealtimeFileSource, SourceSpec, open_source, parse_source
 from rtseg.cli import main
@@ -55,17 +55,10 @@ def rtsp() -> None:
 
 
 @pytest.fixture(scope="module")
-def bikes() -> Path:
-    if not BIKES_CLIP.exists():
-        pytest.skip(f"real footage not found at {BIKES_CLIP}")
-    return BIKES_CLIP
-
-
-@pytest.fixture(scope="module")
-def short_clip(tmp_path_factory: pytest.TempPathFactory, bikes: Path) -> tuple[Path, int]:
+def short_clip(tmp_path_factory: pytest.TempPathFactory, bikes_clip: Path) -> tuple[Path, int]:
     """The first ~3 s of bikes.mp4 (cut at a keyframe, not re-encoded) and its frame count."""
     path = tmp_path_factory.mktemp("clips") / "bikes-3s.mp4"
-    return path, cut_clip(bikes, path, 3.0)
+    return path, cut_clip(bikes_clip, path, 3.0)
 
 
 def live_config(max_frames: int = 0, **live) -> Config:
@@ -282,12 +275,12 @@ def test_rtsp_delivers_every_frame_of_a_clip_bit_exact(rtsp, short_clip):
     assert summary.latency.count == count
 
 
-def test_rtsp_server_killed_mid_stream_and_restarted(rtsp, bikes, tmp_path, caplog):
+def test_rtsp_server_killed_mid_stream_and_restarted(rtsp, bikes_clip, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="rtseg")
     out = tmp_path / "recording.mp4"
     config = live_config()
     marks: dict[str, float] = {}
-    with RtspServer(bikes) as server:
+    with RtspServer(bikes_clip) as server:
         source = open_source(server.url("viewer:pa55word"), config.live)
         sink = RecordingSink()
         pipeline = Pipeline(source, SquareDetector(delay=0.02), config, [Mp4Sink(out, config.output), sink])
@@ -339,11 +332,11 @@ class TimedLog(logging.Handler):
         logging.getLogger("rtseg").removeHandler(self)
 
 
-def test_frozen_server_is_detected_within_the_read_timeout_and_reconnected_after_resume(rtsp, bikes, caplog):
+def test_frozen_server_is_detected_within_the_read_timeout_and_reconnected_after_resume(rtsp, bikes_clip, caplog):
     caplog.set_level(logging.INFO, logger="rtseg")
     config = live_config(read_timeout=1.5, open_timeout=2.0)
     marks: dict[str, float] = {}
-    with RtspServer(bikes) as server, TimedLog() as log:
+    with RtspServer(bikes_clip) as server, TimedLog() as log:
         source = open_source(server.url(), config.live)
         sink = RecordingSink()
         pipeline = Pipeline(source, SquareDetector(), config, [sink])
@@ -520,11 +513,11 @@ def _feed_fifo(clip: Path, fifo: Path, done: threading.Event) -> None:
         pass  # the reader went away
 
 
-def test_camera_reader_on_a_paced_fifo_delivers_rgb_frames(bikes, tmp_path):
+def test_camera_reader_on_a_paced_fifo_delivers_rgb_frames(bikes_clip, tmp_path):
     fifo = tmp_path / "camera.fifo"
     os.mkfifo(fifo)
     done = threading.Event()
-    feeder = threading.Thread(target=_feed_fifo, args=(bikes, fifo, done), daemon=True)
+    feeder = threading.Thread(target=_feed_fifo, args=(bikes_clip, fifo, done), daemon=True)
     feeder.start()
     config = live_config(max_frames=50, queue_size=64)
     try:
@@ -536,7 +529,7 @@ def test_camera_reader_on_a_paced_fifo_delivers_rgb_frames(bikes, tmp_path):
         done.set()
         feeder.join(10)
     assert summary.error is None and summary.frames_written == 50
-    expected = decode_all(bikes)[:50]
+    expected = decode_all(bikes_clip)[:50]
     for frame in sink.frames:
         assert frame.image.shape == (272, 640, 3)
         difference = np.abs(frame.image.astype(int) - expected[frame.index]).mean()
