@@ -135,6 +135,15 @@ class ColourChanges:
     def __add__(self, other: ColourChanges) -> ColourChanges:
         return ColourChanges(self.continuous + other.continuous, self.lifetime + other.lifetime)
 
+    @classmethod
+    def tally(cls, changes: Iterable[ColourChange]) -> ColourChanges:
+        """Count listed changes (from :func:`colour_changes`): all of them over whole lives."""
+        continuous = lifetime = 0
+        for change in changes:
+            continuous += change.continuous
+            lifetime += 1
+        return cls(continuous, lifetime)
+
 
 @dataclass(frozen=True)
 class ColourChange:
@@ -197,8 +206,4 @@ def count_colour_changes(frames: Iterable[Mapping[Hashable, Hashable]], neutral:
       colour differs from the last id colour the object showed in earlier runs,
       i.e. it came back from a miss or an occlusion in another colour.
     """
-    continuous = across_gaps = 0
-    for change in colour_changes(frames, neutral):
-        continuous += change.continuous
-        across_gaps += not change.continuous
-    return ColourChanges(continuous, continuous + across_gaps)
+    return ColourChanges.tally(colour_changes(frames, neutral))

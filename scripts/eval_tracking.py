@@ -413,12 +413,12 @@ def run_scene(name: str, seed: int, frames: int, noise: Noise, config: TrackingC
         owners.append({int(i): int(o) for o, i in zip(f.det_object[out], ids[out])})
     counts = acc.counts()
     changes = list(colour_changes(colours, -1))
-    continuous = sum(c.continuous for c in changes)
+    counted = ColourChanges.tally(changes)
     gaps = [g for object_gaps in _gaps(scene).values() for g in object_gaps]
     gap, long_gaps = max(gaps, default=0), sum(g > config.max_age for g in gaps)
     return {"scene": name, "seed": seed, "frames": frames, "objects": len(objects),
-            "longest_gap": gap, "gaps_over_max_age": long_gaps, "colour_changes": continuous,
-            "colour_changes_life": len(changes), "colour_change_causes": change_causes(changes, owners),
+            "longest_gap": gap, "gaps_over_max_age": long_gaps, "colour_changes": counted.continuous,
+            "colour_changes_life": counted.lifetime, "colour_change_causes": change_causes(changes, owners),
             **dataclasses.asdict(counts), "mota": counts.mota, "idf1": counts.idf1}
 
 
