@@ -12,23 +12,30 @@ import dataclasses
 import logging
 import queue
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 
-from rtseg.capture import ImageSource, VideoSource, image_paths, open_source, parse_source
-from rtseg.config import Config, ModelConfig, RenderConfig, apply_overrides
-from rtseg.errors import OutputError
-from rtseg.export import CropsSink, FramesSink, JsonLinesSink, StatsCollector
-from rtseg.inference import Detector, MaskRCNNDetector
-from rtseg.pipeline import Pipeline, RunSummary
-from rtseg.rendering import Renderer
-from rtseg.sinks import Mp4Sink, Sink, WindowDisplay, check_output_path
-from rtseg.structures import Detections, Frame
-from rtseg.tracking import Tracker
+from rtseg.core.config import Config, ModelConfig, RenderConfig, apply_overrides
+from rtseg.core.errors import OutputError
+from rtseg.core.structures import Detections, Frame
+from rtseg.detect.worker import Detector, MaskRCNNDetector
+from rtseg.pipeline.orchestrator import Pipeline
+from rtseg.pipeline.summary import RunSummary
+from rtseg.render.renderer import Renderer
+from rtseg.sinks.base import Sink, check_output_path
+from rtseg.sinks.data import CropsSink, FramesSink, JsonLinesSink
+from rtseg.sinks.mp4 import Mp4Sink
+from rtseg.sinks.stats import StatsCollector
+from rtseg.sinks.window import WindowDisplay
+from rtseg.sources.base import VideoSource
+from rtseg.sources.factory import open_source, parse_source
+from rtseg.sources.files import ImageSource, image_paths
+from rtseg.track.tracker import Tracker
 
 log = logging.getLogger(__name__)
 

@@ -16,16 +16,17 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any
 
-from rtseg.config import Config, apply_overrides, load_config
-from rtseg.errors import RtsegError, TerminationRequest, UsageError
-from rtseg.masking import CredentialFilter, mask_credentials
+from rtseg.core.config import Config, apply_overrides, load_config
+from rtseg.core.errors import RtsegError, TerminationRequest, UsageError
+from rtseg.core.redaction import CredentialFilter, mask_credentials
 
 log = logging.getLogger("rtseg")
 
-SUBCOMMANDS = {"train": "rtseg.train", "evaluate": "rtseg.evaluate"}  # rtseg train|evaluate --help
+SUBCOMMANDS = {"train": "rtseg.offline.train", "evaluate": "rtseg.offline.evaluate"}  # rtseg train|evaluate --help
 _EXIT_CODES = {"interrupted": 130, "terminated": 143}  # 128 + SIGINT / SIGTERM, as shells report them
 
 EXAMPLES = """\

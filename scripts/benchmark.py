@@ -44,8 +44,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,14 +55,15 @@ from torchvision.ops import box_iou
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rtseg.capture import FileSource  # noqa: E402
-from rtseg.config import Config, ModelConfig  # noqa: E402
-from rtseg.errors import DeviceError  # noqa: E402
-from rtseg.inference import MaskRCNNDetector, resolve_device, resolve_precision  # noqa: E402
-from rtseg.models import load_model, set_input_size  # noqa: E402
-from rtseg.pipeline import Pipeline  # noqa: E402
-from rtseg.sinks import Mp4Sink  # noqa: E402
-from rtseg.structures import Detections  # noqa: E402
+from rtseg.core.config import Config, ModelConfig
+from rtseg.core.errors import DeviceError
+from rtseg.core.structures import Detections
+from rtseg.detect.device import resolve_device, resolve_precision
+from rtseg.detect.models import load_model, set_input_size
+from rtseg.detect.worker import MaskRCNNDetector
+from rtseg.pipeline.orchestrator import Pipeline
+from rtseg.sinks.mp4 import Mp4Sink
+from rtseg.sources.files import FileSource
 
 PIPELINE_STAGES = ("decode", "preprocess", "model", "postprocess", "render", "encode")
 

@@ -47,13 +47,13 @@ from scipy.optimize import linear_sum_assignment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rtseg.api import Outputs, process  # noqa: E402
-from rtseg.config import Config, load_config  # noqa: E402
-from rtseg.errors import RtsegError, RuntimeFailure  # noqa: E402
-from rtseg.export import coco_rle  # noqa: E402
-from rtseg.inference import Detector  # noqa: E402
-from rtseg.mot_metrics import MotAccumulator, count_colour_changes  # noqa: E402
-from rtseg.synthetic import CLASS_NAMES, write_video  # noqa: E402
+from rtseg.api import Outputs, process
+from rtseg.core.config import Config, load_config
+from rtseg.core.errors import RtsegError, RuntimeFailure
+from rtseg.core.masks import coco_rle
+from rtseg.detect.worker import Detector
+from rtseg.offline.mot_metrics import MotAccumulator, count_colour_changes
+from rtseg.offline.synthetic import CLASS_NAMES, write_video
 
 MATCH_IOU = 0.5
 

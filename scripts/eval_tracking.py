@@ -67,9 +67,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rtseg.config import TrackingConfig  # noqa: E402
-from rtseg.mot_metrics import ColourChange, ColourChanges, MotAccumulator, MotCounts, colour_changes  # noqa: E402
-from rtseg.tracking import Tracker, box_iou  # noqa: E402
+from rtseg.core.config import TrackingConfig
+from rtseg.offline.mot_metrics import ColourChange, ColourChanges, MotAccumulator, MotCounts, colour_changes
+from rtseg.track.tracker import Tracker, box_iou
 
 WIDTH, HEIGHT = 1280, 720
 VISIBLE_MIN = 0.4  # least visible fraction for an object to be ground truth (and detectable)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable from a checkout without installing
 
-from rtseg.synthetic import write_image_dataset, write_video  # noqa: E402
+from rtseg.offline.synthetic import write_image_dataset, write_video
 
 
 def _positive(text: str) -> int:

@@ -17,22 +17,22 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rtseg.capture import SourceInfo  # noqa: E402
-from rtseg.config import Config, TrackingConfig  # noqa: E402
-from rtseg.export import JsonLinesSink  # noqa: E402
-from rtseg.pipeline import Pipeline  # noqa: E402
-from rtseg.sinks import Mp4Sink  # noqa: E402
-from rtseg.structures import Detections, Frame  # noqa: E402
-from rtseg.tracking import Tracker  # noqa: E402
+from rtseg.core.config import Config, TrackingConfig
+from rtseg.core.structures import Detections, Frame
+from rtseg.pipeline.orchestrator import Pipeline
+from rtseg.sinks.data import JsonLinesSink
+from rtseg.sinks.mp4 import Mp4Sink
+from rtseg.sources.base import SourceInfo
+from rtseg.track.tracker import Tracker
 
 WIDTH, HEIGHT = 64, 48
 

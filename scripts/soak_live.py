@@ -26,18 +26,18 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(ROOT))
 
 import av  # noqa: E402
-
 from helpers import BIKES_CLIP  # noqa: E402
 from live_helpers import IndexRecordingDetector, RtspServer, StampedSource, loop_clip  # noqa: E402
-from rtseg.capture import open_source  # noqa: E402
-from rtseg.config import Config  # noqa: E402
-from rtseg.pipeline import Pipeline  # noqa: E402
-from rtseg.sinks import Mp4Sink  # noqa: E402
-from rtseg.structures import Frame  # noqa: E402
+
+from rtseg.core.config import Config  # noqa: E402
+from rtseg.core.structures import Frame  # noqa: E402
+from rtseg.pipeline.orchestrator import Pipeline  # noqa: E402
+from rtseg.sinks.mp4 import Mp4Sink  # noqa: E402
+from rtseg.sources.factory import open_source  # noqa: E402
 
 
 def rss_mib() -> float:

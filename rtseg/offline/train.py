@@ -1,0 +1,578 @@
+"""Train or fine-tune Mask R-CNN on a COCO-format instance-segmentation data set.
+
+Starts from torchvision's COCO weights, a local checkpoint or random weights,
+swaps the box and mask predictors for the data set's classes, and trains with
+SGD or AdamW (linear warm-up, cosine or step decay), horizontal flips and
+scale jitter. It evaluates mask AP on a validation split as it goes and
+writes, in the output folder:
+
+  last.pt   model, optimizer, scheduler, loss scaler, RNG state and iteration:
+            ``--resume last.pt`` carries on exactly where the run stopped
+  best.pt   model + metadata of the best validation mask AP, loadable with
+            ``rtseg.detect.models.load_model`` and ``--weights best.pt``
+  log.jsonl losses and evaluations, one JSON object per line
+
+Ctrl-C (or --time-limit) stops after the current iteration and saves; a second
+Ctrl-C aborts at once. All randomness (data order, flips, scale jitter, RoI
+sampling) flows from --seed and the saved RNG state, so an interrupted and
+resumed CPU run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
+from tqdm import tqdm
+
+from rtseg.core.errors import DataError, DeviceError, OutputError, RuntimeFailure, UsageError, WeightsError
+from rtseg.detect.device import resolve_device
+from rtseg.detect.models import ARCHITECTURES, build_model, load_model, max_size_for
+from rtseg.offline.coco import CocoInstances
+from rtseg.offline.evaluate import evaluate_predictions, predict
+
+STAGES = ["layer4", "layer3", "layer2", "layer1", "conv1"]  # backbone stages, unfrozen from the top
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class TrainSettings:
+    """Everything that decides what a run learns; stored in last.pt so --resume reuses it unchanged.
+
+    ``None`` fields are filled in by ``resolve_settings`` before training starts.
+    """
+
+    data: str
+    images: str
+    output_dir: str
+    val_data: str | None = None
+    val_images: str | None = None
+    model: str = "maskrcnn_r18"
+    weights: str = "default"
+    epochs: int | None = None
+    iterations: int | None = None
+    batch_size: int = 4
+    lr: float | None = None
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    clip_grad: float | None = None
+    warmup_iters: int = 100
+    schedule: str = "cosine"
+    lr_steps: list[float] = field(default_factory=lambda: [0.7, 0.9])
+    size: int | None = None
+    scale_jitter: float = 0.25
+    hflip: float = 0.5
+    trainable_layers: int | None = None
+    eval_every: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class TrainResult:
+    """What a call to ``train`` did: where it stopped and its validation results."""
+
+    output_dir: Path
+    start_iteration: int
+    iteration: int
+    total_iterations: int
+    stopped: str  # "done", "time limit" or "interrupted"
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    best_ap: float | None = None
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise UsageError(message)
+
+
+def resolve_settings(settings: TrainSettings, train_set: CocoInstances) -> TrainSettings:
+    """Settings with every default filled in from the data, checked, so the saved copy is complete."""
+    s = settings
+    _check(s.model in ARCHITECTURES, f"unknown model {s.model!r} (known: {', '.join(ARCHITECTURES)})")
+    _check(s.batch_size >= 1, f"--batch-size must be at least 1, got {s.batch_size}")
+    _check(s.epochs is None or s.iterations is None, "give --epochs or --iterations, not both")
+    _check(s.epochs is None or s.epochs >= 1, f"--epochs must be at least 1, got {s.epochs}")
+    _check(s.iterations is None or s.iterations >= 1, f"--iterations must be at least 1, got {s.iterations}")
+    _check(s.lr is None or s.lr > 0, f"--lr must be positive, got {s.lr}")
+    _check(s.optimizer in ("sgd", "adamw"), f"--optimizer must be sgd or adamw, got {s.optimizer!r}")
+    _check(0 <= s.momentum < 1, f"--momentum must be in [0, 1), got {s.momentum}")
+    _check(s.clip_grad is None or s.clip_grad > 0, f"--clip-grad must be positive, got {s.clip_grad}")
+    _check(s.weight_decay >= 0, f"--weight-decay must be >= 0, got {s.weight_decay}")
+    _check(s.warmup_iters >= 0, f"--warmup-iters must be >= 0, got {s.warmup_iters}")
+    _check(s.schedule in ("cosine", "step"), f"--schedule must be cosine or step, got {s.schedule!r}")
+    _check(all(0 < f < 1 for f in s.lr_steps) and s.lr_steps == sorted(s.lr_steps),
+           f"--lr-steps must be increasing fractions of the run between 0 and 1, got {s.lr_steps}")
+    _check(s.size is None or 32 <= s.size <= 4096, f"--size must be between 32 and 4096, got {s.size}")
+    _check(0 <= s.scale_jitter < 1, f"--scale-jitter must be in [0, 1), got {s.scale_jitter}")
+    _check(0 <= s.hflip <= 1, f"--hflip must be a probability in [0, 1], got {s.hflip}")
+    _check(s.trainable_layers is None or 0 <= s.trainable_layers <= 5,
+           f"--trainable-layers must be between 0 and 5, got {s.trainable_layers}")
+    _check(s.eval_every is None or s.eval_every >= 1, f"--eval-every must be at least 1, got {s.eval_every}")
+    per_epoch = math.ceil(len(train_set) / s.batch_size)
+    sides = [min(i.get("width", 800), i.get("height", 800)) for i in train_set.coco.imgs.values()]
+    return dataclasses.replace(
+        s,
+        iterations=s.iterations or (s.epochs or 12) * per_epoch,
+        # SGD: the linear scaling rule from torchvision's 0.02 for 16 images; AdamW: a common rate for detectors
+        lr=s.lr or (0.02 * s.batch_size / 16 if s.optimizer == "sgd" else 2e-4),
+        size=s.size or int(np.clip(np.median(sides), 32, 800)),  # the images' own resolution, within reason
+        trainable_layers=s.trainable_layers if s.trainable_layers is not None else (5 if s.weights == "none" else 3),
+        eval_every=s.eval_every or per_epoch,
+    )
+
+
+def lr_factor(settings: TrainSettings, iteration: int) -> float:
+    """Multiplier of the base learning rate at ``iteration``: linear warm-up, then cosine or step decay."""
+    warmup = min(1.0, 0.001 + 0.999 * iteration / settings.warmup_iters) if settings.warmup_iters else 1.0
+    progress = iteration / settings.iterations
+    if settings.schedule == "cosine":
+        return warmup * 0.5 * (1 + math.cos(math.pi * progress))
+    return warmup * 0.1 ** sum(progress >= step for step in settings.lr_steps)
+
+
+def detector_kwargs(settings: TrainSettings) -> dict[str, Any]:
+    """Resize settings: scale jitter is torchvision's multi-size training, the last size is used in eval."""
+    size = settings.size
+    jitter = {int(round(size * f)) for f in np.linspace(1 - settings.scale_jitter, 1 + settings.scale_jitter, 5)}
+    return {"min_size": (*sorted(jitter - {size}), size), "max_size": max_size_for(size)}
+
+
+def replace_heads(model: MaskRCNN, num_classes: int) -> None:
+    """New box and mask predictors for ``num_classes`` (background included); the rest keeps its weights."""
+    box = model.roi_heads.box_predictor.cls_score
+    mask = model.roi_heads.mask_predictor.conv5_mask
+    model.roi_heads.box_predictor = FastRCNNPredictor(box.in_features, num_classes)
+    model.roi_heads.mask_predictor = MaskRCNNPredictor(mask.in_channels, mask.out_channels, num_classes)
+
+
+def freeze_backbone(model: MaskRCNN, trainable_layers: int, freeze_all_batchnorm: bool) -> list[nn.Module]:
+    """Freeze all but the top ``trainable_layers`` ResNet stages; returns the BatchNorm layers to keep in eval mode.
+
+    With pretrained weights every backbone BatchNorm keeps its loaded
+    statistics (torchvision's FrozenBatchNorm2d convention: batches of a few
+    images give noisy statistics); from random weights only those in frozen
+    stages do.
+    """
+    train = STAGES[:trainable_layers] + (["bn1"] if trainable_layers == 5 else [])
+    for name, param in model.backbone.body.named_parameters():
+        param.requires_grad_(any(name.startswith(stage) for stage in train))
+    frozen = []
+    for module in model.backbone.body.modules():
+        if isinstance(module, nn.BatchNorm2d) and (
+                freeze_all_batchnorm or not any(p.requires_grad for p in module.parameters())):
+            module.requires_grad_(False)
+            frozen.append(module)
+    return frozen
+
+
+def _train_mode(model: MaskRCNN, frozen: list[nn.Module]) -> None:
+    model.train()
+    for module in frozen:
+        module.eval()
+
+
+def _initial_model(settings: TrainSettings, class_names: tuple[str, ...]) -> tuple[MaskRCNN, str]:
+    """The starting model and its architecture (a checkpoint's metadata may name another than --model)."""
+    kwargs = detector_kwargs(settings)
+    torch.manual_seed(settings.seed)
+    if settings.weights == "none":
+        return build_model(settings.model, len(class_names), **kwargs), settings.model
+    loaded = load_model(settings.model, settings.weights, **kwargs)
+    if loaded.class_names != class_names:
+        replace_heads(loaded.model, len(class_names))
+    return loaded.model, loaded.meta["architecture"]
+
+
+def _epoch_batches(settings: TrainSettings, n: int, epoch: int) -> list[list[tuple[int, bool]]]:
+    """The batches of one epoch as (image index, flip) keys, a pure function of seed and epoch."""
+    generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + epoch)
+    order = torch.randperm(n, generator=generator).tolist()
+    flips = (torch.rand(n, generator=generator) < settings.hflip).tolist()
+    keys = list(zip(order, flips))
+    return [keys[i:i + settings.batch_size] for i in range(0, n, settings.batch_size)]
+
+
+def _collate(batch: list[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tuple[list, list]:
+    return [image for image, _ in batch], [target for _, target in batch]
+
+
+def _ignore_sigint(_worker_id: int) -> None:
+    """Data workers leave Ctrl-C to the main process, which stops cleanly after the current iteration."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _batches(settings: TrainSettings, dataset: CocoInstances, start: int, per_epoch: int,
+             workers: int) -> Iterator[tuple[list, list]]:
+    """Batches from iteration ``start`` on, epoch after epoch, never ending."""
+    epoch, skip = divmod(start, per_epoch)
+    while True:
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=_epoch_batches(settings, len(dataset), epoch)[skip:], collate_fn=_collate,
+            num_workers=workers, worker_init_fn=_ignore_sigint if workers else None,
+            generator=torch.Generator().manual_seed(settings.seed + epoch),  # keeps the global RNG untouched
+        )
+        yield from loader
+        epoch, skip = epoch + 1, 0
+
+
+def _train_step(model: MaskRCNN, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]],
+                optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, amp: bool,
+                clip_grad: float | None) -> dict[str, float]:
+    """One optimizer step; returns the loss terms."""
+    with torch.autocast(images[0].device.type, enabled=amp):
+        loss_dict = model(images, targets)
+    loss = sum(loss_dict.values())
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if clip_grad is not None:  # a rare huge gradient (early, from random weights) cannot wreck the run
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip_grad)
+    scaler.step(optimizer)
+    scaler.update()
+    return {"loss": loss.item(), **{k.removeprefix("loss_"): v.item() for k, v in loss_dict.items()}}
+
+
+class _StopRequest:
+    """Turns the first Ctrl-C into a request to stop after the current iteration (and save)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _handle(self, _signum: int, _frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        tqdm.write("stopping after this iteration and saving last.pt (Ctrl-C again to abort without saving)")
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _save(path: Path, data: dict[str, Any]) -> None:
+    """Write via a temporary file so an interruption never leaves a half-written checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(data, tmp)
+    os.replace(tmp, path)
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The contents of a last.pt, checked to be one (best.pt holds only a model)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"checkpoint to resume not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError,
+            TypeError):
+        raise WeightsError(f"{path} is not a readable PyTorch checkpoint") from None
+    if not isinstance(data, dict) or not {"model", "meta", "optimizer", "iteration", "settings"} <= set(data):
+        raise WeightsError(f"{path} is not a training checkpoint (last.pt); to start a new run from its "
+                           "weights pass it as --weights")
+    return data
+
+
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    return {f"{'mask' if t == 'segm' else 'box'}_{k}": report[t][k] for t in ("segm", "bbox")
+            for k in ("AP", "AP50", "AP75", "precision", "recall", "f1")}
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def train(settings: TrainSettings, *, device: str = "auto", precision: str = "auto", workers: int | None = None,
+          threads: int | None = None, time_limit: float | None = None, progress: bool | None = None,
+          log_every: int = 20, resume: dict[str, Any] | None = None) -> TrainResult:
+    """Run (or, with ``resume`` = a last.pt's contents, continue) a training run; see the module docstring."""
+    started = time.monotonic()
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    if precision not in ("auto", "fp16", "fp32"):
+        raise UsageError(f"--precision must be auto, fp16 or fp32, got {precision!r}")
+    if precision == "fp16" and dev.type != "cuda":
+        raise DeviceError("mixed precision (fp16) needs CUDA; on the CPU train with --precision fp32")
+    amp = dev.type == "cuda" and precision != "fp32"
+    workers = workers if workers is not None else (4 if dev.type == "cuda" else 0)
+    _check(workers >= 0, f"--workers must be >= 0, got {workers}")
+    _check(time_limit is None or time_limit > 0, f"--time-limit must be positive, got {time_limit}")
+
+    train_set = CocoInstances(settings.data, settings.images)
+    val_set = CocoInstances(settings.val_data, settings.val_images or settings.images) if settings.val_data else None
+    if val_set is not None and val_set.class_names != train_set.class_names:
+        raise DataError(f"training and validation categories differ: {', '.join(train_set.class_names[1:])} vs "
+                        f"{', '.join(val_set.class_names[1:])}")
+    class_names = train_set.class_names
+    out_dir = Path(settings.output_dir)
+    if resume is None:
+        settings = resolve_settings(settings, train_set)
+        if (out_dir / "last.pt").exists():
+            raise OutputError(f"{out_dir} already holds a run; continue it with --resume {out_dir / 'last.pt'} "
+                              "or pick another --output-dir")
+        model, architecture = _initial_model(settings, class_names)
+        settings = dataclasses.replace(settings, model=architecture)
+    else:
+        architecture = resume["meta"]["architecture"]
+        if list(resume["meta"]["class_names"]) != list(class_names):
+            raise DataError("the data set's categories differ from the ones the run to resume was trained on")
+        model = build_model(architecture, len(class_names), **detector_kwargs(settings))
+        model.load_state_dict(resume["model"])
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {out_dir}: {exc.strerror}") from None
+    model.to(dev)
+    frozen = freeze_backbone(model, settings.trainable_layers, freeze_all_batchnorm=settings.weights != "none")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if settings.optimizer == "sgd":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum,
+                                                           weight_decay=settings.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(settings, it))
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp)
+    meta = {"architecture": architecture, "class_names": list(class_names), "input_size": settings.size}
+    result = TrainResult(out_dir, 0, 0, settings.iterations, "done")
+    if resume is not None:
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        if amp and resume.get("scaler"):
+            scaler.load_state_dict(resume["scaler"])
+        torch.set_rng_state(resume["rng"]["torch"])
+        if dev.type == "cuda" and resume["rng"].get("cuda"):
+            torch.cuda.set_rng_state_all(resume["rng"]["cuda"])
+        result.start_iteration = result.iteration = int(resume["iteration"])
+        result.best_ap = resume.get("best_ap")
+        result.evaluations = list(resume.get("evaluations", []))
+
+    def save_last() -> None:
+        _save(out_dir / "last.pt", {
+            "model": _cpu_state(model), "meta": meta, "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "iteration": result.iteration,
+            "settings": dataclasses.asdict(settings), "best_ap": result.best_ap, "evaluations": result.evaluations,
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if dev.type == "cuda" else []},
+        })
+
+    def evaluate(log: Any) -> None:
+        """Score the validation split; keep best.pt. Forks the RNG so evaluating never changes training."""
+        tick = time.monotonic()
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            predictions = predict(model, val_set, class_names, dev, settings.batch_size,
+                                  torch.float16 if amp else torch.float32)
+        _train_mode(model, frozen)
+        summary = {"iteration": result.iteration, **_summary(evaluate_predictions(val_set.coco, predictions))}
+        result.evaluations.append(summary)
+        ap = summary["mask_AP"] if summary["mask_AP"] is not None else -1.0
+        improved = result.best_ap is None or ap > result.best_ap
+        if improved:
+            result.best_ap = ap
+            _save(out_dir / "best.pt", {"model": _cpu_state(model), "meta": meta})
+        log.write(json.dumps({"eval": summary}) + "\n")
+        tqdm.write(f"eval @ {result.iteration}/{settings.iterations}: mask AP {_fmt(summary['mask_AP'])} "
+                   f"AP50 {_fmt(summary['mask_AP50'])} AP75 {_fmt(summary['mask_AP75'])} | box AP "
+                   f"{_fmt(summary['box_AP'])} AP50 {_fmt(summary['box_AP50'])} | mask P/R/F1 @0.5 "
+                   f"{summary['mask_precision']:.3f}/{summary['mask_recall']:.3f}/{summary['mask_f1']:.3f} "
+                   f"({time.monotonic() - tick:.0f} s){'  best' if improved else ''}")
+
+    per_epoch = math.ceil(len(train_set) / settings.batch_size)
+    if resume is None:
+        tqdm.write(f"training {architecture} on {len(train_set)} images, {len(class_names) - 1} classes "
+                   f"({', '.join(class_names[1:])}): {settings.iterations} iterations of {settings.batch_size} "
+                   f"at {settings.size} px, lr {settings.lr:g}, {dev.type}{' fp16' if amp else ''} -> {out_dir}")
+    else:
+        tqdm.write(f"resuming {architecture} at iteration {result.iteration}/{settings.iterations} -> {out_dir}")
+    stop = _StopRequest()
+    _train_mode(model, frozen)
+    bar = tqdm(total=settings.iterations, initial=result.iteration, desc="train", unit="it", dynamic_ncols=True,
+               disable=not (sys.stderr.isatty() if progress is None else progress))
+    log = (out_dir / "log.jsonl").open("a", encoding="utf-8")
+    try:
+        with stop.installed():
+            batches = _batches(settings, train_set, result.iteration, per_epoch, workers)
+            window: list[dict[str, float]] = []
+            tick = time.monotonic()
+            while result.iteration < settings.iterations:
+                images, targets = next(batches)
+                images = [image.to(dev, non_blocking=True) for image in images]
+                targets = [{k: v.to(dev, non_blocking=True) for k, v in t.items()} for t in targets]
+                losses = _train_step(model, images, targets, optimizer, scaler, amp, settings.clip_grad)
+                if not math.isfinite(losses["loss"]):
+                    raise RuntimeFailure(f"training diverged: the loss is {losses['loss']} at iteration "
+                                         f"{result.iteration + 1}; lower --lr (now {settings.lr:g})")
+                scheduler.step()
+                result.iteration += 1
+                window.append(losses)
+                bar.update()
+                bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+                if result.iteration % log_every == 0 or result.iteration == settings.iterations:
+                    mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                    rate = (time.monotonic() - tick) / len(window)
+                    log.write(json.dumps({"iteration": result.iteration, **mean,
+                                          "lr": scheduler.get_last_lr()[0], "s_per_it": rate}) + "\n")
+                    log.flush()
+                    tqdm.write(f"it {result.iteration}/{settings.iterations} " + " ".join(
+                        f"{k} {v:.3f}" for k, v in mean.items()) + f" lr {scheduler.get_last_lr()[0]:.4g} {rate:.2f} s/it")
+                    window, tick = [], time.monotonic()
+                periodic = result.iteration % settings.eval_every == 0
+                if val_set is not None and periodic:
+                    evaluate(log)
+                if periodic:
+                    save_last()
+                if stop.requested:
+                    result.stopped = "interrupted"
+                    break
+                out_of_time = time_limit is not None and time.monotonic() - started > time_limit * 60
+                if out_of_time and result.iteration < settings.iterations:
+                    result.stopped = "time limit"
+                    break
+        if result.stopped != "interrupted":
+            evaluated = bool(result.evaluations) and result.evaluations[-1]["iteration"] == result.iteration
+            if val_set is not None and not evaluated:
+                evaluate(log)
+            if val_set is None:  # nothing to choose by: the final model is the one to use
+                _save(out_dir / "best.pt", {"model": _cpu_state(model), "meta": meta})
+        save_last()
+    finally:
+        bar.close()
+        log.close()
+    return result
+
+
+_SETTINGS_FLAGS = {f.name for f in dataclasses.fields(TrainSettings)}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m rtseg train",
+        description="Train Mask R-CNN on a COCO-format instance-segmentation data set (fine-tune from COCO "
+                    "weights or a checkpoint, or train from random weights). Writes last.pt (resumable), "
+                    "best.pt (best validation mask AP, for --weights) and log.jsonl to --output-dir.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  # synthetic shapes, from random weights, on a 2-core CPU in under 20 minutes\n"
+               "  python scripts/make_synthetic.py images --out data/shapes\n"
+               "  python -m rtseg train --data data/shapes/train.json --images data/shapes/images \\\n"
+               "      --val-data data/shapes/val.json --model maskrcnn_r18 --weights none --iterations 600 \\\n"
+               "      --batch-size 4 --lr 0.02 --output-dir runs/shapes --threads 2 --time-limit 18\n"
+               "  # fine-tune torchvision's COCO model on your own data, on a GPU with mixed precision\n"
+               "  python -m rtseg train --data train.json --images imgs --val-data val.json --model maskrcnn_v2 \\\n"
+               "      --weights default --epochs 12 --size 640 --trainable-layers 3 --output-dir runs/mine\n"
+               "  # continue an interrupted run exactly where it stopped\n"
+               "  python -m rtseg train --resume runs/shapes/last.pt\n"
+               "then: python -m rtseg evaluate --data val.json --images DIR --weights runs/shapes/best.pt",
+    )
+    s = parser.add_argument_group("run settings (saved in last.pt; not allowed with --resume)")
+    s.add_argument("--data", help="COCO instances JSON of the training split")
+    s.add_argument("--images", help="folder with the training images")
+    s.add_argument("--val-data", help="COCO instances JSON of the validation split (best.pt is chosen on its mask AP)")
+    s.add_argument("--val-images", help="folder with the validation images (default: --images)")
+    s.add_argument("--output-dir", help="folder for last.pt, best.pt and log.jsonl")
+    s.add_argument("--model", help=f"architecture: {', '.join(ARCHITECTURES)} (default maskrcnn_r18)")
+    s.add_argument("--weights", help="start from 'default' (torchvision COCO weights, the default), a checkpoint "
+                                     "PATH, or 'none' (random weights)")
+    length = s.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, help="passes over the training set (default 12)")
+    length.add_argument("--iterations", type=int, help="optimizer steps, instead of --epochs")
+    s.add_argument("--batch-size", type=int, help="images per step (default 4)")
+    s.add_argument("--lr", type=float, help="peak learning rate (default: SGD 0.02 x batch size / 16, AdamW 2e-4)")
+    s.add_argument("--optimizer", choices=("sgd", "adamw"),
+                   help="sgd (default; the torchvision recipe for fine-tuning) or adamw (adaptive steps: "
+                        "faster from random weights)")
+    s.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    s.add_argument("--weight-decay", type=float, help="weight decay (default 1e-4)")
+    s.add_argument("--clip-grad", type=float, metavar="NORM",
+                   help="clip the gradients' global norm to this (default: no clipping)")
+    s.add_argument("--warmup-iters", type=int, help="iterations of linear learning-rate warm-up (default 100)")
+    s.add_argument("--schedule", choices=("cosine", "step"), help="decay after warm-up (default cosine)")
+    s.add_argument("--lr-steps", type=float, nargs="+", metavar="FRACTION",
+                   help="with --schedule step: fractions of the run where the rate drops 10x (default 0.7 0.9)")
+    s.add_argument("--size", type=int, help="shorter image side fed to the model (default: the training images' "
+                                            "median shorter side, at most 800)")
+    s.add_argument("--scale-jitter", type=float, help="train at sizes up to this fraction above/below --size "
+                                                      "(default 0.25; 0 turns it off)")
+    s.add_argument("--hflip", type=float, help="probability of a horizontal flip (default 0.5)")
+    s.add_argument("--trainable-layers", type=int, help="ResNet stages trained, from the top, 0-5 (default 3 from "
+                                                        "pretrained weights, 5 from random weights)")
+    s.add_argument("--eval-every", type=int, help="evaluate and save last.pt every N iterations (default: each epoch)")
+    s.add_argument("--seed", type=int, help="seed of the initial weights, data order and augmentation (default 0)")
+    r = parser.add_argument_group("session settings")
+    r.add_argument("--resume", metavar="LAST_PT", help="continue the run saved in this last.pt")
+    r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    r.add_argument("--precision", default="auto", choices=("auto", "fp16", "fp32"),
+                   help="auto = mixed precision (fp16) on CUDA, fp32 on the CPU")
+    r.add_argument("--workers", type=int, help="data-loading processes (default 4 on CUDA, 0 on the CPU)")
+    r.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice, one per core); on a "
+                                               "CPU shared with other jobs 1 is often several times faster")
+    r.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="stop after this many minutes (then evaluate and save; best.pt is kept)")
+    r.add_argument("--log-every", type=int, default=20, help="print and log mean losses every N iterations (default 20)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar (it is off anyway when not on a terminal)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """Command line entry: 0 when the run finished or hit --time-limit, 130 when stopped by Ctrl-C (resumable)."""
+    args = vars(_parser().parse_args(argv))
+    given = {k: v for k, v in args.items() if k in _SETTINGS_FLAGS and v is not None}
+    if args["log_every"] < 1:
+        raise UsageError(f"--log-every must be at least 1, got {args['log_every']}")
+    if args["resume"]:
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in sorted(given))
+            raise UsageError(f"--resume continues the saved run with its own settings; leave out {flags}")
+        checkpoint = read_training_checkpoint(args["resume"])
+        saved = {k: v for k, v in checkpoint["settings"].items() if k in _SETTINGS_FLAGS}
+        settings = TrainSettings(**{**saved, "output_dir": str(Path(args["resume"]).parent)})
+    else:
+        missing = [f"--{k.replace('_', '-')}" for k in ("data", "images", "output_dir") if k not in given]
+        if missing:
+            raise UsageError(f"{', '.join(missing)} required (or --resume LAST_PT)")
+        settings, checkpoint = TrainSettings(**given), None
+    result = train(settings, device=args["device"], precision=args["precision"], workers=args["workers"],
+                   threads=args["threads"], time_limit=args["time_limit"], progress=False if args["no_progress"] else None,
+                   log_every=args["log_every"], resume=checkpoint)
+    best = "" if result.best_ap is None else f"; best validation mask AP {result.best_ap:.3f}"
+    if result.stopped == "interrupted":
+        print(f"stopped at iteration {result.iteration}/{result.total_iterations}; continue with: "
+              f"python -m rtseg train --resume {result.output_dir / 'last.pt'}")
+        return EXIT_INTERRUPTED
+    print(f"{result.stopped} at iteration {result.iteration}/{result.total_iterations}{best}; "
+          f"weights: {result.output_dir / 'best.pt'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,126 @@
+"""Rendering stage: draws masks, contours, boxes and labels onto a copy of the frame.
+
+Every instance's colour comes from ``instance_color`` alone, so the policy of
+what a colour means (track, class, detection index) lives in one place.
+
+Where the masks are is where they are drawn: numpy masks (model on the CPU)
+are blended with numpy and outlined with OpenCV; torch masks (model on a GPU)
+are blended and outlined on that GPU, and one finished uint8 frame comes back
+for OpenCV to add boxes and labels, instead of N full-frame masks.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rtseg.core.config import RenderConfig
+from rtseg.core.structures import Detections
+from rtseg.render.colors import color_for_id
+
+
+def instance_color(detections: Detections, i: int, color_by: str = "track") -> tuple[int, int, int]:
+    """The RGB colour of instance ``i``, the one place that decides what a colour means.
+
+    'track': its track's colour (grey while not yet confirmed as a track), so an
+    object keeps one colour from frame to frame; 'class': its class's; 'index':
+    its position in this frame's detections (changes between frames).
+    """
+    if color_by == "class":
+        return color_for_id(int(detections.class_ids[i]))
+    if color_by == "index":
+        return color_for_id(i)
+    return color_for_id(int(detections.track_ids[i]))
+
+
+def instance_label(detections: Detections, i: int) -> str:
+    name = detections.names()[i]
+    track_id = int(detections.track_ids[i]) if detections.track_ids is not None else -1
+    prefix = f"#{track_id} " if track_id >= 0 else ""
+    return f"{prefix}{name} {detections.scores[i]:.2f}"
+
+
+class Renderer:
+    """Draws ``Detections`` onto RGB images according to ``RenderConfig``."""
+
+    def __init__(self, config: RenderConfig, tracked: bool = True) -> None:
+        self.config = config
+        # Without a tracker there are no track colours: fall back to one colour per detection.
+        self.color_by = config.color_by if tracked or config.color_by != "track" else "index"
+
+    def draw(self, image: np.ndarray, detections: Detections) -> np.ndarray:
+        if not len(detections):
+            return image.copy()
+        colors = [instance_color(detections, i, self.color_by) for i in range(len(detections))]
+        if isinstance(detections.masks, torch.Tensor):
+            out = self._compose_on_device(image, detections.masks, colors)
+            for i, color in enumerate(colors):
+                self._box_and_label(out, detections, i, color)
+            return out
+        out = image.copy()
+        self._blend_masks(out, detections.masks, colors)
+        width = self.config.line_width
+        for i, color in enumerate(colors):
+            if self.config.contours:
+                contours, _ = cv2.findContours(detections.masks[i].astype(np.uint8), cv2.RETR_EXTERNAL,
+                                               cv2.CHAIN_APPROX_SIMPLE)
+                cv2.drawContours(out, contours, -1, color, width, cv2.LINE_AA)
+            self._box_and_label(out, detections, i, color)
+        return out
+
+    def _box_and_label(self, out: np.ndarray, detections: Detections, i: int, color: tuple[int, int, int]) -> None:
+        x1, y1, x2, y2 = (int(round(v)) for v in detections.boxes[i])
+        if self.config.boxes:
+            cv2.rectangle(out, (x1, y1), (x2, y2), color, self.config.line_width)
+        if self.config.labels:
+            self._label(out, instance_label(detections, i), (x1, y1), color)
+
+    def _compose_on_device(self, image: np.ndarray, masks: torch.Tensor,
+                           colors: list[tuple[int, int, int]]) -> np.ndarray:
+        """Masks blended and outlined where they live; returns the frame on the host.
+
+        Same blend as ``_blend_masks`` (the later instance wins, rounded like
+        OpenCV). Outlines are each mask's boundary pixels widened to about
+        ``line_width`` (holes outlined too), not OpenCV's anti-aliased polylines.
+        """
+        device = masks.device
+        frame = torch.from_numpy(image).to(device).to(torch.float32)
+        palette = torch.tensor([(0, 0, 0), *colors], dtype=torch.float32, device=device)
+        order = torch.arange(1, len(masks) + 1, device=device)[:, None, None]
+        top = (masks * order).amax(0)  # per pixel: 1 + index of the last instance covering it, 0 where none
+        alpha = self.config.alpha
+        blended = (frame * (1 - alpha) + palette[top] * alpha).round()
+        frame = torch.where((top > 0)[..., None], blended, frame)
+        if self.config.contours:
+            solid = masks[:, None].to(torch.float32)
+            eroded = -F.max_pool2d(-solid, 3, stride=1, padding=1)
+            width = 2 * (self.config.line_width // 2) + 1
+            outline = F.max_pool2d(solid - eroded, width, stride=1, padding=width // 2)[:, 0] > 0
+            edge_top = (outline * order).amax(0)
+            frame = torch.where((edge_top > 0)[..., None], palette[edge_top], frame)
+        return frame.to(torch.uint8).cpu().numpy()
+
+    def _blend_masks(self, out: np.ndarray, masks: np.ndarray, colors: list[tuple[int, int, int]]) -> None:
+        """Alpha-blend every mask in one pass; where masks overlap the later instance wins."""
+        if not len(masks):
+            return
+        layer = np.zeros_like(out)
+        covered = np.zeros(out.shape[:2], dtype=bool)
+        for mask, color in zip(masks, colors):
+            layer[mask] = color
+            covered |= mask
+        alpha = self.config.alpha
+        blended = cv2.addWeighted(out, 1.0 - alpha, layer, alpha, 0.0)
+        out[covered] = blended[covered]
+
+    @staticmethod
+    def _label(out: np.ndarray, text: str, corner: tuple[int, int], color: tuple[int, int, int]) -> None:
+        font, scale, thickness = cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1
+        (tw, th), baseline = cv2.getTextSize(text, font, scale, thickness)
+        x, y = max(corner[0], 0), max(corner[1], th + baseline + 2)
+        cv2.rectangle(out, (x, y - th - baseline - 2), (x + tw + 2, y), color, cv2.FILLED)
+        luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
+        ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
+        cv2.putText(out, text, (x + 1, y - baseline - 1), font, scale, ink, thickness, cv2.LINE_AA)

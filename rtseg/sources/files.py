@@ -1,0 +1,219 @@
+"""Capture stage: opens a source and yields decoded ``Frame`` records.
+
+Decoding happens in the capture thread (the pipeline iterates ``frames()``
+there). Files are read with PyAV so that every frame keeps its own presentation
+timestamp; a packet the decoder rejects is skipped and counted rather than
+ending the run, because one damaged second of surveillance footage should not
+cost the rest of the file. Webcams and stream URLs are live sources
+(``rtseg.live``); ``open_source`` picks the reader from the source string.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.error
+import cv2
+import numpy as np
+
+from rtseg.core.errors import SourceError
+from rtseg.core.structures import Frame
+from rtseg.sources.base import SourceInfo, check_readable_file, ffmpeg_reason
+
+log = logging.getLogger(__name__)
+
+
+class FileSource:
+    """A video file decoded with PyAV, frames in presentation order with source timestamps."""
+
+    reconnects = 0
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.decode_errors = 0
+        check_readable_file(self.path)
+        try:
+            self._container = av.open(str(self.path), mode="r")
+        except av.error.FFmpegError as exc:
+            raise SourceError(f"cannot read {self.path} as video: {ffmpeg_reason(exc)}") from None
+        try:
+            if not self._container.streams.video:
+                raise SourceError(f"{self.path} has no video stream")
+            self._stream = self._container.streams.video[0]
+            self._stream.thread_type = "AUTO"
+            ctx = self._stream.codec_context
+            if not ctx.width or not ctx.height:
+                raise SourceError(f"{self.path}: video stream has no frame size (damaged or unsupported file)")
+            self.info = SourceInfo(
+                name=str(self.path),
+                width=ctx.width,
+                height=ctx.height,
+                time_base=self._stream.time_base or Fraction(1, 90000),
+                frame_rate=self._stream.average_rate or self._stream.guessed_rate,
+                frame_count=self._stream.frames or None,
+                has_audio=bool(self._container.streams.audio),
+                is_file=True,
+            )
+        except BaseException:
+            self._container.close()
+            raise
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        last_pts: int | None = None
+        default_step = _frame_step(self.info)
+        for packet in self._container.demux(self._stream):
+            try:
+                decoded = packet.decode()
+            except av.error.FFmpegError as exc:
+                self.decode_errors += 1
+                log.warning("skipping undecodable data in %s at packet %s: %s", self.path, packet.pts, ffmpeg_reason(exc))
+                continue
+            for video_frame in decoded:
+                pts = _next_pts(video_frame.pts, last_pts, default_step)
+                last_pts = pts
+                yield Frame(
+                    index=index,
+                    image=video_frame.to_ndarray(format="rgb24"),
+                    pts=pts,
+                    time_base=self.info.time_base,
+                    captured_at=time.monotonic(),
+                )
+                index += 1
+
+    def stop(self) -> None:
+        """Nothing to interrupt: decoding a file never waits for long between frames."""
+
+    def close(self) -> None:
+        self._container.close()
+
+
+class RealtimeFileSource:
+    """A file released at its own pace, as a live camera would send it (``--realtime``).
+
+    Frames keep the file's timestamps (so its audio can still be copied), but
+    they are handed on when their time comes and ``captured_at`` is that moment,
+    so the pipeline's live policy (drop rather than wait) and latency figures
+    can be shown and tested with any clip.
+    """
+
+    reconnects = 0
+
+    def __init__(self, path: str | Path) -> None:
+        self._file = FileSource(path)
+        self.info = dataclasses.replace(self._file.info, is_live=True)
+        self._stopping = threading.Event()
+
+    @property
+    def decode_errors(self) -> int:
+        return self._file.decode_errors
+
+    def frames(self) -> Iterator[Frame]:
+        origin: float | None = None  # monotonic time at which the file's timestamp 0 is due
+        for frame in self._file.frames():
+            if origin is None:
+                origin = time.monotonic() - frame.timestamp
+            if self._stopping.wait(max(0.0, origin + frame.timestamp - time.monotonic())):
+                return
+            frame.captured_at = time.monotonic()
+            yield frame
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _frame_step(info: SourceInfo) -> int:
+    """One frame's duration in time-base units, used when a frame carries no timestamp."""
+    if info.frame_rate:
+        return max(1, round(1 / (info.frame_rate * info.time_base)))
+    return 1
+
+
+def _next_pts(pts: int | None, last_pts: int | None, step: int) -> int:
+    """The frame's own timestamp, repaired only where it is missing or not increasing (muxers need both)."""
+    if last_pts is None:
+        return pts if pts is not None else 0
+    if pts is None:
+        return last_pts + step
+    return max(pts, last_pts + 1)
+
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+class ImageSource:
+    """Still images (one file, a directory, or a glob) read with OpenCV, one ``Frame`` each.
+
+    A damaged image in a folder is skipped and counted like an undecodable packet;
+    every frame keeps its file name so the annotated copy can carry the same one.
+    """
+
+    reconnects = 0
+
+    def __init__(self, paths: list[Path], name: str) -> None:
+        self.paths = paths
+        self.decode_errors = 0
+        first = self._read(paths[0]) if len(paths) == 1 else None
+        if len(paths) == 1 and first is None:
+            raise SourceError(f"cannot read {paths[0]} as an image")
+        names = [p.name for p in paths]
+        if len(set(names)) != len(names):
+            duplicate = next(n for n in names if names.count(n) > 1)
+            raise SourceError(f"{name} matches several images named {duplicate}; outputs would overwrite each other")
+        height, width = first.shape[:2] if first is not None else (0, 0)
+        self.info = SourceInfo(name=name, width=width, height=height, time_base=Fraction(1), frame_rate=Fraction(1),
+                               frame_count=len(paths), has_audio=False, is_file=False)
+
+    @staticmethod
+    def _read(path: Path) -> np.ndarray | None:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        for path in self.paths:
+            image = self._read(path)
+            if image is None:
+                self.decode_errors += 1
+                log.warning("skipping unreadable image %s", path)
+                continue
+            yield Frame(index=index, image=image, pts=index, time_base=Fraction(1), captured_at=time.monotonic(),
+                        name=path.name)
+            index += 1
+
+    def stop(self) -> None:
+        """Reading a still never waits; the pipeline's halt is enough."""
+
+    def close(self) -> None:
+        """Each image is read and released in ``frames``; nothing stays open."""
+
+
+def image_paths(source: str) -> list[Path] | None:
+    """The still images a source string names (file, directory or glob), or None if it names a video."""
+    path = Path(source)
+    if any(ch in source for ch in "*?["):
+        matches = sorted(p for p in map(Path, glob.glob(source, recursive=True))
+                         if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not matches:
+            raise SourceError(f"no images match {source}")
+        return matches
+    if path.is_dir():
+        matches = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not matches:
+            raise SourceError(f"source is a directory with no images ({', '.join(IMAGE_EXTENSIONS)}): {path}")
+        return matches
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        check_readable_file(path)
+        return [path]
+    return None

@@ -1,0 +1,122 @@
+"""Settings: the generated default file, file overrides, CLI precedence, and collected errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rtseg.cli import build_parser, config_from_args
+from rtseg.core.config import Config, apply_overrides, config_to_dict, load_config, render_default_yaml
+from rtseg.core.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_default_yaml_is_generated_from_the_code_and_comments_every_setting():
+    text = (ROOT / "configs" / "default.yaml").read_text()
+    assert text == render_default_yaml(), "regenerate with: python -m rtseg.core.config > configs/default.yaml"
+    assert yaml.safe_load(text) == config_to_dict(Config())
+    for line in text.splitlines():
+        if line.startswith("  "):
+            assert "  # " in line, f"setting without a comment: {line}"
+
+
+def test_file_overrides_defaults(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  score_threshold: 0.7\n  classes: [person, car]\noutput:\n  crf: 30\n")
+    config = load_config(path)
+    assert config.model.score_threshold == 0.7
+    assert config.model.classes == ["person", "car"]
+    assert config.output.crf == 30
+    assert config.model.size == 0  # untouched default (automatic)
+
+
+def test_flags_override_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  score_threshold: 0.7\n  size: 640\npipeline:\n  max_frames: 9\n")
+    args = build_parser().parse_args(["--source", "x.mp4", "--config", str(path), "--score-threshold", "0.3",
+                                      "--classes", "person, car", "--no-show"])
+    config = config_from_args(args)
+    assert config.model.score_threshold == 0.3  # flag wins
+    assert config.model.size == 640  # file wins over default
+    assert config.pipeline.max_frames == 9
+    assert config.model.classes == ["person", "car"]
+    assert config.output.show is False
+
+
+def test_every_problem_is_reported_at_once_with_its_path(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  score_threshold: 3\n  size: big\n  colour: red\nrender:\n  alpha: -1\nwhat: 1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    for fragment in ("model.score_threshold: 3.0 is above the maximum 1.0", "model.size: expected int, got str",
+                     "model.colour: unknown key", "render.alpha: -1.0 is below the minimum 0.0", "what: unknown section"):
+        assert fragment in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("model: [1, 2\n", "is not valid YAML at line"),
+    ("- just\n- a list\n", "expected a mapping of sections"),
+    ("model: 3\n", "model: expected a mapping"),
+    ("output:\n  show: 'yes'\n", "output.show: expected bool"),
+    ("output:\n  preset: warp\n", "output.preset: 'warp' is not one of"),
+])
+def test_malformed_files_are_clear_errors(tmp_path, text, fragment):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=None) as err:
+        load_config(path)
+    assert fragment in str(err.value)
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config("nope.yaml")
+
+
+def test_overrides_do_not_mutate_the_original():
+    base = Config()
+    changed = apply_overrides(base, {"model": {"size": 320}}, "test")
+    assert changed.model.size == 320 and base.model.size == 0
+
+
+# -- fuzzing: no input makes the loader raise anything but its own clear error -------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=12))
+_values = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                         st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                       max_leaves=12)
+_known = st.sampled_from(["model", "pipeline", "render", "output", "tracking", "live"])
+_keys = st.sampled_from(["size", "score_threshold", "classes", "alpha", "crf", "preset", "enabled", "max_age",
+                         "queue_size", "read_timeout", "name", "weights"])
+_documents = st.one_of(_values, st.dictionaries(_known, st.one_of(_values, st.dictionaries(_keys, _values, max_size=4)),
+                                                max_size=4))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_documents)
+def test_fuzz_overrides_only_raise_config_errors(document):
+    try:
+        config = apply_overrides(Config(), document, "fuzz")
+    except ConfigError as exc:
+        assert str(exc).startswith("fuzz") and "\n" not in str(exc)
+    else:
+        assert isinstance(config, Config)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_fuzz_yaml_text_only_raises_config_errors(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("fuzz") / "c.yaml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass") if "\ud800" not in text else path.write_bytes(b"\xff")
+    try:
+        load_config(path)
+    except ConfigError:
+        pass

@@ -1,0 +1,87 @@
+"""The Mask R-CNN worker on the CPU with seeded random weights: shapes, filters, devices."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from rtseg.core.config import ModelConfig
+from rtseg.core.errors import DeviceError, UsageError
+from rtseg.detect.device import resolve_device, resolve_precision
+from rtseg.detect.models import COCO_CATEGORIES
+from rtseg.detect.worker import MaskRCNNDetector, class_ids_for
+
+
+def _detector(**overrides) -> MaskRCNNDetector:
+    # Random weights score every box near 1/91; a zero threshold keeps the capped detections.
+    settings = dict(weights="none", device="cpu", size=96, max_size=160, score_threshold=0.0, detections_per_image=5)
+    config = dataclasses.replace(ModelConfig(), **{**settings, **overrides})
+    return MaskRCNNDetector(config)
+
+
+@pytest.fixture(scope="module")
+def images() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (72, 128, 3), dtype=np.uint8) for _ in range(2)]
+
+
+def test_detections_are_at_source_resolution_with_boolean_masks(images):
+    detector = _detector()
+    results = detector.detect(images)
+    assert len(results) == 2
+    for det in results:
+        assert len(det) == 5
+        assert det.masks.shape == (5, 72, 128) and det.masks.dtype == bool
+        assert det.boxes.shape == (5, 4) and det.boxes.dtype == np.float32
+        assert (det.boxes[:, 2] <= 128 + 1e-3).all() and (det.boxes[:, 3] <= 72 + 1e-3).all()
+        assert (det.scores >= 0).all() and det.class_names == COCO_CATEGORIES
+
+
+def test_batch_equals_one_by_one(images):
+    detector = _detector()
+    together = detector.detect(images)
+    alone = [detector.detect([image])[0] for image in images]
+    for a, b in zip(together, alone):
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-2)
+        assert (a.masks == b.masks).mean() > 0.999
+
+
+def test_class_filter_keeps_only_named_classes(images):
+    everything = _detector(detections_per_image=50).detect(images[:1])[0]
+    present = next(name for name in everything.names() if name != "N/A")
+    only = _detector(detections_per_image=50, classes=[present]).detect(images[:1])[0]
+    assert len(only) >= 1
+    assert set(only.names()) == {present}
+    assert len(only) == everything.names().count(present)
+
+
+def test_score_threshold_applies(images):
+    everything = _detector(detections_per_image=50).detect(images[:1])[0]
+    threshold = float(np.median(everything.scores))
+    kept = _detector(detections_per_image=50, score_threshold=threshold).detect(images[:1])[0]
+    assert 0 < len(kept) < len(everything)
+    assert (kept.scores >= threshold).all()
+    assert len(kept) == int((everything.scores >= threshold).sum())
+    nothing = _detector(score_threshold=1.0).detect(images[:1])[0]
+    assert len(nothing) == 0 and nothing.masks.shape == (0, 72, 128)
+
+
+def test_unknown_class_suggests_the_closest():
+    with pytest.raises(UsageError, match=r"unknown class name 'cra' \(did you mean .*car"):
+        class_ids_for(["cra"], COCO_CATEGORIES)
+    assert class_ids_for(["person", "car"], COCO_CATEGORIES) == [1, 3]
+
+
+def test_devices_and_precisions():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_precision("auto", torch.device("cpu")) == torch.float32
+    with pytest.raises(DeviceError, match="fp16 needs a CUDA device"):
+        resolve_precision("fp16", torch.device("cpu"))
+    with pytest.raises(DeviceError, match="unknown device"):
+        resolve_device("tpu:0")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="no CUDA GPU is available"):
+            resolve_device("cuda:0")

@@ -1,0 +1,71 @@
+"""Capture: frames, timestamps and the errors a user can make with a source path."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+from helpers import square_x
+
+from rtseg.core.errors import SourceError
+from rtseg.sources.factory import open_source
+from rtseg.sources.files import FileSource
+
+
+def test_frames_carry_index_timestamp_and_rgb_image(clip_factory):
+    source = FileSource(clip_factory(frames=5, fps=10))
+    try:
+        frames = list(source.frames())
+    finally:
+        source.close()
+    assert [f.index for f in frames] == [0, 1, 2, 3, 4]
+    assert [f.timestamp for f in frames] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    assert frames[2].image.shape == (64, 96, 3) and frames[2].image.dtype == np.uint8
+    row = frames[2].image[64 // 4 + 8]
+    assert row[square_x(2, 96) + 8].min() > 200 and row[2].max() < 100  # the white square, in RGB
+    assert source.info.width == 96 and source.info.height == 64 and source.info.frame_count == 5
+
+
+def test_real_footage_frame_count(car_clip):
+    source = open_source(str(car_clip))
+    try:
+        assert source.info.frame_count == 377 and source.info.has_audio
+        assert sum(1 for _ in source.frames()) == 377
+    finally:
+        source.close()
+
+
+def test_missing_directory_empty_and_text_sources(tmp_path):
+    with pytest.raises(SourceError, match="source not found"):
+        FileSource(tmp_path / "missing.mp4")
+    with pytest.raises(SourceError, match="is a directory"):
+        FileSource(tmp_path)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(SourceError, match="source is empty"):
+        FileSource(tmp_path / "empty.mp4")
+    (tmp_path / "notes.mp4").write_text("these are not the frames you are looking for\n" * 20)
+    with pytest.raises(SourceError, match="cannot read .*notes.mp4 as video"):
+        FileSource(tmp_path / "notes.mp4")
+
+
+def test_audio_only_file_has_no_video(tmp_path):
+    path = tmp_path / "sound.m4a"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 16000, 0
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    with pytest.raises(SourceError, match="has no video stream"):
+        FileSource(path)
+
+
+def test_timestamps_are_kept_and_repaired_only_when_missing_or_not_increasing():
+    from rtseg.sources.files import _next_pts
+
+    assert _next_pts(None, None, 40) == 0
+    assert _next_pts(7, None, 40) == 7
+    assert _next_pts(120, 80, 40) == 120  # a gap (variable frame rate) is kept
+    assert _next_pts(None, 80, 40) == 120  # missing: one nominal frame later
+    assert _next_pts(80, 80, 40) == 81  # duplicate: nudged forward so the muxer accepts it

@@ -1,0 +1,115 @@
+"""The command line end to end: real model (random weights), real files, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from fractions import Fraction
+
+import av
+import pytest
+from helpers import read_video
+
+from rtseg.cli import main
+
+FAST = ["--weights", "none", "--size", "64", "--no-show"]
+
+
+def test_synthetic_clip_to_mp4_keeps_frames_size_and_timestamps(clip_factory, tmp_path, capsys):
+    source = clip_factory(frames=10, width=96, height=64, audio=True)
+    out = tmp_path / "seg.mp4"
+    assert main(["--source", str(source), "--output", str(out), *FAST]) == 0
+    frames, times, info = read_video(out)
+    _, source_times, _ = read_video(source)
+    assert len(frames) == 10
+    assert (info["width"], info["height"], info["codec"], info["pix_fmt"]) == (96, 64, "h264", "yuv420p")
+    assert times == pytest.approx(source_times, abs=1e-3)
+    assert info["audio"] == ["aac"]
+    assert "10 read, 10 inferred, 10 written" in capsys.readouterr().out
+
+
+def test_variable_frame_rate_survives(clip_factory, tmp_path):
+    pts = [0, 40, 80, 200, 240, 500, 530, 560]  # ms, with gaps and a burst
+    source = clip_factory(pts=pts, time_base=Fraction(1, 1000))
+    out = tmp_path / "vfr.mp4"
+    assert main(["--source", str(source), "--output", str(out), *FAST]) == 0
+    _, times, _ = read_video(out)
+    assert times == pytest.approx([p / 1000 for p in pts], abs=1e-3)
+
+
+def test_real_footage_with_audio(car_clip, tmp_path):
+    out = tmp_path / "car-seg.mp4"
+    assert main(["--source", str(car_clip), "--output", str(out), "--max-frames", "6", *FAST]) == 0
+    frames, times, info = read_video(out)
+    assert len(frames) == 6
+    assert (info["width"], info["height"]) == (768, 432)
+    assert times == pytest.approx([i * 0.08 for i in range(6)], abs=1e-3)  # 12.5 fps source
+    with av.open(str(out)) as container:
+        audio = container.streams.audio[0]
+        assert audio.codec_context.name == "aac"
+        packets = [p for p in container.demux(audio) if p.pts is not None]
+        end = float((packets[-1].pts + packets[-1].duration) * audio.time_base)
+    assert 0.4 <= end <= 0.6  # audio copied up to the end of the last video frame (6 x 0.08 s)
+
+
+def test_console_script_and_module_are_the_same_program():
+    result = subprocess.run([sys.executable, "-m", "rtseg", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert "--source" in result.stdout and "examples:" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--source", "missing.mp4"], "source not found: missing.mp4"),
+    (["--source", "{clip}", "--score-threshold", "1.5"], "model.score_threshold: 1.5 is above the maximum 1.0"),
+    (["--source", "{clip}", "--device", "cuda"], "no CUDA GPU is available"),
+    (["--source", "{clip}", "--output", "{clip}", "--overwrite"], "is the input file"),
+    (["--source", "{clip}", "--output", "{tmp}/exists.mp4"], "exists; pass --overwrite"),
+    (["--source", "{clip}", "--output", "{tmp}/no/such/dir/out.mp4"], "output directory does not exist"),
+    (["--source", "{clip}", "--classes", "persn"], "unknown class name 'persn' (did you mean person?)"),
+    (["--source", "{clip}", "--config", "{tmp}/bad.yaml"], "model.colour: unknown key"),
+    (["--source", "{clip}", "--bogus"], "unrecognized arguments: --bogus"),
+    (["--source", "{clip}", "--save-every", "5"], "--save-every needs --save-frames DIR"),
+    (["--source", "{clip}", "--no-track", "--color-by", "track"], "--color-by track needs tracking"),
+    (["--source", "ftp://host/clip.mp4"], "unsupported source scheme ftp://"),
+    (["--source", "{tmp}"], "source is a directory with no images"),
+])
+def test_errors_before_start_are_one_line_and_exit_2(args, message, clip, tmp_path, capsys):
+    (tmp_path / "exists.mp4").write_bytes(b"x")
+    (tmp_path / "bad.yaml").write_text("model:\n  colour: red\n")
+    argv = [a.format(clip=clip, tmp=tmp_path) for a in args] + ["--weights", "none", "--no-show"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("rtseg: error: ") and message in err[-1]
+    assert not any("Traceback" in line for line in err)
+
+
+def test_runtime_failure_exits_1_with_the_stage_named(clip, tmp_path, capsys, monkeypatch):
+    def explode(self, images):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr("rtseg.detect.worker.MaskRCNNDetector.detect", explode)
+    out = tmp_path / "out.mp4"
+    assert main(["--source", str(clip), "--output", str(out), *FAST]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == "rtseg: error: inference stage failed: RuntimeError: CUDA out of memory (simulated)"
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys):
+    assert main(["--source", str(tmp_path / "missing.mp4"), "--debug"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_no_display_runs_headless_with_one_notice(clip, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    out = tmp_path / "out.mp4"
+    assert main(["--source", str(clip), "--output", str(out), "--weights", "none", "--size", "64"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("no display available") == 1
+    assert len(read_video(out)[0]) == 12
+
+
+def test_train_and_evaluate_are_subcommands(tmp_path, capsys):
+    assert main(["evaluate", "--data", str(tmp_path / "missing.json"), "--images", str(tmp_path),
+                 "--weights", "none"]) == 2
+    assert "annotation file not found" in capsys.readouterr().err
