@@ -13,8 +13,8 @@ def resolve_device(spec: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(spec)
-    except RuntimeError:
-        raise DeviceError(f"unknown device {spec!r} (use auto, cpu, cuda or cuda:N)") from None
+    except RuntimeError as exc:
+        raise DeviceError(f"unknown device {spec!r} (use auto, cpu, cuda or cuda:N)") from exc
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceError(f"device {spec} was asked for, but no CUDA GPU is available (use --device cpu)")

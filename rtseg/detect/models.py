@@ -117,7 +117,7 @@ def _download_state_dict(name: str) -> dict[str, torch.Tensor]:
             f"cannot get the COCO weights for {name}: not in the cache ({_cache_path(weights)}) and the download "
             f"failed ({exc.__class__.__name__}: {getattr(exc, 'reason', exc)}); copy {Path(weights.url).name} there, "
             "or pass --weights PATH for a local file (or --weights none for random weights)"
-        ) from None
+        ) from exc
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -132,10 +132,10 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     except pickle.UnpicklingError as exc:
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             raise WeightsError(f"refusing to load {path}: it holds Python objects other than tensors "
-                               "(only weights are loaded, never code)") from None
-        raise WeightsError(f"{path} is not a PyTorch checkpoint") from None
-    except Exception:  # noqa: BLE001 - torch.load on arbitrary bytes can raise almost anything
-        raise WeightsError(f"{path} is not a PyTorch checkpoint") from None
+                               "(only weights are loaded, never code)") from exc
+        raise WeightsError(f"{path} is not a PyTorch checkpoint") from exc
+    except Exception as exc:  # torch.load on arbitrary bytes can raise almost anything
+        raise WeightsError(f"{path} is not a PyTorch checkpoint") from exc
     if isinstance(data, dict) and isinstance(data.get("model"), dict):
         meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
         data = data["model"]
@@ -194,6 +194,6 @@ def load_model(name: str, weights: str, **detector_kwargs: Any) -> LoadedModel:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
-        raise WeightsError(f"weights {weights} do not fit architecture {name}: {first[:200]}") from None
+        raise WeightsError(f"weights {weights} do not fit architecture {name}: {first[:200]}") from exc
     meta = {**meta, "architecture": name, "weights": weights}
     return LoadedModel(model.eval(), class_names, meta)

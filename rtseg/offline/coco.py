@@ -30,7 +30,7 @@ def load_coco(path: str | Path) -> COCO:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read annotation file {path}: {exc}") from None
+        raise DataError(f"cannot read annotation file {path}: {exc}") from exc
     missing = [key for key in ("images", "annotations", "categories") if not isinstance(data, dict) or key not in data]
     if missing:
         raise DataError(f"{path} is not a COCO instances file: no {', '.join(missing)}")

@@ -295,8 +295,8 @@ def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError,
-            TypeError):
-        raise WeightsError(f"{path} is not a readable PyTorch checkpoint") from None
+            TypeError) as exc:
+        raise WeightsError(f"{path} is not a readable PyTorch checkpoint") from exc
     if not isinstance(data, dict) or not {"model", "meta", "optimizer", "iteration", "settings"} <= set(data):
         raise WeightsError(f"{path} is not a training checkpoint (last.pt); to start a new run from its "
                            "weights pass it as --weights")
@@ -352,7 +352,7 @@ def train(settings: TrainSettings, *, device: str = "auto", precision: str = "au
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create output folder {out_dir}: {exc.strerror}") from None
+        raise OutputError(f"cannot create output folder {out_dir}: {exc.strerror}") from exc
     model.to(dev)
     frozen = freeze_backbone(model, settings.trainable_layers, freeze_all_batchnorm=settings.weights != "none")
     params = [p for p in model.parameters() if p.requires_grad]

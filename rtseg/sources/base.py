@@ -66,10 +66,10 @@ def check_readable_file(path: Path) -> None:
         with path.open("rb") as handle:
             if not handle.read(1):
                 raise SourceError(f"source is empty: {path}")
-    except PermissionError:
-        raise SourceError(f"source is not readable (permission denied): {path}") from None
+    except PermissionError as exc:
+        raise SourceError(f"source is not readable (permission denied): {path}") from exc
     except OSError as exc:  # a name too long, a device that cannot be read, ...
-        raise SourceError(f"cannot read source {path}: {exc.strerror or exc}") from None
+        raise SourceError(f"cannot read source {path}: {exc.strerror or exc}") from exc
 
 
 def ffmpeg_reason(exc: av.error.FFmpegError) -> str:

@@ -38,8 +38,8 @@ def parse_source(text: str) -> SourceSpec:
         raise SourceError(f"source contains a NUL character: {name!r}")
     try:
         os.fsencode(text)
-    except UnicodeError:
-        raise SourceError(f"source contains characters that cannot be encoded: {name!r}") from None
+    except UnicodeError as exc:
+        raise SourceError(f"source contains characters that cannot be encoded: {name!r}") from exc
     if _CAMERA_INDEX.fullmatch(stripped):
         index = int(stripped)
         if index > _MAX_CAMERA_INDEX:
@@ -63,7 +63,7 @@ def _parse_url(url: str, scheme: str, name: str) -> SourceSpec:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port
     except ValueError as exc:
-        raise SourceError(f"malformed stream URL {name}: {mask_credentials(str(exc))}") from None
+        raise SourceError(f"malformed stream URL {name}: {mask_credentials(str(exc))}") from exc
     if scheme in _NEEDS_HOST and not host:
         raise SourceError(f"no host in stream URL {name}")
     if scheme in ("udp", "tcp") and port is None:

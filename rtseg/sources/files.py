@@ -43,7 +43,7 @@ class FileSource:
         try:
             self._container = av.open(str(self.path), mode="r")
         except av.error.FFmpegError as exc:
-            raise SourceError(f"cannot read {self.path} as video: {ffmpeg_reason(exc)}") from None
+            raise SourceError(f"cannot read {self.path} as video: {ffmpeg_reason(exc)}") from exc
         try:
             if not self._container.streams.video:
                 raise SourceError(f"{self.path} has no video stream")

@@ -71,8 +71,8 @@ class StreamConnection:
             # A timeout surfaces as ExitError, TimeoutError or (from RTSP's handshake) "invalid data".
             timed_out = isinstance(exc, (av.error.ExitError, av.error.TimeoutError))
             if timed_out or time.monotonic() - started >= settings.open_timeout:
-                raise SourceError(f"cannot open {name}: no answer within {settings.open_timeout:g} s") from None
-            raise SourceError(f"cannot open {name}: {ffmpeg_reason(exc)}") from None
+                raise SourceError(f"cannot open {name}: no answer within {settings.open_timeout:g} s") from exc
+            raise SourceError(f"cannot open {name}: {ffmpeg_reason(exc)}") from exc
         try:
             if not self._container.streams.video:
                 raise SourceError(f"{name} has no video stream")
@@ -93,12 +93,12 @@ class StreamConnection:
                 raise Disconnected(f"no frame for {self._read_timeout:g} s")
             try:
                 packet = next(self._packets)
-            except StopIteration:
-                raise Disconnected("end of stream") from None
-            except (av.error.ExitError, av.error.TimeoutError):  # PyAV's read timeout fired
-                raise Disconnected(f"no data for {self._read_timeout:g} s") from None
+            except StopIteration as exc:
+                raise Disconnected("end of stream") from exc
+            except (av.error.ExitError, av.error.TimeoutError) as exc:  # PyAV's read timeout fired
+                raise Disconnected(f"no data for {self._read_timeout:g} s") from exc
             except av.error.FFmpegError as exc:
-                raise Disconnected(ffmpeg_reason(exc)) from None
+                raise Disconnected(ffmpeg_reason(exc)) from exc
             try:
                 self._decoded.extend(packet.decode())
             except av.error.FFmpegError as exc:
@@ -242,7 +242,7 @@ class LiveSource:
                 connection = self._connect()
             except SourceError as exc:
                 if limit and attempt >= limit:
-                    raise SourceError(f"gave up after {attempt} reconnect attempt(s): {exc}") from None
+                    raise SourceError(f"gave up after {attempt} reconnect attempt(s): {exc}") from exc
                 log.warning("reconnect attempt %d%s failed: %s; next attempt in %.1f s", attempt,
                             f" of {limit}" if limit else "", exc, backoff_delay(attempt + 1, settings))
                 continue
