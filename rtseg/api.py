@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import queue
 import threading
@@ -20,24 +21,22 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rtseg.core.config import Config, ModelConfig, RenderConfig, apply_overrides
-from rtseg.core.errors import OutputError
+from rtseg.core.config import Config, RenderConfig, StreamConfig, apply_overrides, load_config
+from rtseg.core.errors import OutputError, UsageError
 from rtseg.core.structures import Detections, Frame
 from rtseg.detect.worker import Detector, MaskRCNNDetector
-from rtseg.pipeline.orchestrator import Pipeline
-from rtseg.pipeline.summary import RunSummary
+from rtseg.pipeline.engine import Engine
+from rtseg.pipeline.plans import Outputs, RunPlan, detector_settings, plan_run
+from rtseg.pipeline.summary import RunSummary, StreamSummary
 from rtseg.render.renderer import Renderer
-from rtseg.sinks.base import Sink, check_output_path
-from rtseg.sinks.data import CropsSink, FramesSink, JsonLinesSink
-from rtseg.sinks.mp4 import Mp4Sink
+from rtseg.sinks.base import Sink
 from rtseg.sinks.stats import StatsCollector
-from rtseg.sinks.window import WindowDisplay
-from rtseg.sources.base import VideoSource
-from rtseg.sources.factory import open_source, parse_source
-from rtseg.sources.files import ImageSource, image_paths
-from rtseg.track.tracker import Tracker
+from rtseg.sinks.window import PreviewWindow
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Config", "Detections", "Frame", "Outputs", "RunResult", "RunSummary", "Segmenter", "StreamConfig",
+           "StreamSummary", "draw", "load_config", "process", "stream"]
 
 
 class Segmenter:
@@ -78,116 +77,81 @@ def _check_image(image: np.ndarray) -> None:
                          f"{getattr(image, 'dtype', '')}")
 
 
-@dataclass
-class Outputs:
-    """Where a run's results go; every field is optional."""
-
-    output: str | Path | None = None  # an MP4 for videos, a directory for still images
-    save_json: str | Path | None = None
-    save_frames: str | Path | None = None
-    save_crops: str | Path | None = None
-    save_stats: str | Path | None = None
-    show: bool = False
+Sources = str | StreamConfig | Sequence[str | StreamConfig]
 
 
 @dataclass
 class RunResult:
+    """A finished run: its summary, objects per class over all streams, and each stream's own statistics."""
+
     summary: RunSummary
     stats: StatsCollector = field(default_factory=StatsCollector)
+    stream_stats: dict[str, StatsCollector] = field(default_factory=dict)
+
+    def save_stats(self, path: str | Path) -> None:
+        """``--save-stats``: one stream's counts as before; with several, totals and each stream's counts and figures."""
+        if len(self.summary.streams) <= 1:
+            self.stats.save(path)
+            return
+        figures = {s.name: s.as_dict() for s in self.summary.streams}
+        data = {**self.stats.as_dict(), "run": self.summary.as_dict(),
+                "streams": {name: {**figures.get(name, {}), **stats.as_dict()} for name, stats in self.stream_stats.items()}}
+        Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def _prepare_sinks(source: VideoSource, source_name: str, outputs: Outputs, config: Config) -> list[Sink]:
-    """Check every output path before any work, then open the sinks."""
-    overwrite = config.output.overwrite
-    images = isinstance(source, ImageSource)
-    if outputs.output is not None and images:
-        _check_image_directory(Path(outputs.output), source.paths, overwrite)
-    for path in (outputs.save_json, outputs.save_stats):
-        if path is not None:
-            check_output_path(path, source_name, overwrite, suffixes=(".json", ".jsonl"))
-    for directory in (outputs.save_frames, outputs.save_crops):
-        if directory is not None and Path(directory).exists() and not Path(directory).is_dir():
-            raise OutputError(f"not a directory: {directory}")
-    sinks: list[Sink] = []
-    if outputs.output is not None:
-        sinks.append(FramesSink(outputs.output) if images else
-                     Mp4Sink(outputs.output, config.output, audio_source=source_name if source.info.is_file else None,
-                             frame_rate=source.info.frame_rate))
-    if outputs.save_json is not None:
-        sinks.append(JsonLinesSink(outputs.save_json))
-    if outputs.save_frames is not None:
-        sinks.append(FramesSink(outputs.save_frames, every=config.output.frames_every))
-    if outputs.save_crops is not None:
-        sinks.append(CropsSink(outputs.save_crops))
-    return sinks
+def _source_list(source: Sources, config: Config) -> list[str | StreamConfig]:
+    if isinstance(source, (str, StreamConfig)):
+        return [source]
+    sources = list(source)
+    return sources or list(config.streams)
 
 
-def _check_image_directory(directory: Path, inputs: Sequence[Path], overwrite: bool) -> None:
-    if directory.exists() and not directory.is_dir():
-        raise OutputError(f"for still images --output must be a directory: {directory}")
-    if not directory.parent.is_dir():
-        raise OutputError(f"output directory's parent does not exist: {directory.parent}")
-    if any(p.parent.resolve() == directory.resolve() for p in inputs):
-        raise OutputError(f"output directory {directory} holds the input images; choose another")
-    clashes = [p.name for p in inputs if (directory / p.name).exists()]
-    if clashes and not overwrite:
-        raise OutputError(f"{directory / clashes[0]} exists; pass --overwrite to replace it")
-
-
-def _detector_settings(config: Config) -> ModelConfig:
-    """The model keeps detections down to ``tracking.low_score`` when tracking is on (see ``Pipeline._track``)."""
-    if not config.tracking.enabled or config.tracking.low_score >= config.model.score_threshold:
-        return config.model
-    return dataclasses.replace(config.model, score_threshold=config.tracking.low_score)
-
-
-def _build(source: str, outputs: Outputs, config: Config, detector: Detector | None,
+def _build(source: Sources, outputs: Outputs, config: Config, detector: Detector | None,
            extra_sinks: Sequence[Sink] = (), progress: bool = False,
-           realtime: bool = False) -> tuple[Pipeline, StatsCollector]:
-    spec = parse_source(source)
-    stills = spec.kind == "file" and image_paths(spec.target) is not None
-    if outputs.output is not None and not stills:  # checked before a camera or stream takes seconds to open
-        check_output_path(outputs.output, spec.target if spec.kind == "file" else None, config.output.overwrite)
-    opened = open_source(source, config.live, realtime=realtime)
-    try:
-        stats = StatsCollector()
-        sinks = _prepare_sinks(opened, source, outputs, config)
-        try:
-            detector = detector or MaskRCNNDetector(_detector_settings(config))
-            title = Path(spec.target).name if spec.kind == "file" else spec.name
-            display = WindowDisplay(f"rtseg - {title}") if outputs.show else None
-            if not sinks and not extra_sinks and (display is None or not display.available):
-                log.warning("no output: nothing is written or shown (pass --output, --save-json, ...)")
-        except BaseException:
-            for sink in sinks:
-                sink.close()
-            raise
-        # Still images are unrelated to each other: each is segmented on its own, untracked.
-        tracker = Tracker(config.tracking) if config.tracking.enabled and not isinstance(opened, ImageSource) else None
-        pipeline = Pipeline(opened, detector, config, [*sinks, stats, *extra_sinks], display, progress=progress,
-                            tracker=tracker)
-    except BaseException:
-        opened.close()
-        raise
-    return pipeline, stats
+           realtime: bool = False) -> tuple[Engine, RunPlan]:
+    run = plan_run(_source_list(source, config), outputs, config, extra_sinks, realtime)
+    if not run.plans:
+        raise OutputError("nothing to do: every archive video is finished already (pass --overwrite to redo them)") \
+            if run.skipped else UsageError("no source given")
+    detector = detector or MaskRCNNDetector(detector_settings(config, [plan.config for plan in run.plans]))
+    title = run.plans[0].name if len(run.plans) == 1 else f"{len(run.plans)} streams"
+    display = PreviewWindow(f"rtseg - {title}") if outputs.show else None
+    if not any((outputs.output, outputs.save_json, outputs.save_frames, outputs.save_crops, extra_sinks)) \
+            and not any(s.output or s.save_json for s in config.streams) and (display is None or not display.available):
+        log.warning("no output: nothing is written or shown (pass --output, --save-json, ...)")
+    engine = Engine(detector, config, run.plans, display, progress=progress)
+    engine.summary.skipped = list(run.skipped)
+    return engine, run
 
 
-def process(source: str, outputs: Outputs | None = None, *, config: Config | None = None,
+def _result(summary: RunSummary, run: RunPlan) -> RunResult:
+    return RunResult(summary, StatsCollector.merged(run.stats.values()), run.stats)
+
+
+def process(source: Sources, outputs: Outputs | None = None, *, config: Config | None = None,
             detector: Detector | None = None, realtime: bool = False, progress: bool = False) -> RunResult:
-    """Run the whole pipeline on ``source`` (file, camera, stream URL or still images) into ``outputs``.
+    """Run the whole pipeline on ``source`` into ``outputs``; ``source`` may also be a list (one model, many streams).
 
-    Blocks until the source ends (or, for live sources, until ``stop`` or Ctrl-C).
-    ``realtime`` plays a file at its own pace, as a live source.
+    A source is a file, camera, stream URL, still images, an archive (a directory or
+    glob of videos, one stream each) or a ``StreamConfig`` with its own outputs and
+    settings; an empty list runs ``config.streams``. Blocks until every stream ends
+    (live ones: until ``stop`` or Ctrl-C). ``realtime`` plays files at their own pace, as live sources.
 
-    Errors in the inputs raise before any work; a failure while running is in ``result.summary.error``.
+    Errors in the inputs raise before any work; a failure while running is in ``result.summary.error``
+    (the whole run) or in ``result.summary.streams`` (one stream among others).
     """
     outputs = outputs or Outputs()
     config = config or Config()
-    pipeline, stats = _build(source, outputs, config, detector, progress=progress, realtime=realtime)
-    summary = pipeline.run()
+    engine, run = _build(source, outputs, config, detector, progress=progress, realtime=realtime)
+    try:
+        summary = engine.run()
+    finally:
+        if run.manifest is not None:
+            run.manifest.close()
+    result = _result(summary, run)
     if outputs.save_stats is not None:
-        stats.save(outputs.save_stats)
-    return RunResult(summary, stats)
+        result.save_stats(outputs.save_stats)
+    return result
 
 
 class _HandOver:
@@ -209,16 +173,19 @@ class _HandOver:
         """The caller learns of the end from the pipeline thread finishing."""
 
 
-def stream(source: str, outputs: Outputs | None = None, *, config: Config | None = None,
+def stream(source: Sources, outputs: Outputs | None = None, *, config: Config | None = None,
            detector: Detector | None = None) -> Iterator[Frame]:
     """Run the pipeline in the background and yield every finished ``Frame`` (with detections and rendering).
 
+    With several streams, frames of all of them arrive as they finish; ``frame.stream_id``
+    says whose (``Frame.stream_id`` indexes the run's streams in the order given, archives expanded).
     Breaking out of the loop stops the run; a failure while running is raised here.
     """
     outputs = dataclasses.replace(outputs or Outputs(), show=False)
     config = config or Config()
     hand_over = _HandOver(config.pipeline.sink_queue_size)
-    pipeline, stats = _build(source, outputs, config, detector, extra_sinks=[hand_over])
+    pipeline, run = _build(source, outputs, config, detector, extra_sinks=[hand_over])
+    pipeline.start()  # a source that cannot be opened raises here, in the caller's thread
     results: list[RunSummary] = []
     runner = threading.Thread(target=lambda: results.append(pipeline.run()), name="rtseg-stream", daemon=True)
     runner.start()
@@ -232,7 +199,7 @@ def stream(source: str, outputs: Outputs | None = None, *, config: Config | None
         hand_over.abandoned.set()
         pipeline.stop()
         runner.join()
-    if outputs.save_stats is not None:
-        stats.save(outputs.save_stats)
+    if results and outputs.save_stats is not None:
+        _result(results[0], run).save_stats(outputs.save_stats)
     if results and results[0].error is not None:
         raise results[0].error

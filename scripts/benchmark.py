@@ -61,7 +61,7 @@ from rtseg.core.structures import Detections
 from rtseg.detect.device import resolve_device, resolve_precision
 from rtseg.detect.models import load_model, set_input_size
 from rtseg.detect.worker import MaskRCNNDetector
-from rtseg.pipeline.orchestrator import Pipeline
+from rtseg.pipeline.engine import Pipeline
 from rtseg.sinks.mp4 import Mp4Sink
 from rtseg.sources.files import FileSource
 

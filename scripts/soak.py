@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rtseg.core.config import Config, TrackingConfig
 from rtseg.core.structures import Detections, Frame
-from rtseg.pipeline.orchestrator import Pipeline
+from rtseg.pipeline.engine import Pipeline
 from rtseg.sinks.data import JsonLinesSink
 from rtseg.sinks.mp4 import Mp4Sink
 from rtseg.sources.base import SourceInfo

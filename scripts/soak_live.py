@@ -35,7 +35,7 @@ from live_helpers import IndexRecordingDetector, RtspServer, StampedSource, loop
 
 from rtseg.core.config import Config  # noqa: E402
 from rtseg.core.structures import Frame  # noqa: E402
-from rtseg.pipeline.orchestrator import Pipeline  # noqa: E402
+from rtseg.pipeline.engine import Pipeline  # noqa: E402
 from rtseg.sinks.mp4 import Mp4Sink  # noqa: E402
 from rtseg.sources.factory import open_source  # noqa: E402
 

@@ -52,7 +52,9 @@ class PipelineConfig:
     capture_queue_size: int = _setting(8, "decoded frames waiting for the model (files; live sources use live.queue_size)", min=1, max=1024)
     render_queue_size: int = _setting(8, "inferred frames waiting for the renderer", min=1, max=1024)
     sink_queue_size: int = _setting(8, "rendered frames waiting for the sinks", min=1, max=1024)
-    max_frames: int = _setting(0, "stop after this many frames (0 = no limit)", min=0)
+    max_frames: int = _setting(0, "stop after this many frames per stream (0 = no limit)", min=0)
+    batch_timeout_ms: float = _setting(5.0, "after a batch's first frame, wait at most this long for more streams' frames", min=0.0, max=10000.0)
+    max_open_files: int = _setting(4, "archive videos processed at once (each has its own decoder, tracker and encoder)", min=1, max=256)
     stage_timeout: float = _setting(120.0, "seconds a stage may spend on one frame before the run is stopped as hung", min=0.1)
 
 
@@ -109,6 +111,21 @@ class TrackingConfig:
 
 
 @dataclass
+class StreamConfig:
+    """One entry of a configuration file's ``streams:`` list: a source with its own outputs and settings.
+
+    ``live`` and ``tracking`` override those sections for this stream only.
+    """
+
+    source: str
+    name: str | None = None
+    output: str | None = None
+    save_json: str | None = None
+    live: dict[str, Any] = field(default_factory=dict)
+    tracking: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
@@ -116,6 +133,10 @@ class Config:
     render: RenderConfig = field(default_factory=RenderConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    streams: list[StreamConfig] = field(default_factory=list)  # the sources of a multi-stream run, from a file
+
+
+STREAM_KEYS = {"source": str, "name": str, "output": str, "save_json": str, "live": dict, "tracking": dict}
 
 
 SECTION_HELP = {
@@ -173,9 +194,12 @@ def apply_overrides(config: Config, overrides: dict[str, Any], origin: str) -> C
     if not isinstance(overrides, dict):
         raise ConfigError(f"{origin}: expected a mapping of sections, got {type(overrides).__name__}")
     for section_name, values in overrides.items():
+        if section_name == "streams":
+            updated.streams = _parse_streams(updated, values, origin, problems)
+            continue
         section = getattr(config, str(section_name), None) if str(section_name) in SECTION_HELP else None
         if section is None:
-            problems.append(f"{_shown(section_name)}: unknown section (known: {', '.join(SECTION_HELP)})")
+            problems.append(f"{_shown(section_name)}: unknown section (known: {', '.join(SECTION_HELP)}, streams)")
             continue
         if values is None:
             continue
@@ -200,6 +224,51 @@ def apply_overrides(config: Config, overrides: dict[str, Any], origin: str) -> C
     if problems:
         raise ConfigError(f"{origin}: " + "; ".join(problems))
     return updated
+
+
+def _parse_streams(config: Config, values: Any, origin: str, problems: list[str]) -> list[StreamConfig]:
+    """The ``streams:`` list: each entry a mapping with a source; its live/tracking overrides checked like the sections."""
+    if not isinstance(values, list) or not values:
+        problems.append(f"streams: expected a non-empty list of streams, got {type(values).__name__}")
+        return []
+    streams = []
+    for i, entry in enumerate(values):
+        where = f"streams[{i}]"
+        if isinstance(entry, str):
+            entry = {"source": entry}
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: expected a mapping with a source, got {type(entry).__name__}")
+            continue
+        bad = False
+        for key, value in entry.items():
+            kind = STREAM_KEYS.get(key)
+            if kind is None:
+                problems.append(f"{where}.{_shown(key)}: unknown key (known: {', '.join(STREAM_KEYS)})")
+                bad = True
+            elif not isinstance(value, kind):
+                problems.append(f"{where}.{key}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+                bad = True
+        if "source" not in entry:
+            problems.append(f"{where}: no source")
+            bad = True
+        for section in ("live", "tracking"):
+            if isinstance(entry.get(section), dict):
+                try:
+                    apply_overrides(config, {section: entry[section]}, where)
+                except ConfigError as exc:
+                    problems.append(str(exc))
+                    bad = True
+        if not bad:
+            streams.append(StreamConfig(**entry))
+    names = [s.name for s in streams if s.name]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"streams: the name {name!r} is given to several streams")
+    return streams
+
+
+def stream_config(config: Config, stream: StreamConfig) -> Config:
+    """The settings one stream runs with: the run's, with the stream's own live and tracking overrides."""
+    return apply_overrides(config, {"live": stream.live, "tracking": stream.tracking}, stream.name or stream.source)
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -237,12 +306,17 @@ def render_default_yaml() -> str:
         "# Generated from rtseg/core/config.py (python -m rtseg.core.config > configs/default.yaml).",
     ]
     for section in fields(Config):
+        if section.name not in SECTION_HELP:
+            continue
         lines.append("")
         lines.append(f"{section.name}:  # {SECTION_HELP[section.name]}")
         for f in fields(section.default_factory()):
             value = yaml.safe_dump(getattr(section.default_factory(), f.name), default_flow_style=True).strip()
             value = value.removesuffix("\n...").removesuffix("...").strip()
             lines.append(f"  {f.name}: {value}  # {f.metadata['help']}")
+    lines += ["", "# streams:  # several sources in one run, each with its own outputs and live/tracking overrides",
+              "#   - {name: gate, source: 'rtsp://cam1/stream', output: gate.mp4, live: {read_timeout: 3}}",
+              "#   - {source: archive/clip.mp4, save_json: clip.jsonl, tracking: {max_age: 60}}"]
     return "\n".join(lines) + "\n"
 
 

@@ -94,6 +94,7 @@ class Frame:
     time_base: Fraction
     captured_at: float
     name: str | None = None  # the file name of a still image, so outputs can keep it
+    stream_id: int = 0  # which of the run's streams it belongs to; outputs only ever take their own stream's frames
     detections: Detections | None = None
     rendered: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)

@@ -44,7 +44,7 @@ class RunState:
     def fail(self, stage: str, exc: BaseException) -> None:
         with self._lock:
             if self.error is None:
-                if isinstance(exc, StageError) and exc.stage == stage:
+                if isinstance(exc, StageError):  # raised by a step that names itself (tracking inside render)
                     self.error = exc
                 else:
                     text = str(exc).strip()
@@ -91,14 +91,16 @@ class Stage(threading.Thread):
     """
 
     def __init__(self, name: str, state: RunState, body: Callable[[Stage], None],
-                 output: queue.Queue | None, on_halt: Callable[[], None] | None = None) -> None:
-        super().__init__(name=f"rtseg-{name}", daemon=True)
+                 output: queue.Queue | None, on_halt: Callable[[], None] | None = None,
+                 moved: threading.Event | None = None, label: str = "") -> None:
+        super().__init__(name=f"rtseg-{label}{name}", daemon=True)
         self.stage = name
         self.output = output
         self.halted = threading.Event()
         self._state = state
         self._body = body
         self._on_halt = on_halt
+        self._moved = moved  # set after every put and get: wakes the shared inference worker
 
     def halt(self) -> None:
         self.halted.set()
@@ -119,10 +121,15 @@ class Stage(threading.Thread):
         while not self.halted.is_set():
             try:
                 self.output.put(item, timeout=POLL_SECONDS)
-                return
             except queue.Full:
                 continue
+            self._notify()
+            return
         raise Stopped
+
+    def _notify(self) -> None:
+        if self._moved is not None:
+            self._moved.set()
 
     def put_newest(self, item: Any) -> int:
         """Put without waiting, dropping the oldest waiting items to make room; returns how many were dropped.
@@ -135,9 +142,11 @@ class Stage(threading.Thread):
         while True:
             try:
                 self.output.put_nowait(item)
-                return dropped
             except queue.Full:
                 pass
+            else:
+                self._notify()
+                return dropped
             try:
                 self.output.get_nowait()
                 dropped += 1
@@ -147,7 +156,9 @@ class Stage(threading.Thread):
     def get(self, source: queue.Queue) -> Any:
         while not self.halted.is_set():
             try:
-                return source.get(timeout=POLL_SECONDS)
+                item = source.get(timeout=POLL_SECONDS)
             except queue.Empty:
                 continue
+            self._notify()
+            return item
         raise Stopped

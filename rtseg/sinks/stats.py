@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Hashable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ class StatsCollector:
     def __init__(self) -> None:
         self.frames = 0
         self.instances: Counter[str] = Counter()
-        self._tracks: defaultdict[str, set[int]] = defaultdict(set)
+        self._tracks: defaultdict[str, set[Hashable]] = defaultdict(set)  # track ids, unique within one stream
 
     def write(self, frame: Frame) -> None:
         self.frames += 1
@@ -30,6 +31,17 @@ class StatsCollector:
 
     def close(self) -> None:
         """Counts live in memory; ``as_dict`` reads them."""
+
+    @classmethod
+    def merged(cls, collectors: Iterable[StatsCollector]) -> StatsCollector:
+        """The counts of several streams together; track ids are only unique within their own stream."""
+        total = cls()
+        for index, collector in enumerate(collectors):
+            total.frames += collector.frames
+            total.instances.update(collector.instances)
+            for name, ids in collector._tracks.items():
+                total._tracks[name].update((index, track) for track in ids)
+        return total
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -23,10 +23,35 @@ def draw_status(image: np.ndarray, text: str) -> np.ndarray:
     return out
 
 
-class WindowDisplay:
+def compose_mosaic(tiles: list[tuple[np.ndarray | None, str, str]], tile_width: int = 480) -> np.ndarray:
+    """One image of several streams in a grid; each tile is (rendered frame or None, title, status line).
+
+    A tile without an image (a stream not yet connected, or reconnecting) shows its
+    status on black, never a frozen last frame. Tiles keep their own aspect ratio.
+    """
+    columns = max(1, int(np.ceil(np.sqrt(len(tiles)))))
+    rows = int(np.ceil(len(tiles) / columns))
+    heights = [round(tile_width * img.shape[0] / img.shape[1]) for img, _, _ in tiles if img is not None]
+    tile_height = max(heights) if heights else tile_width * 9 // 16
+    canvas = np.zeros((rows * tile_height, columns * tile_width, 3), np.uint8)
+    for i, (image, title, status) in enumerate(tiles):
+        top, left = (i // columns) * tile_height, (i % columns) * tile_width
+        cell = canvas[top: top + tile_height, left: left + tile_width]
+        if image is not None:
+            h = round(tile_width * image.shape[0] / image.shape[1])
+            cell[:h] = cv2.resize(image, (tile_width, h), interpolation=cv2.INTER_AREA)
+        else:
+            cv2.putText(cell, status, (10, tile_height // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 200, 0), 1,
+                        cv2.LINE_AA)
+        cell[:] = draw_status(cell, f"{title} | {status}" if image is not None else title)
+        cv2.rectangle(cell, (0, 0), (tile_width - 1, tile_height - 1), (90, 90, 90), 1)
+    return canvas
+
+
+class PreviewWindow:
     """An OpenCV window; skipped with one notice when no display is available.
 
-    OpenCV's GUI must be driven from one thread, so the orchestrator calls this
+    OpenCV's GUI must be driven from one thread, so the engine calls this
     from the main thread only.
     """
 

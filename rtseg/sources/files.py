@@ -199,21 +199,50 @@ class ImageSource:
         """Each image is read and released in ``frames``; nothing stays open."""
 
 
-def image_paths(source: str) -> list[Path] | None:
-    """The still images a source string names (file, directory or glob), or None if it names a video."""
-    path = Path(source)
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".ts", ".mts", ".mpg", ".mpeg", ".flv", ".wmv",
+                    ".gif")
+
+
+def _collection(source: str) -> list[Path] | None:
+    """The files a glob or directory names, sorted; None when the source is neither."""
     if any(ch in source for ch in "*?["):
-        matches = sorted(p for p in map(Path, glob.glob(source, recursive=True))
-                         if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        if not matches:
-            raise SourceError(f"no images match {source}")
-        return matches
+        return sorted(p for p in map(Path, glob.glob(source, recursive=True)) if p.is_file())
+    path = Path(source)
     if path.is_dir():
-        matches = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        if not matches:
-            raise SourceError(f"source is a directory with no images ({', '.join(IMAGE_EXTENSIONS)}): {path}")
-        return matches
+        return sorted(p for p in path.iterdir() if p.is_file())
+    return None
+
+
+def _split_collection(source: str, files: list[Path]) -> tuple[list[Path], list[Path]]:
+    images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+    videos = [p for p in files if p.suffix.lower() in VIDEO_EXTENSIONS]
+    if images and videos:
+        raise SourceError(f"{source} holds both images and videos; name one kind with a glob (e.g. '{source}/*.mp4')")
+    if not images and not videos:
+        kinds = f"images: {', '.join(IMAGE_EXTENSIONS)}; videos: {', '.join(VIDEO_EXTENSIONS)}"
+        if any(ch in source for ch in "*?["):
+            raise SourceError(f"no images or videos match {source} ({kinds})")
+        raise SourceError(f"source is a directory with no images or videos ({kinds}): {source}")
+    return images, videos
+
+
+def image_paths(source: str) -> list[Path] | None:
+    """The still images a source string names (file, directory or glob), or None if it names video."""
+    files = _collection(source)
+    if files is not None:
+        images, _ = _split_collection(source, files)
+        return images or None
+    path = Path(source)
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         check_readable_file(path)
         return [path]
     return None
+
+
+def video_paths(source: str) -> list[Path] | None:
+    """The videos of an archive (a directory or glob of video files), or None if the source names no archive."""
+    files = _collection(source)
+    if files is None:
+        return None
+    _, videos = _split_collection(source, files)
+    return videos or None

@@ -206,6 +206,11 @@ class LiveSource:
         )
 
     @property
+    def reconnecting(self) -> bool:
+        """True between a disconnect and the next connection (the live view shows this instead of a frozen image)."""
+        return self._connection is None
+
+    @property
     def decode_errors(self) -> int:
         current = self._connection.decode_errors if self._connection is not None else 0
         return self._closed_decode_errors + current

@@ -18,7 +18,7 @@ from helpers import SquareDetector, make_clip, read_video
 from rtseg.api import Outputs, process
 from rtseg.core.config import Config
 from rtseg.core.errors import SourceError
-from rtseg.pipeline.orchestrator import Pipeline
+from rtseg.pipeline.engine import Pipeline
 from rtseg.sinks.data import JsonLinesSink
 from rtseg.sinks.mp4 import Mp4Sink
 from rtseg.sources.files import FileSource

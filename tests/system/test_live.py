@@ -41,7 +41,7 @@ from rtseg.core.config import Config, LiveConfig, OutputConfig
 from rtseg.core.errors import SourceError
 from rtseg.core.redaction import CredentialFilter, mask_credentials
 from rtseg.core.structures import Frame
-from rtseg.pipeline.orchestrator import Pipeline
+from rtseg.pipeline.engine import Pipeline
 from rtseg.sinks.mp4 import Mp4Sink
 from rtseg.sinks.window import draw_status
 from rtseg.sources.base import SourceSpec

@@ -1,4 +1,4 @@
-"""The orchestrator: order, completeness, batching, and how failures and hangs stop every stage."""
+"""The engine with one stream: order, completeness, batching, and how failures and hangs stop every stage."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from helpers import SquareDetector, read_video, square_x
 
 from rtseg.core.config import Config
 from rtseg.core.structures import Frame
-from rtseg.pipeline.orchestrator import Pipeline
+from rtseg.pipeline.engine import Pipeline
 from rtseg.sinks.mp4 import Mp4Sink
 from rtseg.sources.files import FileSource
 
@@ -206,7 +206,7 @@ def test_step_timings_are_recorded_per_frame_even_when_batched(clip_factory):
     detector = TimedSquareDetector(delay=0.01)
     summary, _ = _run(clip, detector, [RecordingSink()], config)
     timers = summary.stage_timers
-    for step in ("inference", "preprocess", "model", "postprocess", "render", "encode"):
+    for step in ("inference", "preprocess", "model", "postprocess", "tracking", "render", "write"):
         assert timers[step].count == 12, step
     calls = detector.calls
     assert timers["model"].total == pytest.approx(0.04 * calls)  # each call's time, shared by its frames

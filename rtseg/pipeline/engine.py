@@ -1,0 +1,368 @@
+"""The engine: any number of streams, one shared model; a single source is the case N = 1.
+
+Each stream has its own lane (capture, tracking + rendering, sinks: see
+``lanes``); one inference worker serves them all (``batching``). The main
+thread supervises: it opens streams (live ones in parallel, archive files as
+slots free up), drives the window (OpenCV GUI calls belong to one thread),
+watches for hung stages, and turns Ctrl-C into a clean stop.
+
+Faults stay where they happen. A stream whose source cannot be opened, ends
+with an error, or whose tracker, renderer or sinks fail, ends alone: the stages
+before the fault halt, the ones after it drain what they hold and close their
+outputs, one line names it, the others go on. A failure of the shared model,
+a stop request (Ctrl-C, SIGTERM, the window closed, ``stop()``) halt capture and
+the model everywhere; every stream then finishes the frames the model already
+handed on, so every output keeps all that was processed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from rtseg.core.config import Config
+from rtseg.core.errors import RtsegError, RuntimeFailure, SourceError, StageError, TerminationRequest
+from rtseg.detect.worker import Detector
+from rtseg.pipeline.batching import InferenceWorker
+from rtseg.pipeline.lanes import STAGE_ORDER, StreamLane
+from rtseg.pipeline.stages import END, INTERRUPTS, JOIN_TIMEOUT, POLL_SECONDS, SINK_CLOSE_TIMEOUT, RunState, Stage
+from rtseg.pipeline.summary import RunSummary, StreamSummary
+from rtseg.render.renderer import Renderer
+from rtseg.sinks.base import Sink
+from rtseg.sinks.window import PreviewWindow, compose_mosaic
+from rtseg.sources.base import VideoSource
+from rtseg.track.tracker import Tracker
+
+log = logging.getLogger(__name__)
+
+_PARALLEL_OPENS = 16  # live streams opened at once at start (each may take seconds to connect)
+
+
+@dataclass
+class OpenedStream:
+    """What a stream runs with once its source is open: its own sinks, tracker and renderer."""
+
+    source: VideoSource
+    sinks: list[Sink]
+    tracker: Tracker | None
+    renderer: Renderer
+
+
+@dataclass
+class StreamPlan:
+    """How to start one stream. ``open`` opens its source and sinks, or raises an ``RtsegError`` naming the problem.
+
+    ``is_file`` streams count against ``pipeline.max_open_files`` and are opened as
+    slots free up; ``finish`` runs once the stream has ended (archives: rename the
+    outputs, append to the manifest). ``config`` carries the stream's own live and
+    tracking settings.
+    """
+
+    name: str
+    open: Callable[[], OpenedStream]
+    config: Config
+    is_file: bool = True
+    finish: Callable[[StreamSummary], None] | None = None
+    frame_count: int | None = None  # for the progress bar, when known before opening
+
+
+class Engine:
+    """One run over many streams with one detector; ``run()`` blocks until every stream has ended."""
+
+    def __init__(self, detector: Detector, config: Config, plans: Sequence[StreamPlan],
+                 display: PreviewWindow | None = None, progress: bool = False) -> None:
+        self.detector = detector
+        self.config = config
+        self.display = display
+        self.progress = progress
+        self._pending = list(plans)
+        self._planned = len(plans)
+        self._next_id = 0
+        self.lanes: list[StreamLane] = []  # the streams running now
+        self._plans: dict[int, StreamPlan] = {}  # stream id -> its plan
+        self._ended: list[StreamSummary] = []
+        self._state = RunState()  # the shared model's stage and run-wide stop requests
+        self._moved = threading.Event()  # a frame moved in some stream's queues: wakes the worker
+        self._no_more_lanes = threading.Event()
+        self._started = False
+        self._stopping = False
+        self._shown_frames = 0
+        self.summary = RunSummary()
+        self.worker = InferenceWorker(detector, lambda: list(self.lanes), self._state, self._moved,
+                                      self._no_more_lanes, config.model.batch_size,
+                                      config.pipeline.batch_timeout_ms / 1000)
+
+    def stop(self, reason: str = "stopped") -> None:
+        """End a run from any thread, as Ctrl-C does: frames the model has already handed on are still written."""
+        self._state.request_stop(reason)
+
+    # -- opening streams --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open every live stream (in parallel) and the first files; raise if none of them could be opened."""
+        self._started = True
+        live = [plan for plan in self._pending if not plan.is_file]
+        self._pending = [plan for plan in self._pending if plan.is_file]
+        if len(live) == 1 and not self._pending:
+            self._launch(live[0], self._open(live[0], raise_alone=True))
+        elif live:
+            with ThreadPoolExecutor(max_workers=min(_PARALLEL_OPENS, len(live)), thread_name_prefix="rtseg-open") as pool:
+                opened = list(pool.map(self._open, live))
+            for plan, stream in zip(live, opened):
+                self._launch(plan, stream)
+        self._open_files()
+        if not self.lanes and not self._pending:
+            self._no_more_lanes.set()
+            errors = [s.error for s in self._ended if s.error is not None]
+            if len(self._ended) == 1 and errors:
+                raise errors[0]
+            raise SourceError(f"none of the {len(self._ended)} streams could be opened; first: {errors[0]}"
+                              if errors else "no stream to run")
+
+    def _open(self, plan: StreamPlan, raise_alone: bool = False) -> OpenedStream | RtsegError:
+        """The opened stream, or the error that names why it could not be opened."""
+        try:
+            return plan.open()
+        except RtsegError as exc:
+            if raise_alone and self._planned == 1:
+                raise
+            return exc
+
+    def _launch(self, plan: StreamPlan, opened: OpenedStream | RtsegError) -> None:
+        stream_id, self._next_id = self._next_id, self._next_id + 1
+        if isinstance(opened, RtsegError):
+            log.warning("stream %s not started: %s", plan.name, opened)
+            failed = StreamSummary(stream_id, plan.name, live=not plan.is_file, status="failed", error=opened)
+            self._ended.append(failed)
+            self._finish_plan(plan, failed)
+            return
+        lane = StreamLane(stream_id, plan.name, opened.source, opened.sinks, plan.config, opened.tracker,
+                          opened.renderer, self._moved)
+        self._plans[stream_id] = plan
+        self.lanes.append(lane)
+        lane.start()
+
+    def _open_files(self) -> None:
+        """Open pending files while fewer than ``pipeline.max_open_files`` are running."""
+        limit = self.config.pipeline.max_open_files
+        while self._pending and not self._stopping:
+            if sum(1 for lane in self.lanes if self._plans[lane.stream_id].is_file) >= limit:
+                break
+            plan = self._pending.pop(0)
+            self._launch(plan, self._open(plan, raise_alone=True))
+        if self._stopping:
+            self._pending = []
+        if not self._pending:
+            self._no_more_lanes.set()
+
+    @staticmethod
+    def _finish_plan(plan: StreamPlan, summary: StreamSummary) -> None:
+        if plan.finish is None:
+            return
+        try:
+            plan.finish(summary)
+        except (OSError, RtsegError) as exc:
+            summary.status, summary.error = "failed", RuntimeFailure(f"cannot finish the outputs of {plan.name}: {exc}")
+            log.warning("stream %s: %s", plan.name, summary.error)
+
+    # -- supervision ------------------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        if not self._started:
+            self.start()
+        started = time.monotonic()
+        worker = Stage("inference", self._state, self.worker.run, None)
+        worker.start()
+        bar = self._progress_bar()
+        try:
+            self._supervise(worker, bar)
+        finally:
+            self._halt_everything(worker)
+            self._finish(worker)
+            if bar is not None:
+                bar.close()
+            if self.display is not None:
+                self.display.close()
+        return self._summarise(time.monotonic() - started)
+
+    def _supervise(self, worker: Stage, bar: tqdm | None) -> None:
+        """Show frames, watch for hangs, turn failures and stop requests into halts, retire finished streams."""
+        state, timeout = self._state, self.config.pipeline.stage_timeout
+        owed_ends: dict[int, queue.Queue] = {}  # stream id -> the queue still owed an END
+        while self.lanes or (self._pending and not self._stopping):
+            try:
+                self._show()
+                hung = state.hung_stage(timeout)
+                if hung is not None and state.error is None:
+                    state.fail(hung[0], StageError(hung[0], f"no progress for {hung[1]:.0f} s (hung; stage_timeout "
+                                                            f"is {timeout:g} s)"))
+                if state.changed.is_set():
+                    state.changed.clear()
+                    self._stopping = True
+                    self._no_more_lanes.set()
+                    worker.halt()
+                    for lane in self.lanes:
+                        lane.stages[0].halt()
+                        owed_ends[lane.stream_id] = lane.inferred
+                for lane in list(self.lanes):
+                    self._watch_lane(lane, timeout, owed_ends)
+                    if lane.stream_id in owed_ends:
+                        try:
+                            owed_ends[lane.stream_id].put(END, timeout=POLL_SECONDS / 4)
+                            del owed_ends[lane.stream_id]
+                        except queue.Full:
+                            pass
+                    if lane.finished or (lane.left_at is not None and time.monotonic() > lane.left_at + JOIN_TIMEOUT):
+                        self._retire(lane)
+                self._open_files()
+                if bar is not None:
+                    self._update_bar(bar)
+            except KeyboardInterrupt as exc:
+                if state.stop_reason in INTERRUPTS:
+                    for lane in self.lanes:
+                        lane.state.fail("sinks", StageError("sinks", "interrupted twice while finishing"))
+                state.request_stop("terminated" if isinstance(exc, TerminationRequest) else "interrupted")
+
+    def _watch_lane(self, lane: StreamLane, timeout: float, owed_ends: dict[int, queue.Queue]) -> None:
+        """A stream's own failure or hang halts the stages up to it; the ones after it drain and close."""
+        hung = lane.state.hung_stage(timeout)
+        if hung is not None and lane.state.error is None:
+            lane.state.fail(hung[0], StageError(hung[0], f"no progress for {hung[1]:.0f} s (hung; stage_timeout is "
+                                                          f"{timeout:g} s)"))
+        if not lane.state.changed.is_set():
+            return
+        lane.state.changed.clear()
+        error = lane.state.error
+        if error is None:
+            return
+        if len(self.lanes) + len(self._ended) + len(self._pending) > 1:
+            log.warning("stream %s failed: %s; the other streams go on", lane.name, error)
+        position = STAGE_ORDER.get(error.stage, 0)
+        for stage in lane.stages[: position + 1]:
+            stage.halt()
+        if position >= 1:
+            lane.detached = True
+        if position < len(lane.stages) - 1:
+            owed_ends[lane.stream_id] = lane.stages[position].output  # type: ignore[assignment]
+        elif lane.stages[-1].is_alive() and "hung" in error.cause:
+            lane.left_at = time.monotonic()
+
+    def _retire(self, lane: StreamLane) -> None:
+        self.lanes.remove(lane)
+        summary = lane.summary
+        summary.wall_seconds = time.monotonic() - lane.started_at
+        summary.timers = dict(lane.state.timers)
+        summary.decode_errors = lane.source.decode_errors
+        summary.reconnects = lane.source.reconnects
+        if lane.left_at is not None:
+            log.warning("stream %s: sinks stage did not stop in time; leaving it behind", lane.name)
+        if lane.state.error is not None:
+            summary.status, summary.error = "failed", lane.state.error
+        elif self._state.error is not None:
+            summary.status, summary.error = "failed", self._state.error
+        elif lane.stages[0].halted.is_set() or self._state.stop_reason is not None:
+            summary.status = "stopped"
+        else:
+            summary.status = "done"
+        self._ended.append(summary)
+        self._finish_plan(self._plans.pop(lane.stream_id), summary)
+
+    def _halt_everything(self, worker: Stage) -> None:
+        worker.halt()
+        for lane in self.lanes:
+            for stage in lane.stages:
+                stage.halt()
+
+    def _finish(self, worker: Stage) -> None:
+        """Wait for the threads to end: sinks get time to finalise files, the rest ``JOIN_TIMEOUT``."""
+        deadline = time.monotonic() + JOIN_TIMEOUT
+        worker.join(max(0.0, deadline - time.monotonic()))
+        for lane in list(self.lanes):
+            for stage in lane.stages[:-1]:
+                stage.join(max(0.0, deadline - time.monotonic()))
+            lane.stages[-1].join(JOIN_TIMEOUT if lane.left_at is not None else SINK_CLOSE_TIMEOUT)
+            self._retire(lane)
+        for thread in [worker, *(stage for lane in self.lanes for stage in lane.stages)]:
+            if thread.is_alive():
+                log.warning("%s stage did not stop in time; leaving it behind", thread.stage)
+
+    def _summarise(self, wall_seconds: float) -> RunSummary:
+        summary = self.summary
+        streams = sorted(self._ended, key=lambda s: s.stream_id)
+        summary.gather(streams)
+        for name, timer in self._state.timers.items():
+            summary.stage_timers.setdefault(name, timer)
+        summary.wall_seconds = wall_seconds
+        summary.model_calls = self.worker.calls
+        summary.model_busy_seconds = self.worker.busy_seconds
+        summary.stop_reason = self._state.stop_reason
+        failed = summary.failed_streams
+        if self._state.error is not None:
+            summary.error = self._state.error
+        elif failed and len(failed) == len(streams):
+            summary.error = failed[0].error if len(streams) == 1 else RuntimeFailure(
+                f"all {len(streams)} streams failed; first: {failed[0].name}: {failed[0].error}")
+        return summary
+
+    # -- what people see --------------------------------------------------------------------------
+
+    def _show(self) -> None:
+        """The window shows the newest frame (a mosaic of every stream when there are several); never blocks a stream."""
+        display = self.display
+        written = sum(lane.summary.frames_written for lane in self.lanes)
+        if display is None or not self.lanes:
+            time.sleep(POLL_SECONDS / 2)
+            return
+        if written == self._shown_frames:
+            still_open = display.poll()  # between frames (a stream reconnecting) the window must still answer q
+            time.sleep(POLL_SECONDS / 5)
+        else:
+            self._shown_frames = written
+            if len(self.lanes) == 1 and self.lanes[0].latest is not None:
+                lane = self.lanes[0]
+                still_open = display.show(lane.latest.rendered, lane.status_text())
+            else:
+                tiles = [(None if lane.reconnecting or lane.latest is None else lane.latest.rendered, lane.name,
+                          "reconnecting..." if lane.reconnecting else lane.status_text()) for lane in self.lanes]
+                still_open = display.show(compose_mosaic(tiles))
+        if not still_open:
+            self._state.request_stop("window closed")
+
+    def status_text(self) -> str:
+        """The status line of the first running stream (the window shows one per stream)."""
+        return self.lanes[0].status_text() if self.lanes else ""
+
+    def _progress_bar(self) -> tqdm | None:
+        if not self.progress:
+            return None
+        counts = [lane.source.info.frame_count for lane in self.lanes] + [p.frame_count for p in self._pending]
+        limit = self.config.pipeline.max_frames
+        total = sum((min(c, limit) if limit else c) for c in counts if c) if counts and all(counts) else None
+        # Only built when shown: even a disabled tqdm starts its monitor thread, which would outlive the run.
+        return tqdm(total=total, unit="frame", file=sys.stderr, dynamic_ncols=True)
+
+    def _update_bar(self, bar: tqdm) -> None:
+        written = sum(s.frames_written for s in self._ended) + sum(lane.summary.frames_written for lane in self.lanes)
+        bar.update(written - bar.n)
+        if self._planned > 1:
+            bar.set_postfix_str(f"streams {len(self._ended)}/{self._planned} ended", refresh=False)
+
+
+class Pipeline(Engine):
+    """The engine with one already opened source: ``Pipeline(source, detector, config, sinks).run()``."""
+
+    def __init__(self, source: VideoSource, detector: Detector, config: Config, sinks: Sequence[Sink],
+                 display: PreviewWindow | None = None, progress: bool = False,
+                 tracker: Tracker | None = None) -> None:
+        opened = OpenedStream(source, list(sinks), tracker, Renderer(config.render, tracked=tracker is not None))
+        plan = StreamPlan(source.info.name, lambda: opened, config, is_file=not source.info.is_live,
+                          frame_count=source.info.frame_count)
+        super().__init__(detector, config, [plan], display, progress)
