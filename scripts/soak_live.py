@@ -25,19 +25,17 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "support"))
-sys.path.insert(0, str(ROOT))
+import av
 
-import av  # noqa: E402
-from helpers import BIKES_CLIP  # noqa: E402
-from live_helpers import IndexRecordingDetector, RtspServer, StampedSource, loop_clip  # noqa: E402
+from rtseg.core.config import Config
+from rtseg.core.structures import Frame
+from rtseg.offline.rtsp import RtspServer, loop_clip
+from rtseg.offline.stubs import IndexRecordingDetector, StampedSource
+from rtseg.pipeline.orchestrator import Pipeline
+from rtseg.sinks.mp4 import Mp4Sink
+from rtseg.sources.factory import open_source
 
-from rtseg.core.config import Config  # noqa: E402
-from rtseg.core.structures import Frame  # noqa: E402
-from rtseg.pipeline.orchestrator import Pipeline  # noqa: E402
-from rtseg.sinks.mp4 import Mp4Sink  # noqa: E402
-from rtseg.sources.factory import open_source  # noqa: E402
+BIKES_CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips" / "bikes.mp4"
 
 
 def rss_mib() -> float:
