@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-
-from soak import run_soak
+from rtseg.offline.soak import run_soak
 
 
 def test_soak_with_a_sink_slower_than_the_model_stays_bounded(tmp_path):
@@ -20,3 +15,4 @@ def test_soak_with_a_sink_slower_than_the_model_stays_bounded(tmp_path):
     assert report.queue_max["sinks"] == report.queue_bounds["sinks"]  # the slow sink really applied back-pressure
     lines = (tmp_path / "soak.jsonl").read_text().splitlines()
     assert len(lines) == 2500
+    assert report.ok
