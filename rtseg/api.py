@@ -25,7 +25,7 @@ from rtseg.core.config import Config, RenderConfig, StreamConfig, apply_override
 from rtseg.core.errors import OutputError, UsageError
 from rtseg.core.structures import Detections, Frame
 from rtseg.detect.worker import Detector, MaskRCNNDetector
-from rtseg.pipeline.engine import Engine
+from rtseg.pipeline.engine import Engine, OpenedStream, Pipeline, StreamPlan
 from rtseg.pipeline.plans import Outputs, RunPlan, detector_settings, plan_run
 from rtseg.pipeline.summary import RunSummary, StreamSummary
 from rtseg.render.renderer import Renderer
@@ -35,8 +35,9 @@ from rtseg.sinks.window import PreviewWindow
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Config", "Detections", "Frame", "Outputs", "RunResult", "RunSummary", "Segmenter", "StreamConfig",
-           "StreamSummary", "draw", "load_config", "process", "stream"]
+# Engine, Pipeline, StreamPlan and OpenedStream run custom sources and sinks (soaks, tests); the rest is the everyday API.
+__all__ = ["Config", "Detections", "Engine", "Frame", "OpenedStream", "Outputs", "Pipeline", "RunResult", "RunSummary",
+           "Segmenter", "StreamConfig", "StreamPlan", "StreamSummary", "draw", "load_config", "process", "stream"]
 
 
 class Segmenter:

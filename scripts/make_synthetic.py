@@ -4,7 +4,7 @@
     python scripts/make_synthetic.py images --out data/shapes --train 1000 --val 200 --size 128
     python scripts/make_synthetic.py videos --out data/shape_videos --count 3 --frames 150
 
-The generation itself lives in rtseg.synthetic, so tests can make tiny sets on the fly.
+The generation itself lives in rtseg.offline.synthetic, so tests can make tiny sets on the fly.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable from a checkout without installing
 
 from rtseg.offline.synthetic import write_image_dataset, write_video
 

@@ -336,6 +336,15 @@ class Engine:
         if not still_open:
             self._state.request_stop("window closed")
 
+    def queues(self) -> dict[str, queue.Queue]:
+        """Every running stream's bounded queues by '<stream>/<stage it feeds>' (soaks check their bounds)."""
+        return {f"{lane.name}/{stage}": q for lane in self.lanes
+                for stage, q in (("capture", lane.captured), ("render", lane.inferred), ("sinks", lane.rendered))}
+
+    def frames_written(self) -> int:
+        """Frames written so far by every stream, running or ended."""
+        return sum(s.frames_written for s in self._ended) + sum(lane.summary.frames_written for lane in self.lanes)
+
     def status_text(self) -> str:
         """The status line of the first running stream (the window shows one per stream)."""
         return self.lanes[0].status_text() if self.lanes else ""
@@ -350,8 +359,7 @@ class Engine:
         return tqdm(total=total, unit="frame", file=sys.stderr, dynamic_ncols=True)
 
     def _update_bar(self, bar: tqdm) -> None:
-        written = sum(s.frames_written for s in self._ended) + sum(lane.summary.frames_written for lane in self.lanes)
-        bar.update(written - bar.n)
+        bar.update(self.frames_written() - bar.n)
         if self._planned > 1:
             bar.set_postfix_str(f"streams {len(self._ended)}/{self._planned} ended", refresh=False)
 

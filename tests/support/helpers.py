@@ -1,10 +1,12 @@
-"""Helpers shared by the tests: synthetic clips, reading videos back, a stub detector."""
+"""Helpers shared by the tests: synthetic clips and reading videos back.
+
+The stub detectors that find what these clips show live in the package (``rtseg.offline.stubs``; soaks and
+benchmarks use them too) and are re-exported here for the tests.
+"""
 
 from __future__ import annotations
 
 import math
-import threading
-import time
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -12,13 +14,14 @@ from pathlib import Path
 import av
 import numpy as np
 
-from rtseg.core.structures import Detections
+from rtseg.offline.stubs import SHAPE_CLASSES, SHAPE_LEVELS, SquareDetector, TwoSquaresDetector
+
+__all__ = ["BIKES_CLIP", "CAR_CLIP", "DATA_DIR", "SHAPE_CLASSES", "SHAPE_LEVELS", "SquareDetector",
+           "TwoSquaresDetector", "make_clip", "make_two_squares_clip", "read_video", "square_x"]
 
 DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "clips"
 CAR_CLIP = DATA_DIR / "car-detection.mp4"
 BIKES_CLIP = DATA_DIR / "bikes.mp4"
-
-SHAPE_CLASSES = ("__background__", "square")
 
 
 def make_clip(path: Path, *, frames: int = 12, width: int = 96, height: int = 64, pts: Sequence[int] | None = None,
@@ -80,47 +83,11 @@ def read_video(path: Path) -> tuple[list[np.ndarray], list[float], dict]:
     return images, times, info
 
 
-class SquareDetector:
-    """Stub detector: finds the bright square of ``make_clip`` by thresholding, like a perfect model would."""
-
-    class_names = SHAPE_CLASSES
-
-    def __init__(self, delay: float = 0.0, fail_at: int | None = None, hang_at: int | None = None) -> None:
-        self.delay = delay
-        self.fail_at = fail_at
-        self.hang_at = hang_at
-        self.calls = 0
-        self.seen = 0
-        self.release = threading.Event()
-
-    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        self.calls += 1
-        results = []
-        for image in images:
-            if self.fail_at is not None and self.seen >= self.fail_at:
-                raise RuntimeError("stub detector exploded")
-            if self.hang_at is not None and self.seen >= self.hang_at:
-                self.release.wait(60)
-            if self.delay:
-                time.sleep(self.delay)
-            self.seen += 1
-            mask = image.mean(axis=2) > 180
-            if not mask.any():
-                results.append(Detections.empty(*image.shape[:2], self.class_names))
-                continue
-            ys, xs = np.nonzero(mask)
-            results.append(Detections(
-                boxes=np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32),
-                scores=np.array([0.9], np.float32), class_ids=np.array([1]), masks=mask[None],
-                class_names=self.class_names))
-        return results
-
-
-SHAPE_LEVELS = (255, 160)  # grey levels of the two squares of ``make_two_squares_clip``
-
-
 def make_two_squares_clip(path: Path, frames: int = 20, width: int = 128, height: int = 96) -> Path:
-    """A lossless-ish clip of two squares moving in opposite directions on grey, for tracking end to end."""
+    """A lossless-ish clip of two squares (grey levels ``SHAPE_LEVELS``) moving in opposite directions on grey.
+
+    ``TwoSquaresDetector`` finds them, for tracking end to end.
+    """
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=10)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
@@ -136,27 +103,3 @@ def make_two_squares_clip(path: Path, frames: int = 20, width: int = 128, height
         for packet in video.encode(None):
             container.mux(packet)
     return path
-
-
-class TwoSquaresDetector:
-    """Stub detector for ``make_two_squares_clip``: one 'square' per grey level, in a shuffled order."""
-
-    class_names = SHAPE_CLASSES
-
-    def __init__(self) -> None:
-        self.rng = np.random.default_rng(0)
-
-    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        results = []
-        for image in images:
-            grey = image.mean(axis=2)
-            masks = [np.abs(grey - level) < 30 for level in SHAPE_LEVELS]
-            order = self.rng.permutation(len(masks))  # detection order must not decide colours
-            boxes = []
-            for i in order:
-                ys, xs = np.nonzero(masks[i])
-                boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
-            results.append(Detections(boxes=np.array(boxes, np.float32), scores=np.full(2, 0.9, np.float32),
-                                      class_ids=np.ones(2, np.int64), masks=np.stack([masks[i] for i in order]),
-                                      class_names=self.class_names))
-        return results

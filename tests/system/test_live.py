@@ -1,6 +1,6 @@
 """Live sources with real components: an RTSP server on loopback, paced lavfi and FIFO sources, reconnects, latency.
 
-The RTSP tests start Debian's GStreamer RTSP server themselves (``live_helpers.RtspServer``)
+The RTSP tests start Debian's GStreamer RTSP server themselves (``rtseg.offline.rtsp.RtspServer``)
 and are skipped where it is not installed, unless ``RTSEG_REQUIRE_LIVE=1`` (set by
 ``.ci/run``) turns that into a failure.
 """
@@ -25,22 +25,15 @@ import pytest
 from helpers import SquareDetector, read_video
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from live_helpers import (
-    IndexRecordingDetector,
-    RecordingSink,
-    RtspServer,
-    StampedSource,
-    cut_clip,
-    free_port,
-    rtsp_server_missing,
-    stop_when,
-)
+from live_helpers import RecordingSink, stop_when
 
 from rtseg.cli import main
 from rtseg.core.config import Config, LiveConfig, OutputConfig
 from rtseg.core.errors import SourceError
 from rtseg.core.redaction import CredentialFilter, mask_credentials
 from rtseg.core.structures import Frame
+from rtseg.offline.rtsp import RtspServer, cut_clip, free_port, rtsp_server_missing
+from rtseg.offline.stubs import IndexRecordingDetector, StampedSource
 from rtseg.pipeline.engine import Pipeline
 from rtseg.sinks.mp4 import Mp4Sink
 from rtseg.sinks.window import draw_status

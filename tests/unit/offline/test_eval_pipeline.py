@@ -1,8 +1,7 @@
-"""scripts/eval_pipeline.py: its scoring on hand-made frames, and the whole pipeline judged with a known-answer detector."""
+"""rtseg.offline.eval_pipeline: its scoring on hand-made frames, and the whole pipeline judged with a known-answer detector."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,11 +11,8 @@ import pytest
 from rtseg.core.config import Config
 from rtseg.core.masks import encode_mask
 from rtseg.core.structures import Detections
+from rtseg.offline.eval_pipeline import evaluate_pipeline, report_lines, score
 from rtseg.offline.synthetic import CLASS_NAMES, video_frames
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
-
-from eval_pipeline import evaluate_pipeline, score
 
 
 def _mask(x: int) -> np.ndarray:
@@ -87,3 +83,6 @@ def test_a_detector_that_knows_the_answers_scores_perfectly_through_the_whole_pi
     assert report["id_switches"] == 0 and report["colour_changes_over_lives"] == 0
     # Tracks are confirmed on their second frame (min_hits 2): only first frames lack an id.
     assert report["idf1"] >= 0.95 and report["mota"] >= 0.95
+    lines = report_lines(report)
+    assert "seed 1, weights _KnowsTheAnswers" in lines[0]
+    assert "precision 1.000  recall 1.000" in lines[1] and lines[-1].endswith("holds 24 of 24 frames")

@@ -1,11 +1,13 @@
-"""A test RTSP server: serves one MP4's H.264 on 127.0.0.1 without re-encoding.
+"""A simulated camera: an RTSP server that serves one MP4's H.264 on 127.0.0.1 without re-encoding.
 
-Runs under Debian's ``/usr/bin/python3`` (the only Python here with GStreamer's
-``gi`` bindings), so it imports nothing from the project or its test helpers.
-Each client gets its own pipeline reading the file from the start, paced in
-real time by the server's clock. Prints ``ready`` once it listens.
+A standalone script that nothing imports: it runs under Debian's ``/usr/bin/python3``
+(the only Python here with GStreamer's ``gi`` bindings), which lacks rtseg's dependencies, so it imports
+nothing from rtseg. ``rtseg.offline.rtsp.RtspServer`` starts it by path.
 
-usage: /usr/bin/python3 tests/rtsp_server.py --port 8554 --clip clip.mp4 [--mount /clip]
+Each client gets its own pipeline reading the file from the start, paced in real time by the server's clock.
+Prints ``ready`` once it listens.
+
+usage: /usr/bin/python3 rtseg/offline/rtsp_server.py --port 8554 --clip clip.mp4 [--mount /clip]
 """
 
 import argparse
