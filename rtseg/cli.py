@@ -28,6 +28,7 @@ log = logging.getLogger("rtseg")
 
 SUBCOMMANDS = {"train": "rtseg.offline.train", "evaluate": "rtseg.offline.evaluate"}  # rtseg train|evaluate --help
 _EXIT_CODES = {"interrupted": 130, "terminated": 143}  # 128 + SIGINT / SIGTERM, as shells report them
+EXIT_PARTIAL = 3  # some streams failed while others finished
 
 EXAMPLES = """\
 examples:
@@ -44,7 +45,12 @@ examples:
 
 subcommands: rtseg train --help (fine-tune on COCO-format data), rtseg evaluate --help (COCO AP, precision/recall)
 
-exit codes: 0 done, 1 failed while running, 2 bad usage/config/input, 130 Ctrl-C, 143 SIGTERM
+  rtseg --source rtsp://cam1/s --source rtsp://cam2/s --output recordings/   two cameras, one model, a mosaic
+  rtseg --source archive/ --output out/ --no-show          every video of a folder; rerun to finish what was cut off
+  rtseg --config fleet.yaml                                the streams: list of a config file
+
+exit codes: 0 done, 1 failed while running, 2 bad usage/config/input, 3 some streams failed (the others finished),
+            130 Ctrl-C, 143 SIGTERM
 """
 
 
@@ -62,12 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--source", required=True,
+    parser.add_argument("--source", action="append",
                         help="video file (animated GIF too), webcam (0, 1, ... or /dev/videoN), stream URL "
                              "(rtsp://, rtsps://, rtmp://, http(s):// MJPEG or HLS, udp://, tcp://), still image, "
-                             "directory of images, or quoted glob")
+                             "directory of images, or quoted glob; a directory or glob of videos is an archive "
+                             "(one stream per video). Give it several times for several streams on one model; "
+                             "without it, the config file's streams: list runs")
     parser.add_argument("--output", help="annotated MP4 for videos and streams (keeps every frame, its timestamps "
-                                         "and the audio); a directory for still images (same file names)")
+                                         "and the audio); a directory for still images (same file names); with "
+                                         "several streams or an archive, a directory with one MP4 per stream")
     parser.add_argument("--save-json", metavar="PATH.jsonl", help="detections as JSON Lines, one frame per line, "
                                                                    "masks as COCO RLE")
     parser.add_argument("--save-frames", metavar="DIR", help="annotated frames as images (every Nth: --save-every)")
@@ -144,9 +153,11 @@ def run(args: argparse.Namespace) -> int:
     from rtseg.api import Outputs, process
 
     config = config_from_args(args)
+    if not args.source and not config.streams:
+        raise UsageError("no source: give --source (several times for several streams) or a config file with streams:")
     outputs = Outputs(output=args.output, save_json=args.save_json, save_frames=args.save_frames,
                       save_crops=args.save_crops, save_stats=args.save_stats, show=config.output.show)
-    result = process(args.source, outputs, config=config, realtime=args.realtime, progress=sys.stderr.isatty())
+    result = process(args.source or [], outputs, config=config, realtime=args.realtime, progress=sys.stderr.isatty())
     summary = result.summary
     for line in [*summary.lines(), *result.stats.lines()]:
         print(mask_credentials(line))
@@ -158,6 +169,11 @@ def run(args: argparse.Namespace) -> int:
     if summary.stop_reason in _EXIT_CODES:
         log.warning("%s: stopped after %d frames", summary.stop_reason, summary.frames_written)
         return _EXIT_CODES[summary.stop_reason]
+    failed = summary.failed_streams
+    if failed:
+        for stream in failed:
+            print(mask_credentials(f"rtseg: error: stream {stream.name}: {stream.error}"), file=sys.stderr)
+        return EXIT_PARTIAL
     return 0
 
 

@@ -125,3 +125,26 @@ class IndexRecordingDetector:
             time.sleep(self.delay)
             results.append(Detections.empty(*image.shape[:2], self.class_names))
         return results
+
+
+class BatchCostDetector(SquareDetector):
+    """``SquareDetector`` that costs what a batched model costs: a fixed part per call plus a part per image.
+
+    On a CPU, Mask R-CNN gains nothing from batching, so the engine's batching is measured with this stand-in
+    (``scripts/bench_streams.py``): its capacity at batch size B is B / (per_call + B * per_image) frames/s.
+    """
+
+    def __init__(self, per_call: float, per_image: float) -> None:
+        super().__init__()
+        self.per_call = per_call
+        self.per_image = per_image
+        self.batch_sizes: list[int] = []
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        self.batch_sizes.append(len(images))
+        time.sleep(self.per_call + self.per_image * len(images))
+        return super().detect(images)
+
+    def capacity(self, batch_size: int) -> float:
+        """Frames per second this detector can do at full batches of ``batch_size``."""
+        return batch_size / (self.per_call + self.per_image * batch_size)

@@ -111,8 +111,8 @@ class Engine:
         self._started = True
         live = [plan for plan in self._pending if not plan.is_file]
         self._pending = [plan for plan in self._pending if plan.is_file]
-        if len(live) == 1 and not self._pending:
-            self._launch(live[0], self._open(live[0], raise_alone=True))
+        if len(live) == 1:
+            self._launch(live[0], self._open(live[0]))
         elif live:
             with ThreadPoolExecutor(max_workers=min(_PARALLEL_OPENS, len(live)), thread_name_prefix="rtseg-open") as pool:
                 opened = list(pool.map(self._open, live))
@@ -127,19 +127,19 @@ class Engine:
             raise SourceError(f"none of the {len(self._ended)} streams could be opened; first: {errors[0]}"
                               if errors else "no stream to run")
 
-    def _open(self, plan: StreamPlan, raise_alone: bool = False) -> OpenedStream | RtsegError:
+    @staticmethod
+    def _open(plan: StreamPlan) -> OpenedStream | RtsegError:
         """The opened stream, or the error that names why it could not be opened."""
         try:
             return plan.open()
         except RtsegError as exc:
-            if raise_alone and self._planned == 1:
-                raise
             return exc
 
     def _launch(self, plan: StreamPlan, opened: OpenedStream | RtsegError) -> None:
         stream_id, self._next_id = self._next_id, self._next_id + 1
         if isinstance(opened, RtsegError):
-            log.warning("stream %s not started: %s", plan.name, opened)
+            if self._planned > 1:
+                log.warning("stream %s not started: %s", plan.name, opened)
             failed = StreamSummary(stream_id, plan.name, live=not plan.is_file, status="failed", error=opened)
             self._ended.append(failed)
             self._finish_plan(plan, failed)
@@ -157,7 +157,7 @@ class Engine:
             if sum(1 for lane in self.lanes if self._plans[lane.stream_id].is_file) >= limit:
                 break
             plan = self._pending.pop(0)
-            self._launch(plan, self._open(plan, raise_alone=True))
+            self._launch(plan, self._open(plan))
         if self._stopping:
             self._pending = []
         if not self._pending:

@@ -71,11 +71,15 @@ def test_console_script_and_module_are_the_same_program():
     (["--source", "{clip}", "--save-every", "5"], "--save-every needs --save-frames DIR"),
     (["--source", "{clip}", "--no-track", "--color-by", "track"], "--color-by track needs tracking"),
     (["--source", "ftp://host/clip.mp4"], "unsupported source scheme ftp://"),
-    (["--source", "{tmp}"], "source is a directory with no images"),
+    (["--source", "{tmp}/empty"], "source is a directory with no images"),
+    (["--source", "{tmp}"], "an archive needs --output DIR"),  # {tmp} holds videos: an archive
+    (["--source", "{tmp}", "--output", "{tmp}/out.mp4"], "--output must be a directory"),
+    (["--source", "{clip}", "--source", "{clip}", "--output", "{tmp}/out.mp4"], "--output must be a directory"),
 ])
 def test_errors_before_start_are_one_line_and_exit_2(args, message, clip, tmp_path, capsys):
     (tmp_path / "exists.mp4").write_bytes(b"x")
     (tmp_path / "bad.yaml").write_text("model:\n  colour: red\n")
+    (tmp_path / "empty").mkdir()
     argv = [a.format(clip=clip, tmp=tmp_path) for a in args] + ["--weights", "none", "--no-show"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
