@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -237,3 +238,37 @@ def test_fault_matrix(stage, mode, tmp_path, monkeypatch):
         assert len(frames) == real_mp4.frames_written >= summary.frames_written
         assert times == sorted(times)
     assert len(jsonl.read_text().splitlines()) >= min(summary.frames_written, 5)
+
+
+def test_an_archive_interrupted_midway_is_finished_by_the_same_command(tmp_path):
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    for name in ("a", "b", "c", "d"):
+        make_clip(folder / f"{name}.mp4", frames=60, fps=10)
+    out = tmp_path / "out"
+    args = ["--source", str(folder), "--output", str(out)]
+    # One file at a time, so the first is finished and the second is halfway when the signal comes.
+    config = tmp_path / "one-at-a-time.yaml"
+    config.write_text("pipeline:\n  max_open_files: 1\n")
+    child = _start_cli([*args, "--config", str(config)], delay=0.02)
+    deadline = time.monotonic() + 60
+    while not (out / "a.mp4").exists() and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    _wait_for_frames(out / ".b.mp4.partial", 10, child)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 130, stderr
+    assert (out / "a.mp4").exists() and not (out / "b.mp4").exists()  # only complete outputs have final names
+    assert len(read_video(out / ".b.mp4.partial")[0]) >= 10  # what was done is kept, playable
+    finished_at = (out / "a.mp4").stat().st_mtime_ns
+
+    rerun = _start_cli([*args, "--config", str(config)], delay=0.0)
+    stdout, stderr = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, stderr
+    assert "skipped 1 input(s)" in stdout
+    assert (out / "a.mp4").stat().st_mtime_ns == finished_at
+    assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "b.mp4", "c.mp4", "d.mp4", "rtseg-manifest.jsonl"]
+    for name in "abcd":
+        assert len(read_video(out / f"{name}.mp4")[0]) == 60
+    statuses = [(Path(r["file"]).name, r["status"]) for r in map(json.loads, (out / "rtseg-manifest.jsonl").open())]
+    assert ("b.mp4", "stopped") in statuses and ("b.mp4", "done") in statuses and ("a.mp4", "done") in statuses

@@ -263,3 +263,39 @@ def test_streams_given_to_the_api_run_with_their_own_settings(tmp_path):
     untracked = [json.loads(line) for line in (tmp_path / "u.jsonl").read_text().splitlines()]
     assert tracked[-1]["instances"][0]["track_id"] is not None
     assert untracked[-1]["instances"][0]["track_id"] is None
+
+
+class RecordingWindow:
+    """Stands in for the window: keeps what it is shown and 'closes' after ``frames`` images."""
+
+    available = True
+
+    def __init__(self, frames: int) -> None:
+        self.frames = frames
+        self.images: list[np.ndarray] = []
+
+    def show(self, image: np.ndarray, status: str = "") -> bool:
+        self.images.append(image)
+        return len(self.images) < self.frames
+
+    def poll(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def test_several_live_streams_are_shown_as_a_mosaic_and_closing_it_stops_them_all(tmp_path):
+    config = _config()
+    clips = [make_clip(tmp_path / f"cam{i}.mp4", frames=100, fps=20) for i in range(2)]
+
+    def plan(clip: Path) -> StreamPlan:
+        def open_stream() -> OpenedStream:
+            return OpenedStream(open_source(str(clip), config.live, realtime=True), [], None, Renderer(config.render))
+        return StreamPlan(clip.stem, open_stream, config, is_file=False)
+
+    window = RecordingWindow(frames=8)
+    summary = Engine(SquareDetector(), config, [plan(c) for c in clips], display=window).run()
+    assert summary.stop_reason == "window closed" and summary.error is None
+    assert all(s.status == "stopped" and 0 < s.frames_written < 100 for s in summary.streams)
+    assert window.images[-1].shape[1] == 2 * 480  # two tiles side by side, one per camera
