@@ -9,19 +9,28 @@ from what the code does. Loading order: defaults < ``--config FILE`` < CLI flags
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from rtseg.core.errors import ConfigError
 
+SectionT = TypeVar("SectionT")
+
 
 def _setting(default: Any, help: str, *, choices: tuple[Any, ...] | None = None,
-             min: float | None = None, max: float | None = None) -> Any:
-    """A dataclass field carrying its one-line comment and its allowed values."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max}
+             min: float | None = None, max: float | None = None,
+             above: float | None = None, below: float | None = None) -> Any:
+    """A dataclass field carrying its one-line comment and its allowed values.
+
+    ``min``/``max`` are inclusive bounds, ``above``/``below`` exclusive ones; on a
+    list they bound each item.
+    """
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "above": above, "below": below}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -37,7 +46,7 @@ class ModelConfig:
                               choices=("auto", "fp32", "fp16", "bf16"))
     score_threshold: float = _setting(0.5, "detections scoring below this are dropped", min=0.0, max=1.0)
     mask_threshold: float = _setting(0.5, "mask probability above which a pixel belongs to the object", min=0.0, max=1.0)
-    classes: list = _setting([], "COCO class names to keep, e.g. [person, car]; empty keeps all")
+    classes: list[str] = _setting([], "COCO class names to keep, e.g. [person, car]; empty keeps all")
     size: int = _setting(0, "shorter image side fed to the model; 0 = a fine-tuned checkpoint's training size, else the architecture's (800 for the ResNet-50 models); cost grows with its square: the source's own height avoids resampling, smaller misses small objects", min=0, max=4096)
     max_size: int = _setting(0, "cap on the longer image side fed to the model; 0 = in torchvision's 800:1333 proportion to size (1333 at least for the ResNet-50 models)", min=0, max=8192)
     batch_size: int = _setting(1, "frames per model call for file sources (amortises per-call overhead on a GPU; no consistent gain measured on the CPU, where it adds latency)", min=1, max=64)
@@ -118,6 +127,46 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
+@dataclass
+class TrainConfig:
+    """What a training run (``rtseg train``) learns; saved in last.pt so that --resume reuses it unchanged.
+
+    Validated like the sections of ``Config`` but not one of them (nor in
+    configs/default.yaml): ``rtseg train`` takes it from its flags, or from the
+    last.pt it resumes, and reads no config file. ``None`` = worked out from the
+    data when the run starts.
+    """
+
+    data: str = _setting("", "COCO instances JSON of the training split (required)")
+    images: str = _setting("", "folder with the training images (required)")
+    output_dir: str = _setting("", "folder for last.pt, best.pt and log.jsonl (required)")
+    val_data: str | None = _setting(None, "COCO instances JSON of the validation split (best.pt is chosen on it)")
+    val_images: str | None = _setting(None, "folder with the validation images (None = images)")
+    model: str = _setting("maskrcnn_r18", "architecture", choices=("maskrcnn_v1", "maskrcnn_v2", "maskrcnn_r18"))
+    weights: str = _setting("default", "'default' (torchvision COCO weights), a checkpoint path, or 'none' (random)")
+    epochs: int | None = _setting(None, "passes over the training set (None = 12 unless iterations is set)", min=1)
+    iterations: int | None = _setting(None, "optimizer steps, instead of epochs", min=1)
+    batch_size: int = _setting(4, "images per step", min=1)
+    lr: float | None = _setting(None, "peak learning rate (None = SGD 0.02 x batch size / 16, AdamW 2e-4)", above=0.0)
+    optimizer: str = _setting("sgd", "sgd (the torchvision fine-tuning recipe) or adamw", choices=("sgd", "adamw"))
+    momentum: float = _setting(0.9, "SGD momentum", min=0.0, below=1.0)
+    weight_decay: float = _setting(1e-4, "weight decay", min=0.0)
+    clip_grad: float | None = _setting(None, "cap on the gradients' global norm (None = no clipping)", above=0.0)
+    warmup_iters: int = _setting(100, "iterations of linear learning-rate warm-up", min=0)
+    schedule: str = _setting("cosine", "learning-rate decay after warm-up", choices=("cosine", "step"))
+    lr_steps: list[float] = _setting([0.7, 0.9], "schedule step: increasing fractions of the run where the rate drops 10x",
+                                     above=0.0, below=1.0)
+    size: int | None = _setting(None, "shorter image side (None = the images' median shorter side, at most 800)",
+                                min=32, max=4096)
+    scale_jitter: float = _setting(0.25, "train at sizes up to this fraction above and below size (0 = off)",
+                                   min=0.0, below=1.0)
+    hflip: float = _setting(0.5, "probability of a horizontal flip", min=0.0, max=1.0)
+    trainable_layers: int | None = _setting(None, "ResNet stages trained, from the top (None = 3 pretrained, 5 random)",
+                                            min=0, max=5)
+    eval_every: int | None = _setting(None, "evaluate and save last.pt every N iterations (None = each epoch)", min=1)
+    seed: int = _setting(0, "seed of the initial weights, data order and augmentation")
+
+
 SECTION_HELP = {
     "model": "Mask R-CNN worker",
     "pipeline": "threads and bounded queues",
@@ -128,38 +177,85 @@ SECTION_HELP = {
 }
 
 
+def _type_name(f: dataclasses.Field) -> tuple[str, bool]:
+    """A field's type as written (``int``, ``list[str]``, ...) and whether it may be None."""
+    name = f.type if isinstance(f.type, str) else f.type.__name__
+    return name.removesuffix(" | None"), name.endswith(" | None")
+
+
+def _coerce(f: dataclasses.Field, value: Any) -> Any:
+    """An int where a float is expected becomes that float (YAML and callers write 1 for 1.0)."""
+    def as_float(v: Any) -> Any:
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    expected, _ = _type_name(f)
+    if expected == "float":
+        return as_float(value)
+    if expected == "list[float]" and isinstance(value, list):
+        return [as_float(v) for v in value]
+    return value
+
+
+_TYPE_CHECKS: dict[str, tuple[str, Any]] = {
+    "bool": ("bool", lambda v: isinstance(v, bool)),
+    "int": ("int", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "float": ("float", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "str": ("str", lambda v: isinstance(v, str)),
+    "list[str]": ("list of strings", lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v)),
+    "list[float]": ("list of numbers", lambda v: isinstance(v, list) and all(
+        isinstance(i, (int, float)) and not isinstance(i, bool) for i in v)),
+}
+
+
 def _check_value(path: str, f: dataclasses.Field, value: Any) -> str | None:
     """Return a problem description for ``value`` at ``path``, or None if it is valid."""
-    default = getattr(f, "default", None)
-    expected = f.type if isinstance(f.type, str) else f.type.__name__
-    if expected == "bool":
-        ok = isinstance(value, bool)
-    elif expected == "int":
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif expected == "float":
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    elif expected == "str":
-        ok = isinstance(value, str)
-    elif expected == "list":
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-        expected = "list of strings"
-    else:  # pragma: no cover - every field above has one of these types
-        ok = isinstance(value, type(default))
-    if not ok:
-        return f"{path}: expected {expected}, got {type(value).__name__} {value!r}"
+    expected, optional = _type_name(f)
+    if value is None and optional:
+        return None
+    shown, type_ok = _TYPE_CHECKS[expected]
+    if not type_ok(value):
+        return f"{path}: expected {shown}{' or null' if optional else ''}, got {type(value).__name__} {value!r}"
     meta = f.metadata
     if meta.get("choices") and value not in meta["choices"]:
         return f"{path}: {value!r} is not one of {', '.join(map(str, meta['choices']))}"
-    if meta.get("min") is not None and value < meta["min"]:
-        return f"{path}: {value!r} is below the minimum {meta['min']}"
-    if meta.get("max") is not None and value > meta["max"]:
-        return f"{path}: {value!r} is above the maximum {meta['max']}"
+    for item in value if isinstance(value, list) else [value]:
+        if meta.get("min") is not None and item < meta["min"]:
+            return f"{path}: {item!r} is below the minimum {meta['min']}"
+        if meta.get("max") is not None and item > meta["max"]:
+            return f"{path}: {item!r} is above the maximum {meta['max']}"
+        if meta.get("above") is not None and not item > meta["above"]:
+            return f"{path}: {item!r} is not above {meta['above']}"
+        if meta.get("below") is not None and not item < meta["below"]:
+            return f"{path}: {item!r} is not below {meta['below']}"
     return None
 
 
 def _shown(key: Any) -> str:
     """A key as it can be shown on one line: plain names as they are, anything else quoted."""
     return key if isinstance(key, str) and key.isidentifier() else repr(key)
+
+
+def _dotted(section_name: str, key: Any) -> str:
+    return f"{section_name}.{_shown(key)}"
+
+
+def _section_changes(section: Any, values: dict[Any, Any], path_of: Callable[[Any], str],
+                     problems: list[str]) -> Any:
+    """``section`` with the valid ``values`` applied; a line in ``problems`` for each invalid one."""
+    known = {f.name: f for f in fields(section)}
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        path = path_of(key)
+        if key not in known:
+            problems.append(f"{path}: unknown key (known: {', '.join(known)})")
+            continue
+        value = _coerce(known[key], value)
+        problem = _check_value(path, known[key], value)
+        if problem:
+            problems.append(problem)
+        else:
+            changes[key] = value
+    return dataclasses.replace(section, **changes)
 
 
 def apply_overrides(config: Config, overrides: dict[str, Any], origin: str) -> Config:
@@ -182,21 +278,18 @@ def apply_overrides(config: Config, overrides: dict[str, Any], origin: str) -> C
         if not isinstance(values, dict):
             problems.append(f"{section_name}: expected a mapping, got {type(values).__name__}")
             continue
-        known = {f.name: f for f in fields(section)}
-        changes: dict[str, Any] = {}
-        for key, value in values.items():
-            path = f"{section_name}.{_shown(key)}"
-            if key not in known:
-                problems.append(f"{path}: unknown key (known: {', '.join(known)})")
-                continue
-            if known[key].type == "float" and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            problem = _check_value(path, known[key], value)
-            if problem:
-                problems.append(problem)
-            else:
-                changes[key] = value
-        setattr(updated, section_name, dataclasses.replace(section, **changes))
+        changed = _section_changes(section, values, functools.partial(_dotted, section_name), problems)
+        setattr(updated, section_name, changed)
+    if problems:
+        raise ConfigError(f"{origin}: " + "; ".join(problems))
+    return updated
+
+
+def apply_section_overrides(section: SectionT, values: dict[str, Any], origin: str,
+                            path_of: Callable[[str], str]) -> SectionT:
+    """``apply_overrides`` for one section on its own, each key shown as ``path_of(key)`` (a flag, say)."""
+    problems: list[str] = []
+    updated = _section_changes(section, values, path_of, problems)
     if problems:
         raise ConfigError(f"{origin}: " + "; ".join(problems))
     return updated

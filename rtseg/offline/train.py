@@ -45,6 +45,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 from tqdm import tqdm
 
+from rtseg.core.config import TrainConfig, apply_section_overrides
 from rtseg.core.errors import DataError, DeviceError, OutputError, RuntimeFailure, UsageError, WeightsError
 from rtseg.detect.device import resolve_device
 from rtseg.detect.models import ARCHITECTURES, build_model, load_model, max_size_for
@@ -53,39 +54,6 @@ from rtseg.offline.evaluate import evaluate_predictions, predict
 
 STAGES = ["layer4", "layer3", "layer2", "layer1", "conv1"]  # backbone stages, unfrozen from the top
 EXIT_INTERRUPTED = 130
-
-
-@dataclass
-class TrainSettings:
-    """Everything that decides what a run learns; stored in last.pt so --resume reuses it unchanged.
-
-    ``None`` fields are filled in by ``resolve_settings`` before training starts.
-    """
-
-    data: str
-    images: str
-    output_dir: str
-    val_data: str | None = None
-    val_images: str | None = None
-    model: str = "maskrcnn_r18"
-    weights: str = "default"
-    epochs: int | None = None
-    iterations: int | None = None
-    batch_size: int = 4
-    lr: float | None = None
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    clip_grad: float | None = None
-    warmup_iters: int = 100
-    schedule: str = "cosine"
-    lr_steps: list[float] = field(default_factory=lambda: [0.7, 0.9])
-    size: int | None = None
-    scale_jitter: float = 0.25
-    hflip: float = 0.5
-    trainable_layers: int | None = None
-    eval_every: int | None = None
-    seed: int = 0
 
 
 @dataclass
@@ -101,34 +69,29 @@ class TrainResult:
     best_ap: float | None = None
 
 
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise UsageError(message)
+def _flag(key: str) -> str:
+    """The ``rtseg train`` flag that sets the TrainConfig field ``key``."""
+    return "--" + key.replace("_", "-")
 
 
-def resolve_settings(settings: TrainSettings, train_set: CocoInstances) -> TrainSettings:
-    """Settings with every default filled in from the data, checked, so the saved copy is complete."""
+def checked_settings(settings: TrainConfig, origin: str = "training settings") -> TrainConfig:
+    """``settings`` validated as config sections are (types, ranges, choices; floats as floats), each problem
+    named by its flag, plus the two rules that span fields."""
+    values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+    checked = apply_section_overrides(TrainConfig(), values, origin, _flag)
+    if checked.epochs is not None and checked.iterations is not None:
+        raise UsageError("give --epochs or --iterations, not both")
+    if checked.lr_steps != sorted(checked.lr_steps):
+        raise UsageError(f"--lr-steps must be increasing fractions of the run, got {checked.lr_steps}")
+    missing = [_flag(key) for key in ("data", "images", "output_dir") if not getattr(checked, key)]
+    if missing:
+        raise UsageError(f"{', '.join(missing)} required (or --resume LAST_PT)")
+    return checked
+
+
+def resolve_settings(settings: TrainConfig, train_set: CocoInstances) -> TrainConfig:
+    """Settings with every default filled in from the data, so the saved copy is complete."""
     s = settings
-    _check(s.model in ARCHITECTURES, f"unknown model {s.model!r} (known: {', '.join(ARCHITECTURES)})")
-    _check(s.batch_size >= 1, f"--batch-size must be at least 1, got {s.batch_size}")
-    _check(s.epochs is None or s.iterations is None, "give --epochs or --iterations, not both")
-    _check(s.epochs is None or s.epochs >= 1, f"--epochs must be at least 1, got {s.epochs}")
-    _check(s.iterations is None or s.iterations >= 1, f"--iterations must be at least 1, got {s.iterations}")
-    _check(s.lr is None or s.lr > 0, f"--lr must be positive, got {s.lr}")
-    _check(s.optimizer in ("sgd", "adamw"), f"--optimizer must be sgd or adamw, got {s.optimizer!r}")
-    _check(0 <= s.momentum < 1, f"--momentum must be in [0, 1), got {s.momentum}")
-    _check(s.clip_grad is None or s.clip_grad > 0, f"--clip-grad must be positive, got {s.clip_grad}")
-    _check(s.weight_decay >= 0, f"--weight-decay must be >= 0, got {s.weight_decay}")
-    _check(s.warmup_iters >= 0, f"--warmup-iters must be >= 0, got {s.warmup_iters}")
-    _check(s.schedule in ("cosine", "step"), f"--schedule must be cosine or step, got {s.schedule!r}")
-    _check(all(0 < f < 1 for f in s.lr_steps) and s.lr_steps == sorted(s.lr_steps),
-           f"--lr-steps must be increasing fractions of the run between 0 and 1, got {s.lr_steps}")
-    _check(s.size is None or 32 <= s.size <= 4096, f"--size must be between 32 and 4096, got {s.size}")
-    _check(0 <= s.scale_jitter < 1, f"--scale-jitter must be in [0, 1), got {s.scale_jitter}")
-    _check(0 <= s.hflip <= 1, f"--hflip must be a probability in [0, 1], got {s.hflip}")
-    _check(s.trainable_layers is None or 0 <= s.trainable_layers <= 5,
-           f"--trainable-layers must be between 0 and 5, got {s.trainable_layers}")
-    _check(s.eval_every is None or s.eval_every >= 1, f"--eval-every must be at least 1, got {s.eval_every}")
     per_epoch = math.ceil(len(train_set) / s.batch_size)
     sides = [min(i.get("width", 800), i.get("height", 800)) for i in train_set.coco.imgs.values()]
     return dataclasses.replace(
@@ -142,7 +105,7 @@ def resolve_settings(settings: TrainSettings, train_set: CocoInstances) -> Train
     )
 
 
-def lr_factor(settings: TrainSettings, iteration: int) -> float:
+def lr_factor(settings: TrainConfig, iteration: int) -> float:
     """Multiplier of the base learning rate at ``iteration``: linear warm-up, then cosine or step decay."""
     warmup = min(1.0, 0.001 + 0.999 * iteration / settings.warmup_iters) if settings.warmup_iters else 1.0
     progress = iteration / settings.iterations
@@ -151,7 +114,7 @@ def lr_factor(settings: TrainSettings, iteration: int) -> float:
     return warmup * 0.1 ** sum(progress >= step for step in settings.lr_steps)
 
 
-def detector_kwargs(settings: TrainSettings) -> dict[str, Any]:
+def detector_kwargs(settings: TrainConfig) -> dict[str, Any]:
     """Resize settings: scale jitter is torchvision's multi-size training, the last size is used in eval."""
     size = settings.size
     jitter = {int(round(size * f)) for f in np.linspace(1 - settings.scale_jitter, 1 + settings.scale_jitter, 5)}
@@ -192,7 +155,7 @@ def _train_mode(model: MaskRCNN, frozen: list[nn.Module]) -> None:
         module.eval()
 
 
-def _initial_model(settings: TrainSettings, class_names: tuple[str, ...]) -> tuple[MaskRCNN, str]:
+def _initial_model(settings: TrainConfig, class_names: tuple[str, ...]) -> tuple[MaskRCNN, str]:
     """The starting model and its architecture (a checkpoint's metadata may name another than --model)."""
     kwargs = detector_kwargs(settings)
     torch.manual_seed(settings.seed)
@@ -204,7 +167,7 @@ def _initial_model(settings: TrainSettings, class_names: tuple[str, ...]) -> tup
     return loaded.model, loaded.meta["architecture"]
 
 
-def _epoch_batches(settings: TrainSettings, n: int, epoch: int) -> list[list[tuple[int, bool]]]:
+def _epoch_batches(settings: TrainConfig, n: int, epoch: int) -> list[list[tuple[int, bool]]]:
     """The batches of one epoch as (image index, flip) keys, a pure function of seed and epoch."""
     generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + epoch)
     order = torch.randperm(n, generator=generator).tolist()
@@ -222,7 +185,7 @@ def _ignore_sigint(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _batches(settings: TrainSettings, dataset: CocoInstances, start: int, per_epoch: int,
+def _batches(settings: TrainConfig, dataset: CocoInstances, start: int, per_epoch: int,
              workers: int) -> Iterator[tuple[list, list]]:
     """Batches from iteration ``start`` on, epoch after epoch, never ending."""
     epoch, skip = divmod(start, per_epoch)
@@ -335,8 +298,10 @@ def _open_session(device: str, precision: str, workers: int | None, threads: int
     if precision == "fp16" and dev.type != "cuda":
         raise DeviceError("mixed precision (fp16) needs CUDA; on the CPU train with --precision fp32")
     workers = workers if workers is not None else (4 if dev.type == "cuda" else 0)
-    _check(workers >= 0, f"--workers must be >= 0, got {workers}")
-    _check(time_limit is None or time_limit > 0, f"--time-limit must be positive, got {time_limit}")
+    if workers < 0:
+        raise UsageError(f"--workers must be >= 0, got {workers}")
+    if time_limit is not None and time_limit <= 0:
+        raise UsageError(f"--time-limit must be positive, got {time_limit}")
     return _Session(dev, dev.type == "cuda" and precision != "fp32", workers,
                     None if time_limit is None else started + time_limit * 60)
 
@@ -349,7 +314,7 @@ class _Splits:
     val: CocoInstances | None
 
     @classmethod
-    def load(cls, settings: TrainSettings) -> _Splits:
+    def load(cls, settings: TrainConfig) -> _Splits:
         train_set = CocoInstances(settings.data, settings.images)
         val_set = CocoInstances(settings.val_data, settings.val_images or settings.images) if settings.val_data else None
         if val_set is not None and val_set.class_names != train_set.class_names:
@@ -362,7 +327,7 @@ class _Splits:
         return self.train.class_names
 
 
-def _new_model(settings: TrainSettings, splits: _Splits) -> tuple[TrainSettings, MaskRCNN]:
+def _new_model(settings: TrainConfig, splits: _Splits) -> tuple[TrainConfig, MaskRCNN]:
     """A new run: the settings completed from the data and the initial model; refuses a folder holding a run."""
     settings = resolve_settings(settings, splits.train)
     out_dir = Path(settings.output_dir)
@@ -373,7 +338,7 @@ def _new_model(settings: TrainSettings, splits: _Splits) -> tuple[TrainSettings,
     return dataclasses.replace(settings, model=architecture), model
 
 
-def _saved_model(settings: TrainSettings, splits: _Splits, checkpoint: dict[str, Any]) -> tuple[TrainSettings, MaskRCNN]:
+def _saved_model(settings: TrainConfig, splits: _Splits, checkpoint: dict[str, Any]) -> tuple[TrainConfig, MaskRCNN]:
     """The model of the run saved in ``checkpoint`` (a last.pt's contents), with its weights."""
     architecture = checkpoint["meta"]["architecture"]
     if list(checkpoint["meta"]["class_names"]) != list(splits.class_names):
@@ -383,7 +348,7 @@ def _saved_model(settings: TrainSettings, splits: _Splits, checkpoint: dict[str,
     return dataclasses.replace(settings, model=architecture), model
 
 
-def _make_optimizer(settings: TrainSettings, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+def _make_optimizer(settings: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     if settings.optimizer == "sgd":
         return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
     return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
@@ -397,7 +362,7 @@ class _Run:
     validation split.
     """
 
-    def __init__(self, settings: TrainSettings, session: _Session, splits: _Splits, model: MaskRCNN) -> None:
+    def __init__(self, settings: TrainConfig, session: _Session, splits: _Splits, model: MaskRCNN) -> None:
         self.settings, self.session, self.splits = settings, session, splits
         self.out_dir = Path(settings.output_dir)
         try:
@@ -540,10 +505,11 @@ def _finish(run: _Run, log: IO[str]) -> None:
         run.evaluate(log)
 
 
-def train(settings: TrainSettings, *, device: str = "auto", precision: str = "auto", workers: int | None = None,
+def train(settings: TrainConfig, *, device: str = "auto", precision: str = "auto", workers: int | None = None,
           threads: int | None = None, time_limit: float | None = None, progress: bool | None = None,
           log_every: int = 20, resume: dict[str, Any] | None = None) -> TrainResult:
     """Run (or, with ``resume`` = a last.pt's contents, continue) a training run; see the module docstring."""
+    settings = checked_settings(settings)
     session = _open_session(device, precision, workers, threads, time_limit)
     splits = _Splits.load(settings)
     settings, model = _new_model(settings, splits) if resume is None else _saved_model(settings, splits, resume)
@@ -568,7 +534,11 @@ def train(settings: TrainSettings, *, device: str = "auto", precision: str = "au
     return run.result
 
 
-_SETTINGS_FLAGS = {f.name for f in dataclasses.fields(TrainSettings)}
+_SETTINGS_FLAGS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def _choices(key: str) -> tuple[str, ...]:
+    return next(f.metadata["choices"] for f in dataclasses.fields(TrainConfig) if f.name == key)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -605,7 +575,7 @@ def _parser() -> argparse.ArgumentParser:
     length.add_argument("--iterations", type=int, help="optimizer steps, instead of --epochs")
     s.add_argument("--batch-size", type=int, help="images per step (default 4)")
     s.add_argument("--lr", type=float, help="peak learning rate (default: SGD 0.02 x batch size / 16, AdamW 2e-4)")
-    s.add_argument("--optimizer", choices=("sgd", "adamw"),
+    s.add_argument("--optimizer", choices=_choices("optimizer"),
                    help="sgd (default; the torchvision recipe for fine-tuning) or adamw (adaptive steps: "
                         "faster from random weights)")
     s.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
@@ -613,7 +583,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--clip-grad", type=float, metavar="NORM",
                    help="clip the gradients' global norm to this (default: no clipping)")
     s.add_argument("--warmup-iters", type=int, help="iterations of linear learning-rate warm-up (default 100)")
-    s.add_argument("--schedule", choices=("cosine", "step"), help="decay after warm-up (default cosine)")
+    s.add_argument("--schedule", choices=_choices("schedule"), help="decay after warm-up (default cosine)")
     s.add_argument("--lr-steps", type=float, nargs="+", metavar="FRACTION",
                    help="with --schedule step: fractions of the run where the rate drops 10x (default 0.7 0.9)")
     s.add_argument("--size", type=int, help="shorter image side fed to the model (default: the training images' "
@@ -648,16 +618,13 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"--log-every must be at least 1, got {args['log_every']}")
     if args["resume"]:
         if given:
-            flags = ", ".join("--" + k.replace("_", "-") for k in sorted(given))
-            raise UsageError(f"--resume continues the saved run with its own settings; leave out {flags}")
+            raise UsageError("--resume continues the saved run with its own settings; leave out "
+                             + ", ".join(_flag(k) for k in sorted(given)))
         checkpoint = read_training_checkpoint(args["resume"])
         saved = {k: v for k, v in checkpoint["settings"].items() if k in _SETTINGS_FLAGS}
-        settings = TrainSettings(**{**saved, "output_dir": str(Path(args["resume"]).parent)})
+        settings = TrainConfig(**{**saved, "output_dir": str(Path(args["resume"]).parent)})
     else:
-        missing = [f"--{k.replace('_', '-')}" for k in ("data", "images", "output_dir") if k not in given]
-        if missing:
-            raise UsageError(f"{', '.join(missing)} required (or --resume LAST_PT)")
-        settings, checkpoint = TrainSettings(**given), None
+        settings, checkpoint = TrainConfig(**given), None
     result = train(settings, device=args["device"], precision=args["precision"], workers=args["workers"],
                    threads=args["threads"], time_limit=args["time_limit"], progress=False if args["no_progress"] else None,
                    log_every=args["log_every"], resume=checkpoint)
