@@ -29,6 +29,7 @@ from pycocotools.cocoeval import COCOeval
 from torchvision.models.detection import MaskRCNN
 
 from rtseg.core.errors import DataError, OutputError, UsageError
+from rtseg.core.flags import add_device_flags
 from rtseg.core.masks import encode_mask
 from rtseg.detect.device import PRECISION_DTYPES, resolve_device, resolve_precision
 from rtseg.detect.models import load_model, set_input_size
@@ -231,10 +232,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, help="shorter image side fed to the model (default: the checkpoint's "
                                                  "training size, else the architecture's own)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per model call (default 4)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
-                        help="compute precision (auto: fp16 on CUDA, fp32 on the CPU); compare runs to measure "
-                             "what reduced precision costs in AP")
+    add_device_flags(parser)
     parser.add_argument("--save", help="also write the full report (per class included) to this JSON file")
     return parser
 

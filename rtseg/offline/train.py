@@ -47,6 +47,7 @@ from tqdm import tqdm
 
 from rtseg.core.config import TrainConfig, apply_section_overrides
 from rtseg.core.errors import DataError, DeviceError, OutputError, RuntimeFailure, UsageError, WeightsError
+from rtseg.core.flags import add_device_flags
 from rtseg.detect.device import resolve_device
 from rtseg.detect.models import ARCHITECTURES, build_model, load_model, max_size_for
 from rtseg.offline.coco import CocoInstances
@@ -293,8 +294,9 @@ def _open_session(device: str, precision: str, workers: int | None, threads: int
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
-    if precision not in ("auto", "fp16", "fp32"):
-        raise UsageError(f"--precision must be auto, fp16 or fp32, got {precision!r}")
+    if precision not in ("auto", "fp16", "fp32"):  # bf16 is for inference: training has no bf16 recipe
+        raise UsageError(f"training runs in fp32 or fp16 mixed precision: --precision must be auto, fp16 or fp32, "
+                         f"got {precision!r}")
     if precision == "fp16" and dev.type != "cuda":
         raise DeviceError("mixed precision (fp16) needs CUDA; on the CPU train with --precision fp32")
     workers = workers if workers is not None else (4 if dev.type == "cuda" else 0)
@@ -597,9 +599,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, help="seed of the initial weights, data order and augmentation (default 0)")
     r = parser.add_argument_group("session settings")
     r.add_argument("--resume", metavar="LAST_PT", help="continue the run saved in this last.pt")
-    r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    r.add_argument("--precision", default="auto", choices=("auto", "fp16", "fp32"),
-                   help="auto = mixed precision (fp16) on CUDA, fp32 on the CPU")
+    add_device_flags(r)
     r.add_argument("--workers", type=int, help="data-loading processes (default 4 on CUDA, 0 on the CPU)")
     r.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice, one per core); on a "
                                                "CPU shared with other jobs 1 is often several times faster")

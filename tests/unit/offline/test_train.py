@@ -138,6 +138,13 @@ def test_bad_starts_fail_with_one_line(data: dict[str, Path], run: Path, tmp_pat
         main(_flags(data, tmp_path / "e", "--trainable-layers", "6"))
 
 
+def test_bf16_is_refused_in_one_line(data: dict[str, Path], tmp_path: Path) -> None:
+    # --precision offers what inference offers; training has fp32 and fp16 mixed precision only
+    with pytest.raises(UsageError, match="training runs in fp32 or fp16 mixed precision.*got 'bf16'"):
+        main(_flags(data, tmp_path / "bf16", "--iterations", "1", "--precision", "bf16"))
+    assert not (tmp_path / "bf16").exists()
+
+
 def test_adamw_with_gradient_clipping_learns(data: dict[str, Path], tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     norms: list[float] = []
