@@ -28,6 +28,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchvision.models.detection import MaskRCNN
 
+from rtseg.core.config import ModelConfig
 from rtseg.core.errors import DataError, OutputError, UsageError
 from rtseg.core.flags import add_device_flags
 from rtseg.core.masks import encode_mask
@@ -225,8 +226,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="COCO instances JSON with the ground truth")
     parser.add_argument("--images", required=True, help="folder holding the images the JSON names")
     parser.add_argument("--weights", required=True, help="checkpoint file, 'default' (torchvision COCO weights) or 'none'")
-    parser.add_argument("--model", default="maskrcnn_r18",
-                        help="architecture when the weights do not name one (a checkpoint's metadata wins)")
+    parser.add_argument("--model", default=ModelConfig().name,
+                        help=f"architecture when the weights do not name one (default {ModelConfig().name}, as for "
+                             "rtseg; a checkpoint's metadata wins)")
     parser.add_argument("--score-threshold", type=float, default=0.5,
                         help="operating point for precision/recall/F1 (AP uses every detection); default 0.5")
     parser.add_argument("--size", type=int, help="shorter image side fed to the model (default: the checkpoint's "
