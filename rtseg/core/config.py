@@ -4,6 +4,8 @@ The dataclasses below are the single source of truth for every setting.
 ``configs/default.yaml`` is generated from them (``render_default_yaml``) and a
 test keeps the two identical, so the commented file users read never drifts
 from what the code does. Loading order: defaults < ``--config FILE`` < CLI flags.
+Help strings are one short line each; what a setting costs and buys, and the
+measurements behind its default, are in docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -38,22 +40,22 @@ def _setting(default: Any, help: str, *, choices: tuple[Any, ...] | None = None,
 
 @dataclass
 class ModelConfig:
-    name: str = _setting("maskrcnn_v1", "architecture: maskrcnn_v1 (ResNet-50 FPN) or maskrcnn_v2 (ResNet-50 FPN v2, more accurate, slower)",
+    name: str = _setting("maskrcnn_v1", "architecture: maskrcnn_v1 (ResNet-50 FPN) or maskrcnn_v2 (FPN v2: more accurate, slower)",
                          choices=("maskrcnn_v1", "maskrcnn_v2"))
-    weights: str = _setting("default", "'default' = torchvision's COCO weights (download cache), a path to a local state-dict file, or 'none' = random init")
-    device: str = _setting("auto", "auto | cpu | cuda | cuda:N (auto picks CUDA when available)")
-    precision: str = _setting("auto", "auto | fp32 | fp16 | bf16: the network's compute precision (auto = fp16 on CUDA, fp32 on CPU; bf16 is faster on CPUs with AVX512-BF16 but changes masks measurably, see docs/benchmarks.md)",
+    weights: str = _setting("default", "'default' (torchvision's COCO weights), a local checkpoint file, or 'none' (random)")
+    device: str = _setting("auto", "auto | cpu | cuda | cuda:N (auto = CUDA when available)")
+    precision: str = _setting("auto", "compute precision: auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, or bf16 (changes masks)",
                               choices=("auto", "fp32", "fp16", "bf16"))
     score_threshold: float = _setting(0.5, "detections scoring below this are dropped", min=0.0, max=1.0)
     mask_threshold: float = _setting(0.5, "mask probability above which a pixel belongs to the object", min=0.0, max=1.0)
     classes: list[str] = _setting([], "COCO class names to keep, e.g. [person, car]; empty keeps all")
-    size: int = _setting(0, "shorter image side fed to the model; 0 = a fine-tuned checkpoint's training size, else the architecture's (800 for the ResNet-50 models); cost grows with its square: the source's own height avoids resampling, smaller misses small objects", min=0, max=4096)
-    max_size: int = _setting(0, "cap on the longer image side fed to the model; 0 = in torchvision's 800:1333 proportion to size (1333 at least for the ResNet-50 models)", min=0, max=8192)
-    batch_size: int = _setting(1, "frames per model call for file sources (amortises per-call overhead on a GPU; no consistent gain measured on the CPU, where it adds latency)", min=1, max=64)
-    detections_per_image: int = _setting(100, "most detections kept per frame; the mask head runs once per detection (~0.5 GMAC each, the rest of the model ~75 GMAC at 432x768), so 100 cost about as much again as the whole model", min=1, max=1000)
-    rpn_post_nms_top_n: int = _setting(0, "region proposals kept for the box head, whose cost is proportional (14 GMAC at 1000, ~18% of the model at 432x768); fewer may miss small or crowded objects; 0 = the architecture's own (1000 for the ResNet-50 models, 250 for maskrcnn_r18)", min=0, max=10000)
-    channels_last: bool = _setting(True, "NHWC memory layout for the convolutions (same detections; much faster for bf16 with oneDNN on the CPU and for tensor cores on CUDA, neutral for fp32 on the CPU)")
-    fp16_weights: bool = _setting(False, "CUDA fp16 only: model.half() instead of autocast (half the weight memory, no per-call weight casts; every layer then computes in fp16, where autocast keeps touchy ops in fp32)")
+    size: int = _setting(0, "shorter image side fed to the model (0 = a checkpoint's training size, else the architecture's)", min=0, max=4096)
+    max_size: int = _setting(0, "cap on the longer image side (0 = size x 1333 / 800, at least the architecture's own)", min=0, max=8192)
+    batch_size: int = _setting(1, "frames per model call for file sources", min=1, max=64)
+    detections_per_image: int = _setting(100, "most detections kept per frame (the mask head runs once for each)", min=1, max=1000)
+    rpn_post_nms_top_n: int = _setting(0, "region proposals kept for the box head (0 = the architecture's own)", min=0, max=10000)
+    channels_last: bool = _setting(True, "NHWC memory layout for the convolutions (same detections)")
+    fp16_weights: bool = _setting(False, "CUDA fp16 only: model.half() instead of autocast (every layer computes in fp16)")
 
 
 @dataclass
@@ -67,14 +69,14 @@ class PipelineConfig:
 
 @dataclass
 class LiveConfig:
-    queue_size: int = _setting(1, "newest frames kept waiting for the model; older ones are dropped (and counted) so latency stays bounded", min=1, max=64)
-    open_timeout: float = _setting(10.0, "seconds to wait for a stream to open (connect and probe) before giving up on that attempt", min=0.1, max=600.0)
+    queue_size: int = _setting(1, "newest frames waiting for the model; older ones are dropped (and counted)", min=1, max=64)
+    open_timeout: float = _setting(10.0, "seconds to wait for a stream to open (connect and probe)", min=0.1, max=600.0)
     read_timeout: float = _setting(5.0, "seconds without a frame before a stream counts as disconnected", min=0.1, max=600.0)
-    reconnect_delay: float = _setting(0.5, "seconds before the first reconnect attempt; doubles after each failed attempt", min=0.0, max=600.0)
+    reconnect_delay: float = _setting(0.5, "seconds before the first reconnect attempt; doubles after each failed one", min=0.0, max=600.0)
     reconnect_max_delay: float = _setting(30.0, "cap on the wait between reconnect attempts", min=0.0, max=3600.0)
     reconnect_attempts: int = _setting(0, "reconnect attempts per disconnect before the run fails (0 = unlimited)", min=0)
-    retry_at_start: bool = _setting(False, "keep retrying as after a disconnect when the source cannot be opened at start (default: fail at once)")
-    rtsp_transport: str = _setting("tcp", "RTSP transport: tcp (reliable, works through NAT) or udp (lower latency, may lose packets)", choices=("tcp", "udp"))
+    retry_at_start: bool = _setting(False, "retry as after a disconnect when the source cannot be opened at start (default: fail)")
+    rtsp_transport: str = _setting("tcp", "RTSP transport: tcp (reliable, through NAT) or udp (lower latency, may drop packets)", choices=("tcp", "udp"))
     camera_width: int = _setting(0, "frame width to request from a webcam (0 = the camera's default)", min=0, max=16384)
     camera_height: int = _setting(0, "frame height to request from a webcam (0 = the camera's default)", min=0, max=16384)
     camera_fps: float = _setting(0.0, "frame rate to request from a webcam (0 = the camera's default)", min=0.0, max=1000.0)
@@ -86,7 +88,7 @@ class RenderConfig:
     contours: bool = _setting(True, "draw mask outlines")
     boxes: bool = _setting(True, "draw bounding boxes")
     labels: bool = _setting(True, "draw 'class score' labels")
-    color_by: str = _setting("track", "what a colour follows: track (an object keeps its colour across frames), class, or index (detection order in each frame)",
+    color_by: str = _setting("track", "what a colour follows: track (same colour across frames), class, or index (detection order)",
                              choices=("track", "class", "index"))
     line_width: int = _setting(2, "thickness in pixels of boxes and contours", min=1, max=32)
 
@@ -96,7 +98,7 @@ class OutputConfig:
     crf: int = _setting(23, "H.264 quality (0 = lossless, 51 = worst; 18-28 is typical)", min=0, max=51)
     preset: str = _setting("veryfast", "x264 speed/size trade-off (ultrafast ... veryslow)",
                            choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"))
-    fragment_seconds: float = _setting(1.0, "fragmented MP4 with a keyframe and fragment this often: the file plays up to the last fragment even after a crash or kill (0 = classic MP4, finalised at the end)", min=0.0, max=60.0)
+    fragment_seconds: float = _setting(1.0, "seconds per fragment of a fragmented MP4, playable after a crash (0 = classic MP4)", min=0.0, max=60.0)
     copy_audio: bool = _setting(True, "copy the source's audio track into the MP4 without re-encoding")
     overwrite: bool = _setting(False, "replace existing output files")
     frames_every: int = _setting(1, "with --save-frames, keep every Nth annotated frame", min=1)
@@ -106,14 +108,14 @@ class OutputConfig:
 @dataclass
 class TrackingConfig:
     enabled: bool = _setting(True, "give each instance a stable id (and so a stable colour) across frames")
-    match: str = _setting("iou", "overlap that pairs detections with tracks: iou (boxes; cheap, the better all-rounder in scripts/eval_tracking.py) or mask_iou (masks: tells apart objects that share a box, but finds objects again after occlusion less well; a few times slower)",
+    match: str = _setting("iou", "overlap that pairs detections with tracks: iou (boxes, cheap) or mask_iou (masks, slower)",
                           choices=("iou", "mask_iou"))
-    iou_threshold: float = _setting(0.3, "least overlap (IoU) with a track's predicted box for a high-score detection to continue it", min=0.0, max=1.0)
-    low_iou_threshold: float = _setting(0.25, "least overlap for a low-score detection to continue a track (raise it if low scores are mostly clutter)", min=0.0, max=1.0)
-    high_score: float = _setting(0.5, "detections scoring at least this are matched first and may start new tracks (same as model.score_threshold by default)", min=0.0, max=1.0)
-    low_score: float = _setting(0.1, "lowest score still used, in stage two, to keep a track alive; the model drops detections below model.score_threshold first, so lower that too for stage two to see any", min=0.0, max=1.0)
-    low_score_claims: bool = _setting(True, "a track whose best fit is a low-score detection keeps it, rather than go to a higher-scoring neighbour or fragment (false = ByteTrack's strict high-first order)")
-    min_hits: int = _setting(2, "consecutive frames a new track must be detected before it gets an id (hides one-frame false positives)", min=1, max=100)
+    iou_threshold: float = _setting(0.3, "least IoU with a track's predicted box for a high-score detection to continue it", min=0.0, max=1.0)
+    low_iou_threshold: float = _setting(0.25, "least IoU for a low-score detection to continue a track", min=0.0, max=1.0)
+    high_score: float = _setting(0.5, "detections scoring at least this are matched first and may start new tracks", min=0.0, max=1.0)
+    low_score: float = _setting(0.1, "lowest score still used to keep a track alive (model.score_threshold must let it through)", min=0.0, max=1.0)
+    low_score_claims: bool = _setting(True, "a track keeps its best-fitting low-score detection (false = ByteTrack's high-first order)")
+    min_hits: int = _setting(2, "consecutive frames a new track must be detected before it gets an id", min=1, max=100)
     max_age: int = _setting(30, "frames a track survives without a detection (occlusion) before it is dropped", min=0, max=10000)
 
 
@@ -328,6 +330,7 @@ def render_default_yaml() -> str:
         "# rtseg default configuration: every setting, with its default value.",
         "# Use another file with --config FILE; command-line flags override both.",
         "# Generated from rtseg/core/config.py (python -m rtseg.core.config > configs/default.yaml).",
+        "# What each setting costs and buys, with measurements: docs/configuration.md.",
     ]
     for section in fields(Config):
         lines.append("")

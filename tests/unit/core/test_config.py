@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,13 @@ def test_default_yaml_is_generated_from_the_code_and_comments_every_setting():
     for line in text.splitlines():
         if line.startswith("  "):
             assert "  # " in line, f"setting without a comment: {line}"
+        assert len(line) <= 120, f"line over 120 characters: {line}"
+
+
+def test_every_help_is_one_short_line():
+    for section in (*(f.default_factory for f in fields(Config)), TrainConfig):
+        for f in fields(section):
+            assert "\n" not in f.metadata["help"] and len(f.metadata["help"]) <= 100, f"{section.__name__}.{f.name}"
 
 
 def test_file_overrides_defaults(tmp_path):
