@@ -179,6 +179,11 @@ SECTION_HELP = {
 }
 
 
+def setting_choices(section: type, key: str) -> tuple[Any, ...]:
+    """The values setting ``key`` of ``section`` allows, for flags that offer the same."""
+    return next(f.metadata["choices"] for f in fields(section) if f.name == key)
+
+
 def _type_name(f: dataclasses.Field) -> tuple[str, bool]:
     """A field's type as written (``int``, ``list[str]``, ...) and whether it may be None."""
     name = f.type if isinstance(f.type, str) else f.type.__name__

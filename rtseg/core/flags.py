@@ -7,12 +7,10 @@ same values as the configuration file does.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
-from rtseg.core.config import ModelConfig
+from rtseg.core.config import ModelConfig, setting_choices
 
-PRECISIONS: tuple[str, ...] = next(f.metadata["choices"] for f in dataclasses.fields(ModelConfig)
-                                   if f.name == "precision")
+PRECISIONS: tuple[str, ...] = setting_choices(ModelConfig, "precision")
 
 
 def add_device_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: str | None = "auto") -> None:

@@ -45,7 +45,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 from tqdm import tqdm
 
-from rtseg.core.config import TrainConfig, apply_section_overrides
+from rtseg.core.config import TrainConfig, apply_section_overrides, setting_choices
 from rtseg.core.errors import DataError, DeviceError, OutputError, RuntimeFailure, UsageError, WeightsError
 from rtseg.core.flags import add_device_flags
 from rtseg.detect.device import resolve_device
@@ -539,10 +539,6 @@ def train(settings: TrainConfig, *, device: str = "auto", precision: str = "auto
 _SETTINGS_FLAGS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
-def _choices(key: str) -> tuple[str, ...]:
-    return next(f.metadata["choices"] for f in dataclasses.fields(TrainConfig) if f.name == key)
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m rtseg train",
@@ -577,7 +573,7 @@ def _parser() -> argparse.ArgumentParser:
     length.add_argument("--iterations", type=int, help="optimizer steps, instead of --epochs")
     s.add_argument("--batch-size", type=int, help="images per step (default 4)")
     s.add_argument("--lr", type=float, help="peak learning rate (default: SGD 0.02 x batch size / 16, AdamW 2e-4)")
-    s.add_argument("--optimizer", choices=_choices("optimizer"),
+    s.add_argument("--optimizer", choices=setting_choices(TrainConfig, "optimizer"),
                    help="sgd (default; the torchvision recipe for fine-tuning) or adamw (adaptive steps: "
                         "faster from random weights)")
     s.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
@@ -585,7 +581,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--clip-grad", type=float, metavar="NORM",
                    help="clip the gradients' global norm to this (default: no clipping)")
     s.add_argument("--warmup-iters", type=int, help="iterations of linear learning-rate warm-up (default 100)")
-    s.add_argument("--schedule", choices=_choices("schedule"), help="decay after warm-up (default cosine)")
+    s.add_argument("--schedule", choices=setting_choices(TrainConfig, "schedule"), help="decay after warm-up (default cosine)")
     s.add_argument("--lr-steps", type=float, nargs="+", metavar="FRACTION",
                    help="with --schedule step: fractions of the run where the rate drops 10x (default 0.7 0.9)")
     s.add_argument("--size", type=int, help="shorter image side fed to the model (default: the training images' "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import signal
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 import rtseg.offline.train as train_module
-from rtseg.core.config import TrainConfig
+from rtseg.core.config import TrainConfig, setting_choices
 from rtseg.core.errors import ConfigError, OutputError, UsageError, WeightsError
 from rtseg.detect.models import ARCHITECTURES, load_model
 from rtseg.offline.synthetic import write_image_dataset
@@ -196,5 +195,4 @@ def test_checked_settings_keep_valid_values_with_floats_as_floats() -> None:
 
 
 def test_model_choices_are_the_trainable_architectures() -> None:
-    field = next(f for f in dataclasses.fields(TrainConfig) if f.name == "model")
-    assert set(field.metadata["choices"]) == set(ARCHITECTURES)
+    assert set(setting_choices(TrainConfig, "model")) == set(ARCHITECTURES)
