@@ -395,7 +395,11 @@ def load_config(path: str | Path | None = None) -> Config:
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+    """The settings as a YAML-ready mapping, as a config file would hold them (``streams`` only when there are any)."""
+    data = dataclasses.asdict(config)
+    if not data["streams"]:
+        del data["streams"]
+    return data
 
 
 def render_default_yaml() -> str:

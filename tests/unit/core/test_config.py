@@ -10,6 +10,7 @@ import yaml
 
 from rtseg.cli import build_parser, config_from_args
 from rtseg.core.config import (
+    SECTION_HELP,
     Config,
     TrainConfig,
     apply_overrides,
@@ -34,7 +35,7 @@ def test_default_yaml_is_generated_from_the_code_and_comments_every_setting():
 
 
 def test_every_help_is_one_short_line():
-    for section in (*(f.default_factory for f in fields(Config)), TrainConfig):
+    for section in (*(f.default_factory for f in fields(Config) if f.name in SECTION_HELP), TrainConfig):
         for f in fields(section):
             assert "\n" not in f.metadata["help"] and len(f.metadata["help"]) <= 100, f"{section.__name__}.{f.name}"
 
