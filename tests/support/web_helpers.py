@@ -76,11 +76,14 @@ class KnownObjectsDetector:
 
 
 def scene(height: int = 180, width: int = 240) -> np.ndarray:
-    """An RGB test picture: a sky-to-ground gradient, so every pixel's value is known and not flat."""
+    """An RGB test picture: a sky-to-ground gradient with a square and a disc where the stub finds them."""
     rows = np.linspace(0, 1, height)[:, None]
     sky, ground = np.array([150, 190, 230]), np.array([90, 120, 70])
-    image = (sky * (1 - rows) + ground * rows)[:, None, :].repeat(width, axis=1)
-    return np.ascontiguousarray(image.round().astype(np.uint8))
+    image = np.ascontiguousarray((sky * (1 - rows) + ground * rows)[:, None, :].repeat(width, axis=1).round()
+                                 .astype(np.uint8))
+    image[square_mask(height, width)] = (200, 120, 60)
+    image[disc_mask(height, width)] = (60, 90, 200)
+    return image
 
 
 def encode(rgb: np.ndarray, extension: str = ".png") -> bytes:

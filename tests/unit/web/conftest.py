@@ -4,22 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-
-pytest.importorskip("fastapi", reason="the [web] extra is not installed")
-pytest.importorskip("httpx2", reason="Starlette's TestClient needs httpx2 (the [test] extra)")
-
-from fastapi.testclient import TestClient
 from web_helpers import KnownObjectsDetector
 
-from rtseg.web.app import WebSettings, create_app
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 
 @pytest.fixture
 def make_client() -> Iterator[Callable[..., TestClient]]:
     """``make_client(detector=None, **settings)``: a started app (lifespan run) at http://localhost."""
+    pytest.importorskip("fastapi", reason="the [web] extra is not installed")
+    pytest.importorskip("httpx2", reason="Starlette's TestClient needs httpx2 (the [test] extra)")
+    from fastapi.testclient import TestClient
+
+    from rtseg.web.app import WebSettings, create_app
+
     with ExitStack() as stack:
         def factory(detector: Any = None, **settings: Any) -> TestClient:
             app = create_app(detector or KnownObjectsDetector(), WebSettings(**settings))

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+pytest.importorskip("fastapi", reason="the [web] extra is not installed")
+
 from fastapi import WebSocketDisconnect
 from helpers import make_clip, read_video
 from web_helpers import (
