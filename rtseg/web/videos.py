@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
+CLOSE_TIMEOUT = 60.0  # seconds shutdown waits for a running job: one model call, and the MP4 being finished
 
 
 @dataclass
@@ -112,7 +113,9 @@ class VideoWorker:
                 job.cancel_requested.set()
         self._queue.put(None)  # after every queued job, each of which now finishes as cancelled at once
         if self._thread.is_alive():
-            self._thread.join()
+            self._thread.join(CLOSE_TIMEOUT)  # a running job stops at its next frame
+        if self._thread.is_alive():
+            log.warning("a video job did not stop within %.0f s; its files are deleted anyway", CLOSE_TIMEOUT)
 
     def _serve(self) -> None:
         while (job := self._queue.get()) is not None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+import torch
 
 from rtseg.core.config import RenderConfig
 from rtseg.core.structures import Detections
@@ -56,7 +57,8 @@ class KnownObjectsDetector:
 
     class_names = KNOWN_CLASSES
 
-    def __init__(self, hold: bool = False) -> None:
+    def __init__(self, hold: bool = False, torch_masks: bool = False) -> None:
+        self.torch_masks = torch_masks  # masks as torch tensors, as the real model returns them on a GPU
         self.calls = 0
         self.shapes: list[tuple[int, ...]] = []  # each call's first image shape, in call order
         self.gate = threading.Event()
@@ -72,7 +74,11 @@ class KnownObjectsDetector:
         self.entered.set()
         if not self.gate.wait(30):
             raise RuntimeError("the test never released the stub detector")
-        return [known_detections(*image.shape[:2]) for image in images]
+        results = [known_detections(*image.shape[:2]) for image in images]
+        if self.torch_masks:
+            for detections in results:
+                detections.masks = torch.from_numpy(detections.masks)
+        return results
 
 
 def scene(height: int = 180, width: int = 240) -> np.ndarray:

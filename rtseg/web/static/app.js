@@ -220,7 +220,8 @@ async function startWebcam() {
   socket.onopen = () => { sendWebcamSettings(); webcam.timer = setInterval(() => sendFrame(webcam), 30); };
   socket.onmessage = (event) => receive(webcam, event.data);
   socket.onclose = (event) => {
-    if (state.webcam === webcam && event.code !== 1000) setError($("webcam-error"), event.reason || "the connection closed");
+    const unexplained = state.webcam === webcam && event.code !== 1000 && $("webcam-error").hidden;
+    if (unexplained) setError($("webcam-error"), event.reason || "the connection to the server closed");
     stopWebcam(webcam);
   };
   $("webcam-start").disabled = true;

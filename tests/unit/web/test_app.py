@@ -19,6 +19,7 @@ from helpers import make_clip, read_video
 from web_helpers import (
     DISC_SCORE,
     SQUARE_SCORE,
+    KnownObjectsDetector,
     blended,
     decode,
     disc_centre,
@@ -117,6 +118,24 @@ def test_downloads_are_the_cli_record_and_the_cli_cutouts(client):
     assert (square[..., 3] == 255).all() and (square[..., :3] == image[h // 8: h // 2, w // 8: w // 2]).all()
     disc = decode(archive.read(names[1]))
     assert 0 < (disc[..., 3] == 255).mean() < 1  # transparent outside the disc
+
+
+def test_masks_held_by_torch_as_on_a_gpu_give_the_same_results(make_client):
+    client = make_client(KnownObjectsDetector(torch_masks=True))
+    image = scene()
+    h, w = image.shape[:2]
+    base = f"/api/images/{upload_image(client, image).json()['id']}"
+    assert len(client.get(f"{base}/objects", params={"score": 0.7}).json()["objects"]) == 1
+    record = client.get(f"{base}/detections.json", params={"score": 0.5}).json()
+    assert (decode_mask(record["instances"][1]["mask"]) == disc_mask(h, w)).all()
+    drawn = decode(client.get(f"{base}/annotated.png", params={"score": 0.5}).content)
+    sy, sx = square_centre(h, w)
+    assert np.abs(drawn[sy, sx].astype(int) - blended(image[sy, sx], 0)).max() <= 1
+    assert len(zipfile.ZipFile(io.BytesIO(client.get(f"{base}/cutouts.zip").content)).namelist()) == 2
+    with client.websocket_connect(LIVE) as socket:
+        socket.send_bytes(frame_message(1, image))
+        assert socket.receive_json()["objects"] == 2
+        assert decode(socket.receive_bytes()).shape == image.shape
 
 
 def test_large_images_are_shrunk_to_max_side_before_the_model(client, stub):
