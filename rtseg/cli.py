@@ -27,7 +27,8 @@ from rtseg.core.redaction import CredentialFilter, mask_credentials
 
 log = logging.getLogger("rtseg")
 
-SUBCOMMANDS = {"train": "rtseg.offline.train", "evaluate": "rtseg.offline.evaluate"}  # rtseg train|evaluate --help
+SUBCOMMANDS = {"train": "rtseg.offline.train", "evaluate": "rtseg.offline.evaluate",  # rtseg train|evaluate --help
+               "serve": "rtseg.web.serve"}  # rtseg serve --help: the browser page
 _EXIT_CODES = {"interrupted": 130, "terminated": 143}  # 128 + SIGINT / SIGTERM, as shells report them
 EXIT_PARTIAL = 3  # some streams failed while others finished
 
