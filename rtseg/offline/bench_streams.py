@@ -47,8 +47,10 @@ def measure(run: BenchRun) -> dict[str, Any]:
     config.model = dataclasses.replace(config.model, weights="none", size=run.size, batch_size=run.batch_size)
     config.pipeline = dataclasses.replace(config.pipeline, max_frames=run.max_frames, max_open_files=run.streams)
     config.tracking = dataclasses.replace(config.tracking, enabled=False)
+    # A dead camera retries about once a second for about as long as the live clips last (100 frames at 12.5 fps),
+    # then gives up, so the run ends.
     config.live = dataclasses.replace(config.live, retry_at_start=True, reconnect_delay=0.5, reconnect_max_delay=1.0,
-                                      open_timeout=1.0)
+                                      open_timeout=1.0, reconnect_attempts=10)
     sources = [run.clips[i % len(run.clips)] for i in range(run.streams)]
     sources += ["rtsp://127.0.0.1:9/nothing-listens-here"] * run.dead_streams
     detector = BatchCostDetector(run.per_call, run.per_image) if run.detector == "stub" else None
