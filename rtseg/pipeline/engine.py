@@ -95,6 +95,7 @@ class Engine:
         self._started = False
         self._stopping = False
         self._shown_frames = 0
+        self._ended_status: dict[int, str] = {}  # the view's status line of each ended stream, as it last read
         self.summary = RunSummary()
         self.worker = InferenceWorker(detector, lambda: list(self.lanes), self._state, self._moved,
                                       self._no_more_lanes, config.model.batch_size,
@@ -257,6 +258,8 @@ class Engine:
 
     def _retire(self, lane: StreamLane) -> None:
         self.lanes.remove(lane)
+        if len(self._ended_status) < 64:  # bounded: an archive may hold thousands of videos
+            self._ended_status[lane.stream_id] = lane.status_text()
         summary = lane.summary
         summary.wall_seconds = time.monotonic() - lane.started_at
         summary.timers = dict(lane.state.timers)
@@ -345,9 +348,12 @@ class Engine:
         """Frames written so far by every stream, running or ended."""
         return sum(s.frames_written for s in self._ended) + sum(lane.summary.frames_written for lane in self.lanes)
 
-    def status_text(self) -> str:
-        """The status line of the first running stream (the window shows one per stream)."""
-        return self.lanes[0].status_text() if self.lanes else ""
+    def status_text(self, stream_id: int = 0) -> str:
+        """A stream's status line as the window shows it (the last one it had, once it has ended)."""
+        for lane in self.lanes:
+            if lane.stream_id == stream_id:
+                return lane.status_text()
+        return self._ended_status.get(stream_id, "")
 
     def _progress_bar(self) -> tqdm | None:
         if not self.progress:
