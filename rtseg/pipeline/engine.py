@@ -77,9 +77,11 @@ class StreamPlan:
 class Engine:
     """One run over many streams with one detector; ``run()`` blocks until every stream has ended."""
 
-    def __init__(self, detector: Detector, config: Config, plans: Sequence[StreamPlan],
+    def __init__(self, detector: Detector | Callable[[], Detector], config: Config, plans: Sequence[StreamPlan],
                  display: PreviewWindow | None = None, progress: bool = False) -> None:
-        self.detector = detector
+        """``detector`` may be a function that loads it: it is called once the streams are open, so a source
+        that cannot be opened is reported before the model takes its seconds to load (and decoding overlaps it)."""
+        self._load_detector = None if hasattr(detector, "detect") else detector
         self.config = config
         self.display = display
         self.progress = progress
@@ -97,7 +99,7 @@ class Engine:
         self._shown_frames = 0
         self._ended_status: dict[int, str] = {}  # the view's status line of each ended stream, as it last read
         self.summary = RunSummary()
-        self.worker = InferenceWorker(detector, lambda: list(self.lanes), self._state, self._moved,
+        self.worker = InferenceWorker(detector, lambda: list(self.lanes), self._state, self._moved,  # type: ignore[arg-type]
                                       self._no_more_lanes, config.model.batch_size,
                                       config.pipeline.batch_timeout_ms / 1000)
 
@@ -127,6 +129,18 @@ class Engine:
                 raise errors[0]
             raise SourceError(f"none of the {len(self._ended)} streams could be opened; first: {errors[0]}"
                               if errors else "no stream to run")
+        if self._load_detector is not None:
+            try:
+                self.worker.detector = self._load_detector()
+            except BaseException:
+                self._stopping = True
+                for lane in self.lanes:
+                    for stage in lane.stages:
+                        stage.halt()
+                for lane in list(self.lanes):
+                    for stage in lane.stages:
+                        stage.join(JOIN_TIMEOUT)
+                raise
 
     @staticmethod
     def _open(plan: StreamPlan) -> OpenedStream | RtsegError:
