@@ -17,8 +17,8 @@ costs as little as possible and never changes the answer:
   torchvision's RoIAlign works on, not once per level and head;
 - NMS after the box head only decides the ``detections_per_image`` best boxes
   (see ``best_after_nms``), the class filter runs before the mask head, and
-  masks are pasted for the survivors only, in one batched operation that
-  returns booleans (see ``paste_masks``).
+  masks are pasted for the survivors only, each resized within its own box
+  and thresholded there (see ``paste_masks``).
 
 ``last_timings`` holds the preprocess / model / postprocess split of the last
 call, for the pipeline's per-stage summary and the benchmark.

@@ -154,7 +154,7 @@ def test_paste_masks_equals_torchvision_including_boxes_reaching_outside():
     ours = paste_masks(masks, boxes, (height, width), 0.5)
     theirs = paste_masks_in_image(masks[:, None], boxes, (height, width))[:, 0] > 0.5
     assert ours.dtype == torch.bool and ours.shape == (40, height, width)
-    assert (ours != theirs).sum() <= 2  # float rounding may flip a pixel sitting exactly at the threshold
+    assert torch.equal(ours, theirs)  # the same resize per mask as torchvision's, so the same pixels
     assert paste_masks(masks[:0], boxes[:0], (height, width), 0.5).shape == (0, height, width)
 
 
