@@ -9,6 +9,7 @@ from what the code does. Loading order: defaults < ``--config FILE`` < CLI flags
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ class ModelConfig:
     detections_per_image: int = _setting(100, "most detections kept per frame; the mask head runs once per detection (~0.5 GMAC each, the rest of the model ~75 GMAC at 432x768), so 100 cost about as much again as the whole model", min=1, max=1000)
     rpn_post_nms_top_n: int = _setting(0, "region proposals kept for the box head, whose cost is proportional (14 GMAC at 1000, ~18% of the model at 432x768); fewer may miss small or crowded objects; 0 = the architecture's own (1000 for the ResNet-50 models, 250 for maskrcnn_r18)", min=0, max=10000)
     channels_last: bool = _setting(True, "NHWC memory layout for the convolutions (same detections; much faster for bf16 with oneDNN on the CPU and for tensor cores on CUDA, neutral for fp32 on the CPU)")
+    threads: int = _setting(0, "torch intra-op threads for the model on the CPU (0 = PyTorch's default, one per core: the model is the pipeline's bottleneck, decoding and encoding take a few ms per frame beside it)", min=0, max=1024)
     fp16_weights: bool = _setting(False, "CUDA fp16 only: model.half() instead of autocast (half the weight memory, no per-call weight casts; every layer then computes in fp16, where autocast keeps touchy ops in fp32)")
 
 
@@ -53,6 +55,7 @@ class PipelineConfig:
     render_queue_size: int = _setting(8, "inferred frames waiting for the renderer", min=1, max=1024)
     sink_queue_size: int = _setting(8, "rendered frames waiting for the sinks", min=1, max=1024)
     max_frames: int = _setting(0, "stop after this many frames (0 = no limit)", min=0)
+    decoder_threads: int = _setting(0, "FFmpeg threads decoding a video file (0 = automatic: 1 on machines with up to 4 cores, where every extra thread takes time from the model, FFmpeg's own choice above)", min=0, max=256)
     stage_timeout: float = _setting(120.0, "seconds a stage may spend on one frame before the run is stopped as hung", min=0.1)
 
 
@@ -87,6 +90,7 @@ class OutputConfig:
     crf: int = _setting(23, "H.264 quality (0 = lossless, 51 = worst; 18-28 is typical)", min=0, max=51)
     preset: str = _setting("veryfast", "x264 speed/size trade-off (ultrafast ... veryslow)",
                            choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"))
+    encoder_threads: int = _setting(0, "libx264 threads (0 = automatic: 1 on machines with up to 4 cores, where every extra thread takes time from the model, x264's own choice above)", min=0, max=256)
     fragment_seconds: float = _setting(1.0, "fragmented MP4 with a keyframe and fragment this often: the file plays up to the last fragment even after a crash or kill (0 = classic MP4, finalised at the end)", min=0.0, max=60.0)
     copy_audio: bool = _setting(True, "copy the source's audio track into the MP4 without re-encoding")
     overwrite: bool = _setting(False, "replace existing output files")
@@ -126,6 +130,16 @@ SECTION_HELP = {
     "output": "MP4 encoder and live window",
     "tracking": "instance identities across frames (ByteTrack-style, rtseg/track/)",
 }
+
+
+FEW_CORES = 4  # up to this many cores the model needs them all: codecs get one thread each
+
+
+def codec_threads(requested: int) -> int:
+    """FFmpeg's thread_count for a codec: ``requested``, or for 0 one thread on few cores and FFmpeg's choice (0) above."""
+    if requested:
+        return requested
+    return 1 if (os.cpu_count() or 1) <= FEW_CORES else 0
 
 
 def _check_value(path: str, f: dataclasses.Field, value: Any) -> str | None:

@@ -98,6 +98,8 @@ class MaskRCNNDetector:
         log.debug("%s; CPU capability %s", self.precision_note, torch.backends.cpu.get_cpu_capability())
         self.sync_timings = sync_timings
         self.last_timings: dict[str, float] = {}
+        if config.threads and self.device.type == "cpu":
+            torch.set_num_threads(config.threads)  # process-wide: the model is what torch runs here
         proposals = {"rpn_post_nms_top_n_test": config.rpn_post_nms_top_n} if config.rpn_post_nms_top_n else {}
         loaded = load_model(
             config.name, config.weights,
