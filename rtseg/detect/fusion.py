@@ -1,9 +1,10 @@
 """The network rebuilt for bf16 on the CPU: BatchNorm folded into convolutions, ReLU and residual adds fused in.
 
 Eager bf16 runs every BatchNorm, ReLU and residual add as its own pass over
-the activations, and ATen's bf16 elementwise kernels are slower than its
-float32 ones, so on a CPU with AMX or AVX512-BF16 those passes cost about as
-much as the convolutions themselves. Here each convolution is one oneDNN call
+the activations, through ATen's bf16 elementwise kernels, which are slower
+than its float32 ones; on a CPU whose convolutions run on AMX or AVX512-BF16
+those passes are a large share of the frame (profile in docs/benchmarks.md).
+Here each convolution is one oneDNN call
 (``torch.ops.mkldnn._convolution_pointwise``, the op ``torch.compile`` emits
 for the same pattern) with its BatchNorm folded into weights and bias (folded
 in float32, then rounded to bf16 once) and its ReLU or residual add applied

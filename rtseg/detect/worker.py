@@ -113,10 +113,9 @@ class MaskRCNNDetector:
         self._keep_ids = (torch.tensor(class_ids_for(config.classes, self.class_names), device=self.device)
                           if config.classes else None)
         model = loaded.model.to(self.device).eval()
-        # model.half() skips autocast's per-call weight casts and halves weight memory, but then every layer
-        # computes in fp16 (box decoding and NMS stay float32 here either way); autocast keeps numerically
-        # touchy ops in fp32. No GPU was available to time both when this was written, so the safer one,
-        # autocast, is the default; docs/benchmarks.md has the command that decides it on a GPU.
+        # CUDA fp16 is autocast unless model.fp16_weights asks for model.half(): half weights skip the per-call
+        # casts and halve weight memory but compute every layer in fp16, where autocast keeps touchy ops in fp32
+        # (box decoding and NMS stay float32 either way); docs/benchmarks.md has the command that decides it.
         self._half_weights = self.dtype == torch.float16 and config.fp16_weights
         if self._half_weights:
             model.half()
