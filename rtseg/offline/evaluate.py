@@ -256,7 +256,8 @@ def main(argv: list[str]) -> int:
     loaded = load_model(args.model, args.weights)
     size, _ = set_input_size(loaded, args.size or 0)
     model = loaded.model.to(device)
-    dtype = resolve_precision(args.precision, device)
+    # The reference is fp32: 'auto' means fp32 here; bf16/fp16 are asked for to read their cost in AP.
+    dtype = resolve_precision("fp32" if args.precision == "auto" else args.precision, device)
     predictions = predict(model, dataset, loaded.class_names, device, args.batch_size, dtype)
     report = evaluate_predictions(dataset.coco, predictions, args.score_threshold)
     report.update({"weights": args.weights, "architecture": loaded.meta["architecture"],

@@ -320,6 +320,7 @@ class Engine:
         summary.wall_seconds = wall_seconds
         summary.model_calls = self.worker.calls
         summary.model_busy_seconds = self.worker.busy_seconds
+        summary.precision_note = getattr(self.worker.detector, "precision_note", None)
         summary.stop_reason = self._state.stop_reason
         failed = summary.failed_streams
         if self._state.error is not None:

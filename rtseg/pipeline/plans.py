@@ -239,7 +239,8 @@ def _plan(target: StreamTarget, stats: StatsCollector, extra_sinks: Sequence[Sin
             if value is not None})
 
     def open_stream() -> OpenedStream:
-        source = open_source(target.source, config.live, realtime=realtime)
+        source = open_source(target.source, config.live, realtime=realtime,
+                             decoder_threads=config.pipeline.decoder_threads)
         try:
             sinks = _open_sinks(source, target.source, written, config)
         except BaseException:

@@ -124,6 +124,7 @@ class RunSummary:
     model_calls: int = 0
     model_busy_seconds: float = 0.0
     skipped: list[str] = field(default_factory=list)  # archive inputs already finished by an earlier run
+    precision_note: str | None = None  # which precision the model ran in, and why (detectors that say so)
 
     @property
     def fps(self) -> float:
@@ -175,7 +176,8 @@ class RunSummary:
                        f"p95 {_ms(self.latency.percentile(95))}, max {_ms(self.latency.maximum)}")
         if self.model_calls:
             out.append(f"model: {self.model_calls} calls, {self.batch_fill:.2f} frames per call, "
-                       f"busy {self.model_busy_share:.0%} of the run")
+                       f"busy {self.model_busy_share:.0%} of the run"
+                       + (f"; {self.precision_note}" if self.precision_note else ""))
         stages = ", ".join(f"{name} {t.mean * 1000:.1f} ms (p50 {t.percentile(50) * 1000:.1f}, "
                            f"p95 {t.percentile(95) * 1000:.1f})"
                            for name, t in self.stage_timers.items() if t.count)

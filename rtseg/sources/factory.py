@@ -71,18 +71,22 @@ def _parse_url(url: str, scheme: str, name: str) -> SourceSpec:
     return SourceSpec("stream", url, name, scheme=scheme)
 
 
-def open_source(source: str, live: LiveConfig | None = None, realtime: bool = False) -> VideoSource:
+def open_source(source: str, live: LiveConfig | None = None, realtime: bool = False,
+                decoder_threads: int = 0) -> VideoSource:
     """The reader for a source string: PyAV for video files and stream URLs, OpenCV for webcams and stills.
 
     ``realtime`` plays a file at its own pace as if it were live; live sources
-    are paced by nature, so it changes nothing for them.
+    are paced by nature, so it changes nothing for them. ``decoder_threads`` is
+    ``pipeline.decoder_threads`` for video files.
     """
     spec = parse_source(source)
     if spec.kind == "file":
         paths = image_paths(spec.target)
         if paths is not None:
             return ImageSource(paths, spec.target)
-        return RealtimeFileSource(spec.target) if realtime else FileSource(spec.target)
+        if realtime:
+            return RealtimeFileSource(spec.target, threads=decoder_threads)
+        return FileSource(spec.target, threads=decoder_threads)
     settings = live or LiveConfig()
     if spec.kind == "camera":
         return open_camera(spec, settings)

@@ -110,8 +110,8 @@ class RealtimeFileSource:
 
     reconnects = 0
 
-    def __init__(self, path: str | Path) -> None:
-        self._file = FileSource(path)
+    def __init__(self, path: str | Path, threads: int = 0) -> None:
+        self._file = FileSource(path, threads=threads)
         self.info = dataclasses.replace(self._file.info, is_live=True)
         self._stopping = threading.Event()
 
