@@ -45,6 +45,7 @@ class ModelConfig:
     rpn_post_nms_top_n: int = _setting(0, "region proposals kept for the box head, whose cost is proportional (14 GMAC at 1000, ~18% of the model at 432x768); fewer may miss small or crowded objects; 0 = the architecture's own (1000 for the ResNet-50 models, 250 for maskrcnn_r18)", min=0, max=10000)
     channels_last: bool = _setting(True, "NHWC memory layout for the convolutions (same detections; much faster for bf16 with oneDNN on the CPU and for tensor cores on CUDA, neutral for fp32 on the CPU)")
     fp16_weights: bool = _setting(False, "CUDA fp16 only: model.half() instead of autocast (half the weight memory, no per-call weight casts; every layer then computes in fp16, where autocast keeps touchy ops in fp32)")
+    class_agnostic_nms: float = _setting(0.0, "IoU above which the less confident of two detections of different classes is dropped; 0 = off", min=0.0, max=1.0)
 
 
 @dataclass
@@ -106,6 +107,8 @@ class TrackingConfig:
     low_score_claims: bool = _setting(True, "a track whose best fit is a low-score detection keeps it, rather than go to a higher-scoring neighbour or fragment (false = ByteTrack's strict high-first order)")
     min_hits: int = _setting(2, "consecutive frames a new track must be detected before it gets an id (hides one-frame false positives)", min=1, max=100)
     max_age: int = _setting(30, "frames a track survives without a detection (occlusion) before it is dropped", min=0, max=10000)
+    class_agnostic: bool = _setting(True, "pair detections with tracks whatever their class; a track shows the class its recent detections vote for")
+    vote_half_life: float = _setting(10.0, "detections after which one weighs half in its track's class vote and shown score", min=0.1, max=10000.0)
 
 
 @dataclass

@@ -48,6 +48,7 @@ def run_scene(name: str, seed: int, frames: int, noise: Noise, config: TrackingC
     colours = []
     owners = []  # per frame: confirmed id -> object of the detection it was given (-1: a false detection)
     objects: set[int] = set()
+    class_errors = tracked = 0  # tracked detections of objects, and those showing a class not the object's
     for t in range(frames):  # frame by frame: simulated masks take 1 MB per object and frame
         f = detect(scene, t, noise, rng, config.match == "mask_iou")
         objects.update(f.gt_objects.tolist())
@@ -59,6 +60,9 @@ def run_scene(name: str, seed: int, frames: int, noise: Noise, config: TrackingC
         colours.append({int(o): int(i) for o, i, sc in zip(f.det_object, ids, f.scores)
                         if o >= 0 and sc >= config.low_score})
         owners.append({int(i): int(o) for o, i in zip(f.det_object[out], ids[out])})
+        shown = out & (f.det_object >= 0)
+        tracked += int(shown.sum())
+        class_errors += int((tracker.labels()[0][shown] != scene.classes[f.det_object[shown]]).sum())
     counts = acc.counts()
     changes = list(colour_changes(colours, -1))
     counted = ColourChanges.tally(changes)
@@ -67,6 +71,7 @@ def run_scene(name: str, seed: int, frames: int, noise: Noise, config: TrackingC
     return {"scene": name, "seed": seed, "frames": frames, "objects": len(objects),
             "longest_gap": gap, "gaps_over_max_age": long_gaps, "colour_changes": counted.continuous,
             "colour_changes_life": counted.lifetime, "colour_change_causes": change_causes(changes, owners),
+            "tracked_detections": tracked, "class_errors": class_errors,
             **dataclasses.asdict(counts), "mota": counts.mota, "idf1": counts.idf1}
 
 
@@ -127,7 +132,8 @@ def _total(rows: list[dict]) -> dict:
             "objects": sum(r["objects"] for r in rows), "gap": max(r["longest_gap"] for r in rows),
             "long_gaps": sum(r["gaps_over_max_age"] for r in rows),
             "colour": ColourChanges(sum(r["colour_changes"] for r in rows), sum(r["colour_changes_life"] for r in rows)),
-            "causes": {k: sum(r["colour_change_causes"][k] for r in rows) for k in CAUSES}}
+            "causes": {k: sum(r["colour_change_causes"][k] for r in rows) for k in CAUSES},
+            "tracked": sum(r["tracked_detections"] for r in rows), "class_errors": sum(r["class_errors"] for r in rows)}
 
 
 def _row(label: str, rows: list[dict]) -> str:
@@ -184,6 +190,7 @@ def evaluate(scenes: Sequence[str], seeds: Sequence[int], frames: int, noise: No
     verdicts["colour_changes"] = all_colour.continuous <= TARGETS["colour_changes"]
     say(f"\ncolour changes, all scenes run: {all_colour.continuous} while continuously detected, "
         f"{all_colour.lifetime} over whole lives")
+    say(f"class shown wrong on {everything['class_errors']} of {everything['tracked']} tracked detections of objects")
     if all_colour.continuous:
         say("while continuously detected, an object changed colour because")
         for key, text in CAUSES.items():

@@ -39,13 +39,16 @@ NMS_IOU = 0.5
 
 @dataclass(frozen=True)
 class Noise:
-    """How the simulated detector errs (defaults: a decent detector on real video)."""
+    """How the simulated detector errs, and its NMS (defaults: a decent detector on real video)."""
 
     jitter: float = 3.0  # standard deviation, pixels, of noise added to each box coordinate
     miss: float = 0.08  # chance a detectable object is missed in a frame
     low_score: float = 0.1  # chance a detection scores low (0.2-0.6) whatever its visibility
     false_positives: float = 3.0  # mean false detections per frame (Poisson)
     fragments: float = 0.33  # share of false positives that are fragments of real objects
+    class_flip: float = 0.0  # chance a detection of an object has another class (class flicker)
+    duplicates: float = 0.0  # chance an object is detected twice, the second time under another class
+    agnostic_nms: float = 0.0  # the detector's class-agnostic NMS IoU after per-class NMS (0: off)
 
 
 @dataclass
@@ -321,7 +324,12 @@ def detect(scene: Scene, t: int, noise: Noise, rng: np.random.Generator, with_ma
     boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
     scores, classes = np.concatenate([scores, fp_scores]), np.concatenate([classes, fp_classes])
     det_object = np.concatenate([objects, np.full(n_fp, -1)])
+    if noise.class_flip or noise.duplicates:  # drawn last, so that the rest is as without them
+        boxes, scores, classes, det_object = _confuse_classes(boxes, scores, classes, det_object, noise, rng,
+                                                              max(int(scene.classes.max()) + 1, 2))
     keep = class_nms(boxes, scores, classes)
+    if noise.agnostic_nms:
+        keep = keep[class_nms(boxes[keep], scores[keep], np.zeros(len(keep), np.int64), noise.agnostic_nms)]
     boxes, scores, classes, det_object = boxes[keep], scores[keep], classes[keep], det_object[keep]
     masks = None
     if with_masks:
@@ -330,6 +338,21 @@ def detect(scene: Scene, t: int, noise: Noise, rng: np.random.Generator, with_ma
         masks = _ellipse_masks(boxes, behind)
     return FrameData(gt_objects, gt_boxes, boxes.astype(np.float32), scores.astype(np.float32),
                      classes.astype(np.int64), det_object, masks)
+
+
+def _confuse_classes(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, det_object: np.ndarray, noise: Noise,
+                     rng: np.random.Generator, n_classes: int) -> tuple[np.ndarray, ...]:
+    """Detections of objects with their class flipped (``noise.class_flip``), plus duplicates under another
+    class (``noise.duplicates``: the box again within a pixel, a lower score; false detections, object -1)."""
+    real = det_object >= 0
+    flip = real & (rng.random(len(classes)) < noise.class_flip)
+    classes = np.where(flip, (classes + rng.integers(1, n_classes, len(classes))) % n_classes, classes)
+    twin = np.flatnonzero(real & (rng.random(len(classes)) < noise.duplicates))
+    twin_boxes = np.clip(boxes[twin] + rng.uniform(-1.0, 1.0, (len(twin), 4)), 0, [WIDTH, HEIGHT, WIDTH, HEIGHT])
+    twin_scores = scores[twin] * rng.uniform(0.5, 1.0, len(twin))
+    twin_classes = (classes[twin] + rng.integers(1, n_classes, len(twin))) % n_classes
+    return (np.concatenate([boxes, twin_boxes]), np.concatenate([scores, twin_scores]),
+            np.concatenate([classes, twin_classes]), np.concatenate([det_object, np.full(len(twin), -1)]))
 
 
 def class_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float = NMS_IOU) -> np.ndarray:
