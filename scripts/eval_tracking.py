@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rtseg.core.config import TrackingConfig
-from rtseg.offline.eval_tracking import TARGET_SCENES, TARGETS, evaluate
+from rtseg.offline.eval_tracking import PEERS, TARGET_SCENES, TARGETS, compare, evaluate
 from rtseg.offline.scenes import SCENES, Noise
 
 
@@ -56,13 +56,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--class-aware", action="store_true", help="pair detections only with tracks of their class (tracking.class_agnostic: false)")
     parser.add_argument("--match", choices=("iou", "mask_iou"), default="iou", help="tracker overlap measure (mask_iou simulates masks: slower)")
     parser.add_argument("--bench-frames", type=int, default=2000, help="frames timed in the 20-object benchmark (0 skips it)")
+    parser.add_argument("--peers", nargs="*", choices=PEERS, metavar="PEER",
+                        help=f"instead of the usual table, compare rtseg's tracker with boxmot's ({', '.join(PEERS)}; "
+                             "all when none is named) per scene family, with HOTA (needs boxmot and trackeval)")
     parser.add_argument("--json", metavar="PATH", help="also write all results as JSON to PATH ('-' for stdout)")
     args = parser.parse_args(argv)
 
     noise = Noise(args.jitter, args.miss, args.low_score, args.false_positives, args.fragments, args.class_flip,
                   args.duplicates, args.agnostic_nms)
     config = dataclasses.replace(TrackingConfig(), match=args.match, class_agnostic=not args.class_aware)
-    report = evaluate(args.scenes, args.seeds, args.frames, noise, config, args.bench_frames)
+    if args.peers is not None:
+        report = compare(args.scenes, args.seeds, args.frames, noise, config, ["rtseg", *(args.peers or PEERS)])
+    else:
+        report = evaluate(args.scenes, args.seeds, args.frames, noise, config, args.bench_frames)
     if args.json:
         text = json.dumps(report, indent=2)
         if args.json == "-":

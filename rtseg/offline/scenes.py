@@ -78,11 +78,11 @@ class View:
 
 
 def _simulate(rng: np.random.Generator, frames: int, start: np.ndarray, centre: np.ndarray,
-              velocity: np.ndarray, size: np.ndarray, bounds: np.ndarray | None) -> np.ndarray:
+              velocity: np.ndarray, size: np.ndarray, bounds: np.ndarray | None, wobble: float = 0.03) -> np.ndarray:
     """Move objects frame by frame; returns (frames, objects, 4) boxes, NaN outside each life.
 
-    Velocities drift by a small random acceleration (speed kept within 30% of its
-    start). With ``bounds`` (x0, y0, x1, y1) objects bounce off them; without,
+    Velocities drift by a random acceleration (``wobble`` px/frame^2 standard deviation,
+    speed kept within 30% of its start). With ``bounds`` (x0, y0, x1, y1) objects bounce off them; without,
     they live until they have crossed out of the frame.
     """
     n = len(start)
@@ -93,7 +93,7 @@ def _simulate(rng: np.random.Generator, frames: int, start: np.ndarray, centre: 
     gone = np.zeros(n, bool)
     for t in range(frames):
         alive = (start <= t) & ~gone
-        velocity[alive] += rng.normal(0.0, 0.03, (alive.sum(), 2))
+        velocity[alive] += rng.normal(0.0, wobble, (alive.sum(), 2))
         speed = np.linalg.norm(velocity, axis=1)
         factor = np.clip(speed, 0.7 * speed0, 1.3 * speed0) / np.maximum(speed, 1e-9)
         velocity *= factor[:, None]
@@ -147,6 +147,27 @@ def _diagonal_walkers(rng: np.random.Generator, n: int, frames: int, speed: tupl
     return start, np.stack([x, y], axis=1), v, size
 
 
+def _meeting_pairs(rng: np.random.Generator, pairs: int, frames: int, oblique: bool,
+                   unequal: bool) -> tuple[np.ndarray, ...]:
+    """Pairs of person-like objects that meet: head-on, or with paths 30-60 degrees off head-on
+    (``oblique``), at one speed or one 1.5-2.5 times the other's (``unequal``); one pair every
+    ``frames / pairs`` frames or so, each pair meeting near the frame's middle."""
+    n = 2 * pairs
+    size = np.repeat(_sizes(rng, pairs), 2, axis=0) * rng.uniform(0.9, 1.1, (n, 2))  # look-alikes
+    meet_t = np.repeat(np.linspace(120, max(frames - 60, 121), pairs) + rng.uniform(-20, 20, pairs), 2)
+    meet = np.repeat(rng.uniform([400, 200], [WIDTH - 400, HEIGHT - 200], (pairs, 2)), 2, axis=0)
+    heading = np.repeat(rng.uniform(0, 2 * np.pi, pairs), 2)
+    turn = rng.uniform(np.pi / 6, np.pi / 3, pairs) * rng.choice([-1, 1], pairs) if oblique else np.zeros(pairs)
+    heading[1::2] += np.pi + turn
+    speed = np.repeat(rng.uniform(2.0, 5.0, pairs), 2)
+    if unequal:
+        speed[1::2] *= rng.uniform(1.5, 2.5, pairs)
+    velocity = speed[:, None] * np.stack([np.cos(heading), np.sin(heading)], axis=1)
+    lead = np.minimum(meet_t, 700.0 / speed)  # frames from entering to meeting
+    start = np.floor(meet_t - lead).astype(int)
+    return start, meet - velocity * (meet_t - start)[:, None], velocity, size
+
+
 def _pillars(rng: np.random.Generator, count: int) -> np.ndarray:
     """Full-height occluders 30-70 px wide, spread across the frame."""
     xs = (np.arange(count) + 0.5) * WIDTH / count + rng.normal(0, 40, count)
@@ -163,7 +184,7 @@ def make_scene(name: str, seed: int, frames: int, max_gap: int) -> Scene:
     """
     rng = np.random.default_rng([seed, SCENES.index(name)])
     pillars = np.zeros((0, 4))
-    if name == "steady":  # 20 objects bouncing around, 3 classes, no pillars
+    if name in ("steady", "plain"):  # 20 objects bouncing around, 3 classes, no pillars (plain: see below)
         n = 20
         size = _sizes(rng, n)
         centre = rng.uniform([100, 100], [WIDTH - 100, HEIGHT - 100], (n, 2))
@@ -194,9 +215,32 @@ def make_scene(name: str, seed: int, frames: int, max_gap: int) -> Scene:
         bounds = np.array([-250, -250, WIDTH + 250, HEIGHT + 250])
         boxes = _simulate(rng, frames, np.zeros(n, int), centre, velocity, size, bounds)
         classes = rng.integers(0, 2, n)
+    elif name in ("head_on", "head_on_unequal", "oblique", "oblique_unequal"):  # pairs of one class meeting
+        oblique, unequal = name.startswith("oblique"), name.endswith("unequal")
+        boxes = _simulate(rng, frames, *_meeting_pairs(rng, 8, frames, oblique, unequal), bounds=None, wobble=0.005)
+        classes = np.zeros(boxes.shape[1], int)
+    elif name in ("walkers", "fast"):  # a crowd of one class, random headings and speeds, bouncing off the edges
+        n = int(rng.integers(10, 21)) if name == "walkers" else 10
+        size = _sizes(rng, n)
+        centre = rng.uniform([100, 100], [WIDTH - 100, HEIGHT - 100], (n, 2))
+        angle = rng.uniform(0, 2 * np.pi, n)
+        speed = rng.uniform(0.5, 4.0, n) if name == "walkers" else rng.uniform(10.0, 25.0, n)
+        velocity = speed[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+        boxes = _simulate(rng, frames, np.zeros(n, int), centre, velocity, size, np.array([0, 0, WIDTH, HEIGHT]))
+        classes = np.zeros(n, int)
+    elif name == "hide":  # objects pass behind a wide static object, fully hidden for 10-20 frames
+        start, centre, velocity, size = _lane_walkers(rng, 16, frames, (2.0, 6.0), lanes=6)
+        wall = 160.0
+        pillars = np.array([[WIDTH / 2 - wall / 2, 0, WIDTH / 2 + wall / 2, HEIGHT]])
+        hidden_for = rng.uniform(10, 20, len(start))  # frames fully behind: (wall - width) / speed
+        velocity[:, 0] = np.sign(velocity[:, 0]) * (wall - size[:, 0]) / hidden_for
+        boxes = _simulate(rng, frames, start, centre, velocity, size, bounds=None)
+        classes = np.zeros(len(start), int)
     else:
         raise ValueError(f"unknown scene {name!r}")
     depth = rng.permutation(boxes.shape[1]).astype(float)
+    if name == "plain":  # as steady, but no object is nearer than another, so none hides another: box noise only
+        depth[:] = 0.0
     scene = Scene(name, boxes, classes, depth, pillars)
     _observe(scene)
     while name != "exit_reenter":  # removing one object can expose another: repeat until none is left
@@ -226,7 +270,8 @@ def gaps(scene: Scene) -> dict[int, list[int]]:
     return {o: [b - a - 1 for a, b in zip(ts, ts[1:]) if b - a > 1] for o, ts in seen.items()}
 
 
-SCENES = ("steady", "crossing", "occlusion", "crowd", "exit_reenter")
+SCENES = ("steady", "crossing", "occlusion", "crowd", "exit_reenter",
+          "head_on", "head_on_unequal", "oblique", "oblique_unequal", "walkers", "fast", "hide", "plain")
 
 
 @dataclass
