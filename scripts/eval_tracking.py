@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rtseg.core.config import TrackingConfig
-from rtseg.offline.eval_tracking import TARGET_SCENES, TARGETS, evaluate
+from rtseg.offline.eval_tracking import PEERS, TARGET_SCENES, TARGETS, compare, evaluate
 from rtseg.offline.scenes import SCENES, Noise
 
 
@@ -50,14 +50,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--low-score", type=float, default=defaults.low_score, help="chance a detection scores low (0.2-0.6) whatever its visibility")
     parser.add_argument("--false-positives", type=float, default=defaults.false_positives, help="mean false positives per frame")
     parser.add_argument("--fragments", type=float, default=defaults.fragments, help="share of false positives that are fragments of real objects")
+    parser.add_argument("--class-flip", type=float, default=defaults.class_flip, help="chance a detection of an object has another class")
+    parser.add_argument("--duplicates", type=float, default=defaults.duplicates, help="chance an object is also detected under another class")
+    parser.add_argument("--agnostic-nms", type=float, default=defaults.agnostic_nms, help="the detector's class-agnostic NMS IoU (0: off)")
+    parser.add_argument("--class-aware", action="store_true", help="pair detections only with tracks of their class (tracking.class_agnostic: false)")
     parser.add_argument("--match", choices=("iou", "mask_iou"), default="iou", help="tracker overlap measure (mask_iou simulates masks: slower)")
     parser.add_argument("--bench-frames", type=int, default=2000, help="frames timed in the 20-object benchmark (0 skips it)")
+    parser.add_argument("--peers", nargs="*", choices=PEERS, metavar="PEER",
+                        help=f"instead of the usual table, compare rtseg's tracker with boxmot's ({', '.join(PEERS)}; "
+                             "all when none is named) per scene family, with HOTA (needs boxmot and trackeval)")
     parser.add_argument("--json", metavar="PATH", help="also write all results as JSON to PATH ('-' for stdout)")
     args = parser.parse_args(argv)
 
-    noise = Noise(args.jitter, args.miss, args.low_score, args.false_positives, args.fragments)
-    config = dataclasses.replace(TrackingConfig(), match=args.match)
-    report = evaluate(args.scenes, args.seeds, args.frames, noise, config, args.bench_frames)
+    noise = Noise(args.jitter, args.miss, args.low_score, args.false_positives, args.fragments, args.class_flip,
+                  args.duplicates, args.agnostic_nms)
+    config = dataclasses.replace(TrackingConfig(), match=args.match, class_agnostic=not args.class_aware)
+    if args.peers is not None:
+        report = compare(args.scenes, args.seeds, args.frames, noise, config, ["rtseg", *(args.peers or PEERS)])
+    else:
+        report = evaluate(args.scenes, args.seeds, args.frames, noise, config, args.bench_frames)
     if args.json:
         text = json.dumps(report, indent=2)
         if args.json == "-":

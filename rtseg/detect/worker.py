@@ -229,7 +229,8 @@ class MaskRCNNDetector:
 
     def best_boxes(self, class_logits: torch.Tensor, box_regression: torch.Tensor, proposals: list[torch.Tensor],
                     image_sizes: list[tuple[int, int]]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """RoIHeads.postprocess_detections with ``best_after_nms``, then the class filter: (boxes, scores, labels)."""
+        """RoIHeads.postprocess_detections with ``best_after_nms``, then the class filter and the optional
+        class-agnostic NMS (``model.class_agnostic_nms``): (boxes, scores, labels)."""
         heads = self.model.roi_heads
         counts = [len(p) for p in proposals]
         boxes_all = heads.box_coder.decode(box_regression.to(torch.float32), proposals)
@@ -247,6 +248,8 @@ class MaskRCNNDetector:
             keep = best_after_nms(boxes, scores, labels, heads.nms_thresh, heads.detections_per_img)
             if self._keep_ids is not None:
                 keep = keep[torch.isin(labels[keep], self._keep_ids)]
+            if self.config.class_agnostic_nms:  # one object boxed under two classes: keep the likelier
+                keep = keep[box_ops.nms(boxes[keep], scores[keep], self.config.class_agnostic_nms)]
             found.append((boxes[keep], scores[keep], labels[keep]))
         return found
 

@@ -26,32 +26,47 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from rtseg.core.config import TrackingConfig
 from rtseg.offline.mot_metrics import ColourChange, ColourChanges, MotAccumulator, MotCounts, colour_changes
-from rtseg.offline.scenes import NMS_IOU, SCENES, Noise, detect, gaps, make_scene
+from rtseg.offline.scenes import HEIGHT, NMS_IOU, SCENES, WIDTH, FrameData, Noise, Scene, detect, gaps, make_scene
 from rtseg.track.tracker import Tracker
 
 TARGET_SCENES = ("crossing", "occlusion", "crowd")
 TARGETS = {"mota": 0.85, "idf1": 0.9, "colour_changes": 0, "ms_per_frame": 1.0}
 
 
-def run_scene(name: str, seed: int, frames: int, noise: Noise, config: TrackingConfig) -> dict:
-    """Track one simulated scene; return its counts, colour changes and gap statistics."""
-    scene = make_scene(name, seed, frames, config.max_age)
+def simulate(name: str, seed: int, frames: int, noise: Noise, with_masks: bool,
+             max_gap: int) -> tuple[Scene, Iterator[FrameData]]:
+    """A scene and its detections, frame by frame (simulated masks take 1 MB per object and frame)."""
+    scene = make_scene(name, seed, frames, max_gap)
     rng = np.random.default_rng([seed, SCENES.index(name), 1])
-    tracker = Tracker(config)
+    return scene, (detect(scene, t, noise, rng, with_masks) for t in range(frames))
+
+
+def run_scene(name: str, seed: int, frames: int, noise: Noise, config: TrackingConfig, tracker_name: str = "rtseg",
+              with_hota: bool = False, simulated: tuple[Scene, Iterable[FrameData]] | None = None) -> dict:
+    """Track one simulated scene with ``tracker_name`` (see :func:`make_tracker`); return its counts, colour
+    changes, gap statistics, the tracker's CPU milliseconds per frame and, ``with_hota``, HOTA / DetA / AssA.
+
+    ``simulated``: the scene and detections, when already made (:func:`simulate`) for another tracker.
+    """
+    scene, detections = simulated or simulate(name, seed, frames, noise, config.match == "mask_iou", config.max_age)
+    tracker = make_tracker(tracker_name, config)
+    seconds = 0.0
     acc = MotAccumulator()
     colours = []
     owners = []  # per frame: confirmed id -> object of the detection it was given (-1: a false detection)
     objects: set[int] = set()
-    for t in range(frames):  # frame by frame: simulated masks take 1 MB per object and frame
-        f = detect(scene, t, noise, rng, config.match == "mask_iou")
+    class_errors = tracked = 0  # tracked detections of objects, and those showing a class not the object's
+    for f in detections:
         objects.update(f.gt_objects.tolist())
+        start = time.thread_time()  # CPU time of this thread: a busy machine does not inflate it
         ids = tracker.update(f.boxes, f.scores, f.class_ids, f.masks)
+        seconds += time.thread_time() - start
         out = ids >= 0
         acc.update(f.gt_objects.tolist(), f.gt_boxes, ids[out].tolist(), f.boxes[out])
         # An object counts as detected when it has a detection the tracker takes in (>= low_score);
@@ -59,6 +74,9 @@ def run_scene(name: str, seed: int, frames: int, noise: Noise, config: TrackingC
         colours.append({int(o): int(i) for o, i, sc in zip(f.det_object, ids, f.scores)
                         if o >= 0 and sc >= config.low_score})
         owners.append({int(i): int(o) for o, i in zip(f.det_object[out], ids[out])})
+        shown = out & (f.det_object >= 0)
+        tracked += int(shown.sum())
+        class_errors += int((tracker.labels()[0][shown] != scene.classes[f.det_object[shown]]).sum())
     counts = acc.counts()
     changes = list(colour_changes(colours, -1))
     counted = ColourChanges.tally(changes)
@@ -67,7 +85,64 @@ def run_scene(name: str, seed: int, frames: int, noise: Noise, config: TrackingC
     return {"scene": name, "seed": seed, "frames": frames, "objects": len(objects),
             "longest_gap": gap, "gaps_over_max_age": long_gaps, "colour_changes": counted.continuous,
             "colour_changes_life": counted.lifetime, "colour_change_causes": change_causes(changes, owners),
-            **dataclasses.asdict(counts), "mota": counts.mota, "idf1": counts.idf1}
+            "tracked_detections": tracked, "class_errors": class_errors,
+            **dataclasses.asdict(counts), "mota": counts.mota, "idf1": counts.idf1,
+            "tracker": tracker_name, "ms_per_frame": seconds * 1e3 / max(frames, 1),
+            **(acc.hota() if with_hota else {})}
+
+
+PEERS = ("bytetrack", "ocsort", "botsort")
+
+
+def make_tracker(name: str, config: TrackingConfig) -> Tracker | BoxmotPeer:
+    """rtseg's tracker ("rtseg") or one of boxmot's motion-only trackers (:data:`PEERS`), set up alike."""
+    return Tracker(config) if name == "rtseg" else BoxmotPeer(name, config)
+
+
+class BoxmotPeer:
+    """One of boxmot's motion-only trackers behind rtseg's tracker interface (``update`` gives each
+    detection's id, -1 for none; ``labels`` each detection's own class and score).
+
+    The settings rtseg's tracker has are passed on: ``max_age`` (and as ByteTrack's and BoT-SORT's
+    track buffer), ``min_hits``, ``high_score`` (the first association's and new tracks' threshold),
+    ``low_score`` (the second association's floor; OC-SORT with its ByteTrack-style second pass on),
+    ``iou_threshold`` (OC-SORT's); all class-agnostic (``per_class`` off). BoT-SORT runs without
+    re-identification and without camera-motion compensation (the simulated camera is static).
+    Everything else is boxmot's default. Needs ``pip install --no-deps boxmot lapx``.
+    """
+
+    def __init__(self, name: str, config: TrackingConfig) -> None:
+        common = {"max_age": config.max_age, "min_hits": config.min_hits, "per_class": False}
+        if name == "bytetrack":
+            from boxmot.trackers.box.bytetrack.tracker import ByteTrack
+            self._tracker = ByteTrack(min_conf=config.low_score, track_thresh=config.high_score,
+                                      track_buffer=config.max_age, **common)
+        elif name == "ocsort":
+            from boxmot.trackers.box.ocsort.tracker import OcSort
+            self._tracker = OcSort(min_conf=config.low_score, use_byte=True, det_thresh=config.high_score,
+                                   iou_threshold=config.iou_threshold, **common)
+        elif name == "botsort":
+            from boxmot.trackers.box.botsort.tracker import BotSort
+            self._tracker = BotSort(track_high_thresh=config.high_score, track_low_thresh=config.low_score,
+                                    new_track_thresh=config.high_score, track_buffer=config.max_age, use_cmc=False,
+                                    use_embeddings=False, **common)
+        else:
+            raise ValueError(f"unknown tracker {name!r}: rtseg or one of {', '.join(PEERS)}")
+        self._frame = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+        self._shown = (np.zeros(0, np.int64), np.zeros(0))
+
+    def update(self, boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
+               masks: np.ndarray | None = None) -> np.ndarray:
+        dets = np.concatenate([boxes, scores[:, None], class_ids[:, None]], axis=1).astype(np.float32)
+        out = np.asarray(self._tracker.update(dets.reshape(-1, 6), self._frame))
+        ids = np.full(len(boxes), -1, np.int64)
+        if len(out):
+            ids[out[:, 7].astype(np.int64)] = out[:, 4].astype(np.int64)
+        self._shown = (np.asarray(class_ids, np.int64), np.asarray(scores, np.float64))
+        return ids
+
+    def labels(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._shown
 
 
 CAUSES = {
@@ -127,7 +202,8 @@ def _total(rows: list[dict]) -> dict:
             "objects": sum(r["objects"] for r in rows), "gap": max(r["longest_gap"] for r in rows),
             "long_gaps": sum(r["gaps_over_max_age"] for r in rows),
             "colour": ColourChanges(sum(r["colour_changes"] for r in rows), sum(r["colour_changes_life"] for r in rows)),
-            "causes": {k: sum(r["colour_change_causes"][k] for r in rows) for k in CAUSES}}
+            "causes": {k: sum(r["colour_change_causes"][k] for r in rows) for k in CAUSES},
+            "tracked": sum(r["tracked_detections"] for r in rows), "class_errors": sum(r["class_errors"] for r in rows)}
 
 
 def _row(label: str, rows: list[dict]) -> str:
@@ -184,6 +260,7 @@ def evaluate(scenes: Sequence[str], seeds: Sequence[int], frames: int, noise: No
     verdicts["colour_changes"] = all_colour.continuous <= TARGETS["colour_changes"]
     say(f"\ncolour changes, all scenes run: {all_colour.continuous} while continuously detected, "
         f"{all_colour.lifetime} over whole lives")
+    say(f"class shown wrong on {everything['class_errors']} of {everything['tracked']} tracked detections of objects")
     if all_colour.continuous:
         say("while continuously detected, an object changed colour because")
         for key, text in CAUSES.items():
@@ -201,3 +278,34 @@ def evaluate(scenes: Sequence[str], seeds: Sequence[int], frames: int, noise: No
     return {"noise": dataclasses.asdict(noise), "tracking": dataclasses.asdict(config), "seeds": list(seeds),
             "frames": frames, "runs": results, "summary": summary, "benchmark": bench,
             "targets": TARGETS, "targets_met": verdicts}
+
+
+def compare(scenes: Sequence[str], seeds: Sequence[int], frames: int, noise: Noise, config: TrackingConfig,
+            trackers: Sequence[str], say: Callable[[str], None] = print) -> dict:
+    """Run every tracker on every scene and seed (the same detections for all); ``say`` one table per
+    scene family and return its figures: {scene: {tracker: summary}}."""
+    say(f"seeds {' '.join(map(str, seeds))}, {frames} frames each; colour changes while continuously detected "
+        "per 10,000 ground-truth boxes (object-frames); ms: the tracker's CPU time per frame")
+    table: dict[str, dict[str, dict]] = {}
+    for scene in scenes:
+        say(f"\n{scene}")
+        say(f"{'tracker':<12}{'MOTA':>8}{'IDF1':>8}{'HOTA':>8}{'DetA':>8}{'AssA':>8}{'IDSW':>6}{'colour/10k':>12}{'ms':>8}")
+        table[scene] = {}
+        simulated = {}
+        for seed in seeds:  # the same detections for every tracker, made once
+            made, detections = simulate(scene, seed, frames, noise, False, config.max_age)
+            simulated[seed] = (made, list(detections))
+        for name in trackers:
+            rows = [run_scene(scene, seed, frames, noise, config, name, with_hota=True, simulated=simulated[seed])
+                    for seed in seeds]
+            summary = _summary(rows)
+            gt = summary["num_gt"]
+            summary.update({key: float(np.average([r[key] for r in rows], weights=[r["num_gt"] for r in rows]))
+                            for key in ("hota", "deta", "assa")},
+                           colour_per_10k=1e4 * summary["colour_changes"] / gt if gt else float("nan"),
+                           ms_per_frame=float(np.mean([r["ms_per_frame"] for r in rows])))
+            table[scene][name] = summary
+            say(f"{name:<12}{summary['mota']:>8.3f}{summary['idf1']:>8.3f}{summary['hota']:>8.3f}{summary['deta']:>8.3f}"
+                f"{summary['assa']:>8.3f}{summary['idsw']:>6}{summary['colour_per_10k']:>12.2f}"
+                f"{summary['ms_per_frame']:>8.3f}")
+    return table

@@ -39,13 +39,16 @@ NMS_IOU = 0.5
 
 @dataclass(frozen=True)
 class Noise:
-    """How the simulated detector errs (defaults: a decent detector on real video)."""
+    """How the simulated detector errs, and its NMS (defaults: a decent detector on real video)."""
 
     jitter: float = 3.0  # standard deviation, pixels, of noise added to each box coordinate
     miss: float = 0.08  # chance a detectable object is missed in a frame
     low_score: float = 0.1  # chance a detection scores low (0.2-0.6) whatever its visibility
     false_positives: float = 3.0  # mean false detections per frame (Poisson)
     fragments: float = 0.33  # share of false positives that are fragments of real objects
+    class_flip: float = 0.0  # chance a detection of an object has another class (class flicker)
+    duplicates: float = 0.0  # chance an object is detected twice, the second time under another class
+    agnostic_nms: float = 0.0  # the detector's class-agnostic NMS IoU after per-class NMS (0: off)
 
 
 @dataclass
@@ -75,11 +78,11 @@ class View:
 
 
 def _simulate(rng: np.random.Generator, frames: int, start: np.ndarray, centre: np.ndarray,
-              velocity: np.ndarray, size: np.ndarray, bounds: np.ndarray | None) -> np.ndarray:
+              velocity: np.ndarray, size: np.ndarray, bounds: np.ndarray | None, wobble: float = 0.03) -> np.ndarray:
     """Move objects frame by frame; returns (frames, objects, 4) boxes, NaN outside each life.
 
-    Velocities drift by a small random acceleration (speed kept within 30% of its
-    start). With ``bounds`` (x0, y0, x1, y1) objects bounce off them; without,
+    Velocities drift by a random acceleration (``wobble`` px/frame^2 standard deviation,
+    speed kept within 30% of its start). With ``bounds`` (x0, y0, x1, y1) objects bounce off them; without,
     they live until they have crossed out of the frame.
     """
     n = len(start)
@@ -90,7 +93,7 @@ def _simulate(rng: np.random.Generator, frames: int, start: np.ndarray, centre: 
     gone = np.zeros(n, bool)
     for t in range(frames):
         alive = (start <= t) & ~gone
-        velocity[alive] += rng.normal(0.0, 0.03, (alive.sum(), 2))
+        velocity[alive] += rng.normal(0.0, wobble, (alive.sum(), 2))
         speed = np.linalg.norm(velocity, axis=1)
         factor = np.clip(speed, 0.7 * speed0, 1.3 * speed0) / np.maximum(speed, 1e-9)
         velocity *= factor[:, None]
@@ -144,6 +147,27 @@ def _diagonal_walkers(rng: np.random.Generator, n: int, frames: int, speed: tupl
     return start, np.stack([x, y], axis=1), v, size
 
 
+def _meeting_pairs(rng: np.random.Generator, pairs: int, frames: int, oblique: bool,
+                   unequal: bool) -> tuple[np.ndarray, ...]:
+    """Pairs of person-like objects that meet: head-on, or with paths 30-60 degrees off head-on
+    (``oblique``), at one speed or one 1.5-2.5 times the other's (``unequal``); one pair every
+    ``frames / pairs`` frames or so, each pair meeting near the frame's middle."""
+    n = 2 * pairs
+    size = np.repeat(_sizes(rng, pairs), 2, axis=0) * rng.uniform(0.9, 1.1, (n, 2))  # look-alikes
+    meet_t = np.repeat(np.linspace(120, max(frames - 60, 121), pairs) + rng.uniform(-20, 20, pairs), 2)
+    meet = np.repeat(rng.uniform([400, 200], [WIDTH - 400, HEIGHT - 200], (pairs, 2)), 2, axis=0)
+    heading = np.repeat(rng.uniform(0, 2 * np.pi, pairs), 2)
+    turn = rng.uniform(np.pi / 6, np.pi / 3, pairs) * rng.choice([-1, 1], pairs) if oblique else np.zeros(pairs)
+    heading[1::2] += np.pi + turn
+    speed = np.repeat(rng.uniform(2.0, 5.0, pairs), 2)
+    if unequal:
+        speed[1::2] *= rng.uniform(1.5, 2.5, pairs)
+    velocity = speed[:, None] * np.stack([np.cos(heading), np.sin(heading)], axis=1)
+    lead = np.minimum(meet_t, 700.0 / speed)  # frames from entering to meeting
+    start = np.floor(meet_t - lead).astype(int)
+    return start, meet - velocity * (meet_t - start)[:, None], velocity, size
+
+
 def _pillars(rng: np.random.Generator, count: int) -> np.ndarray:
     """Full-height occluders 30-70 px wide, spread across the frame."""
     xs = (np.arange(count) + 0.5) * WIDTH / count + rng.normal(0, 40, count)
@@ -160,7 +184,7 @@ def make_scene(name: str, seed: int, frames: int, max_gap: int) -> Scene:
     """
     rng = np.random.default_rng([seed, SCENES.index(name)])
     pillars = np.zeros((0, 4))
-    if name == "steady":  # 20 objects bouncing around, 3 classes, no pillars
+    if name in ("steady", "plain"):  # 20 objects bouncing around, 3 classes, no pillars (plain: see below)
         n = 20
         size = _sizes(rng, n)
         centre = rng.uniform([100, 100], [WIDTH - 100, HEIGHT - 100], (n, 2))
@@ -191,9 +215,32 @@ def make_scene(name: str, seed: int, frames: int, max_gap: int) -> Scene:
         bounds = np.array([-250, -250, WIDTH + 250, HEIGHT + 250])
         boxes = _simulate(rng, frames, np.zeros(n, int), centre, velocity, size, bounds)
         classes = rng.integers(0, 2, n)
+    elif name in ("head_on", "head_on_unequal", "oblique", "oblique_unequal"):  # pairs of one class meeting
+        oblique, unequal = name.startswith("oblique"), name.endswith("unequal")
+        boxes = _simulate(rng, frames, *_meeting_pairs(rng, 8, frames, oblique, unequal), bounds=None, wobble=0.005)
+        classes = np.zeros(boxes.shape[1], int)
+    elif name in ("walkers", "fast"):  # a crowd of one class, random headings and speeds, bouncing off the edges
+        n = int(rng.integers(10, 21)) if name == "walkers" else 10
+        size = _sizes(rng, n)
+        centre = rng.uniform([100, 100], [WIDTH - 100, HEIGHT - 100], (n, 2))
+        angle = rng.uniform(0, 2 * np.pi, n)
+        speed = rng.uniform(0.5, 4.0, n) if name == "walkers" else rng.uniform(10.0, 25.0, n)
+        velocity = speed[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+        boxes = _simulate(rng, frames, np.zeros(n, int), centre, velocity, size, np.array([0, 0, WIDTH, HEIGHT]))
+        classes = np.zeros(n, int)
+    elif name == "hide":  # objects pass behind a wide static object, fully hidden for 10-20 frames
+        start, centre, velocity, size = _lane_walkers(rng, 16, frames, (2.0, 6.0), lanes=6)
+        wall = 160.0
+        pillars = np.array([[WIDTH / 2 - wall / 2, 0, WIDTH / 2 + wall / 2, HEIGHT]])
+        hidden_for = rng.uniform(10, 20, len(start))  # frames fully behind: (wall - width) / speed
+        velocity[:, 0] = np.sign(velocity[:, 0]) * (wall - size[:, 0]) / hidden_for
+        boxes = _simulate(rng, frames, start, centre, velocity, size, bounds=None)
+        classes = np.zeros(len(start), int)
     else:
         raise ValueError(f"unknown scene {name!r}")
     depth = rng.permutation(boxes.shape[1]).astype(float)
+    if name == "plain":  # as steady, but no object is nearer than another, so none hides another: box noise only
+        depth[:] = 0.0
     scene = Scene(name, boxes, classes, depth, pillars)
     _observe(scene)
     while name != "exit_reenter":  # removing one object can expose another: repeat until none is left
@@ -223,7 +270,8 @@ def gaps(scene: Scene) -> dict[int, list[int]]:
     return {o: [b - a - 1 for a, b in zip(ts, ts[1:]) if b - a > 1] for o, ts in seen.items()}
 
 
-SCENES = ("steady", "crossing", "occlusion", "crowd", "exit_reenter")
+SCENES = ("steady", "crossing", "occlusion", "crowd", "exit_reenter",
+          "head_on", "head_on_unequal", "oblique", "oblique_unequal", "walkers", "fast", "hide", "plain")
 
 
 @dataclass
@@ -321,7 +369,12 @@ def detect(scene: Scene, t: int, noise: Noise, rng: np.random.Generator, with_ma
     boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
     scores, classes = np.concatenate([scores, fp_scores]), np.concatenate([classes, fp_classes])
     det_object = np.concatenate([objects, np.full(n_fp, -1)])
+    if noise.class_flip or noise.duplicates:  # drawn last, so that the rest is as without them
+        boxes, scores, classes, det_object = _confuse_classes(boxes, scores, classes, det_object, noise, rng,
+                                                              max(int(scene.classes.max()) + 1, 2))
     keep = class_nms(boxes, scores, classes)
+    if noise.agnostic_nms:
+        keep = keep[class_nms(boxes[keep], scores[keep], np.zeros(len(keep), np.int64), noise.agnostic_nms)]
     boxes, scores, classes, det_object = boxes[keep], scores[keep], classes[keep], det_object[keep]
     masks = None
     if with_masks:
@@ -330,6 +383,21 @@ def detect(scene: Scene, t: int, noise: Noise, rng: np.random.Generator, with_ma
         masks = _ellipse_masks(boxes, behind)
     return FrameData(gt_objects, gt_boxes, boxes.astype(np.float32), scores.astype(np.float32),
                      classes.astype(np.int64), det_object, masks)
+
+
+def _confuse_classes(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, det_object: np.ndarray, noise: Noise,
+                     rng: np.random.Generator, n_classes: int) -> tuple[np.ndarray, ...]:
+    """Detections of objects with their class flipped (``noise.class_flip``), plus duplicates under another
+    class (``noise.duplicates``: the box again within a pixel, a lower score; false detections, object -1)."""
+    real = det_object >= 0
+    flip = real & (rng.random(len(classes)) < noise.class_flip)
+    classes = np.where(flip, (classes + rng.integers(1, n_classes, len(classes))) % n_classes, classes)
+    twin = np.flatnonzero(real & (rng.random(len(classes)) < noise.duplicates))
+    twin_boxes = np.clip(boxes[twin] + rng.uniform(-1.0, 1.0, (len(twin), 4)), 0, [WIDTH, HEIGHT, WIDTH, HEIGHT])
+    twin_scores = scores[twin] * rng.uniform(0.5, 1.0, len(twin))
+    twin_classes = (classes[twin] + rng.integers(1, n_classes, len(twin))) % n_classes
+    return (np.concatenate([boxes, twin_boxes]), np.concatenate([scores, twin_scores]),
+            np.concatenate([classes, twin_classes]), np.concatenate([det_object, np.full(len(twin), -1)]))
 
 
 def class_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float = NMS_IOU) -> np.ndarray:

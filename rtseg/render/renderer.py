@@ -140,10 +140,32 @@ class Renderer:
 
     @staticmethod
     def _label(out: np.ndarray, text: str, corner: tuple[int, int], color: tuple[int, int, int]) -> None:
-        font, scale, thickness = cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1
-        (tw, th), baseline = cv2.getTextSize(text, font, scale, thickness)
-        x, y = max(corner[0], 0), max(corner[1], th + baseline + 2)
-        cv2.rectangle(out, (x, y - th - baseline - 2), (x + tw + 2, y), color, cv2.FILLED)
+        (x0, y0, x1, y1), scale, thickness, pad = label_geometry(text, corner, out.shape[0], out.shape[1])
+        cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), color, cv2.FILLED)
         luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
         ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
-        cv2.putText(out, text, (x + 1, y - baseline - 1), font, scale, ink, thickness, cv2.LINE_AA)
+        baseline = cv2.getTextSize(text, _FONT, scale, thickness)[1]
+        cv2.putText(out, text, (x0 + pad, y1 - pad - baseline), _FONT, scale, ink, thickness, cv2.LINE_AA)
+
+
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def label_geometry(text: str, corner: tuple[int, int], height: int, width: int) -> tuple[tuple[int, int, int, int],
+                                                                                        float, int, int]:
+    """Where a label goes on a ``height`` x ``width`` frame: its filled box (x0, y0, x1, y1; ends
+    exclusive), font scale, stroke thickness and padding.
+
+    Font, stroke and padding grow with the frame's shorter side (scale 0.5 at 480 pixels,
+    never below 0.3), so a label takes the same share of any frame. The label sits on the
+    box's top-left ``corner``, above the box, moved inside the frame where it would cross
+    an edge (below the box's top edge when the box touches the frame's top).
+    """
+    scale = max(0.3, min(height, width) / 960)
+    thickness = max(1, round(1.5 * scale))
+    pad = max(1, round(4 * scale))
+    (text_w, text_h), baseline = cv2.getTextSize(text, _FONT, scale, thickness)
+    label_w, label_h = text_w + 2 * pad, text_h + baseline + 2 * pad
+    x0 = min(max(corner[0], 0), max(width - label_w, 0))
+    y1 = min(max(corner[1], label_h), height)
+    return (x0, max(y1 - label_h, 0), min(x0 + label_w, width), y1), scale, thickness, pad

@@ -11,6 +11,9 @@ tracks and detections still free, scored by that step's own measure:
   its own step's measure (share inside the prediction for tracks matched last frame,
   the Mahalanobis gate for lost ones);
 * :attr:`Step.LAST_RESORT`: any overlap, with the guards of step 6.
+
+A stage pairs a track only with detections of the class it shows, unless it runs
+``across_classes`` (steps 2 and 3 with ``tracking.class_agnostic``).
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ class Stage:
     competing: np.ndarray  # (N,) bool: detections taking part in the assignment
     kept: np.ndarray  # (N,) bool: detections whose pairs are kept (the rest only compete)
     threshold: float = 0.0  # least overlap, for the overlap steps
+    across_classes: bool = False  # whether a track may take a detection of another class
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,7 @@ class Pairing:
     bonus: np.ndarray  # (N,) _SCORE_BONUS * score
     seen: np.ndarray  # (T,) bool: matched last frame
     fragment: np.ndarray  # (N,) bool: nested in a more confident detection
-    same_class: np.ndarray  # (T, N) bool: track and detection have one class
+    same_class: np.ndarray  # (T, N) bool: the detection has the class the track shows
 
 
 def score_bonus(scores: np.ndarray) -> np.ndarray:
@@ -134,15 +138,18 @@ def associate(pairing: Pairing, stages: Sequence[Stage]) -> tuple[np.ndarray, np
 
 def _pairs(pairing: Pairing, stage: Stage, t_idx: np.ndarray, d_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows and columns (into ``t_idx``, ``d_idx``) of the pairs ``stage`` makes."""
+    bonus: np.ndarray | None = None
     if stage.step is Step.SLIVER_OR_REFIND:
-        sub = _sliver_or_refind(pairing, t_idx, d_idx)
+        sub, threshold = _sliver_or_refind(pairing, t_idx, d_idx), 0.0
+    elif stage.step is Step.LAST_RESORT:
+        sub, threshold = _last_resort(pairing.overlap, t_idx, pairing.predicted[t_idx], pairing.boxes[d_idx], d_idx), 0.0
+        bonus = pairing.bonus[d_idx]
+    else:
+        sub, threshold = pairing.overlap[t_idx[:, None], d_idx], stage.threshold  # a copy: the frame's stays
+        bonus = pairing.bonus[d_idx][None, :] + _SEEN_BONUS * pairing.seen[t_idx, None]
+    if not stage.across_classes:
         sub[~pairing.same_class[t_idx[:, None], d_idx]] = 0.0
-        return assign(sub, 0.0)
-    if stage.step is Step.LAST_RESORT:
-        sub = _last_resort(pairing.overlap, t_idx, pairing.predicted[t_idx], pairing.boxes[d_idx], d_idx)
-        return assign(sub, 0.0, pairing.bonus[d_idx])
-    pair_bonus = pairing.bonus[d_idx][None, :] + _SEEN_BONUS * pairing.seen[t_idx, None]
-    return assign(pairing.overlap[t_idx[:, None], d_idx], stage.threshold, pair_bonus)
+    return assign(sub, threshold, bonus)
 
 
 def assign(overlap: np.ndarray, threshold: float, bonus: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -12,9 +12,22 @@ Interface (plain numpy; usable without the rest of rtseg)::
 belongs to, or -1 where it belongs to none (yet). Ids start at 1, are given in
 order of confirmation and never reused, so they are dense and deterministic: the
 same sequence of inputs always yields the same ids. Detections scoring below
-``low_score`` are ignored (-1). ``track_detections`` does the same for a
-:class:`~rtseg.core.structures.Detections` record, filling its ``track_ids``.
+``low_score`` are ignored (-1). ``tracker.labels()`` then gives the class and score
+to show for each detection: its track's (:mod:`rtseg.track.votes`: the class its
+recent detections vote for, and a fading mean score), or its own where it has no
+confirmed track. ``track_detections`` does all this for a
+:class:`~rtseg.core.structures.Detections` record, filling its ``track_ids`` and
+replacing the class and score of tracked detections with their track's.
 ``tracking.enabled`` is for the pipeline to read; a Tracker always tracks.
+
+Classes: with ``class_agnostic`` (the default) steps 2 and 3 below pair detections
+with tracks whatever their class, so an object whose detected class flickers keeps
+its track; steps 4 to 7 still keep to the class a track shows: they pair on weaker
+evidence than a good overlap (or, for tentative tracks, too little history), and
+there a class that differs is more often another object's. Otherwise (``class_agnostic:
+false``) a track only ever takes detections of its own class. Either way the fragment
+rules compare detections of one class only: a small object of another class in front
+of a large one is no fragment of it.
 
 One ``update``, in the manner of ByteTrack (Zhang et al., 2022), with additions for
 the two things that cost identities in crowded video, partly hidden objects and
@@ -70,8 +83,8 @@ bonuses: ``_SCORE_BONUS`` times the score (of two detections fitting a track abo
 equally well, the confident one wins) and, in steps 2, 3 and 7, ``_SEEN_BONUS`` for a
 track matched last frame (of two tracks fitting a detection about equally well, the
 one that has followed it wins over a lost one whose prediction drifted onto it; step
-6 takes only such tracks, so there it would change nothing); pairs of
-different classes, or overlapping less than the stage's threshold, never match. The
+6 takes only such tracks, so there it would change nothing); pairs overlapping less
+than the stage's threshold (or, unless ``class_agnostic``, of different classes) never match. The
 overlap is box IoU, or with ``match: mask_iou`` the IoU of the detection's mask with
 the track's last mask moved along with the predicted box. With box IoU, a track
 matched last frame also counts the IoU of its last detection moved on by the track's
@@ -114,6 +127,7 @@ from rtseg.track.association import (
 )
 from rtseg.track.geometry import MaskCrop, nonzero
 from rtseg.track.motion import Motion
+from rtseg.track.votes import ClassVotes
 
 
 class Tracker:
@@ -134,15 +148,17 @@ class Tracker:
         """Forget every track and restart ids at 1 (a new video or a scene cut)."""
         # One row per track in each, in the same order; the properties below name the columns.
         self._motion = Motion()
+        self._votes = ClassVotes(self.config.vote_half_life)
         self._ints = np.zeros((0, 4), np.int64)
         self._crops: list[MaskCrop] = []  # last mask of each track, with match: mask_iou only
         self._next_id = 1
+        self._shown = (np.zeros(0, np.int64), np.zeros(0))  # see labels()
 
     # Views of the track arrays (valid until tracks are added or dropped).
     _box = property(lambda self: self._motion.box, doc="cx, cy, w, h")
     _velocity = property(lambda self: self._motion.velocity, doc="of the centre, pixels per frame")
     _var = property(lambda self: self._motion.var, doc="Kalman uncertainty, see rtseg.track.motion")
-    _class = property(lambda self: self._ints[:, 0])
+    _class = property(lambda self: self._ints[:, 0], doc="the class the track shows (its vote)")
     _id = property(lambda self: self._ints[:, 1], doc="-1 while tentative")
     _hits = property(lambda self: self._ints[:, 2], doc="frames matched in a row (read only while tentative)")
     _misses = property(lambda self: self._ints[:, 3], doc="consecutive frames missed")
@@ -150,6 +166,11 @@ class Tracker:
     def __len__(self) -> int:
         """Number of tracks held, tentative and lost ones included."""
         return len(self._ints)
+
+    def labels(self) -> tuple[np.ndarray, np.ndarray]:
+        """(class_ids, scores) to show for each detection of the last ``update``: its confirmed
+        track's voted class and fading mean score, or the detection's own where it has none."""
+        return self._shown
 
     def update(self, boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
                masks: np.ndarray | None = None) -> np.ndarray:
@@ -183,14 +204,17 @@ class Tracker:
             predicted = self._motion.predicted_boxes()
             seen = track_misses == 0  # matched last frame
             same_class = track_class[:, None] == class_ids[None, :]
-            overlap = frame_overlap(self._motion, self._crops, predicted, boxes, same_class, crops, seen.nonzero()[0])
+            overlap = frame_overlap(self._motion, self._crops, predicted, boxes,
+                                    np.ones((tracks, n), bool) if cfg.class_agnostic else same_class,
+                                    crops, seen.nonzero()[0])
             if n > 1:
                 prefer_containers(overlap, predicted, boxes, nest)
             confirmed = track_id >= 0
             last_resort = high & ~fragment
             stages = (
-                Stage(Step.HIGH_SCORE, confirmed, used if cfg.low_score_claims else high, high, cfg.iou_threshold),
-                Stage(Step.LOW_SCORE, confirmed, low, low, cfg.low_iou_threshold),
+                Stage(Step.HIGH_SCORE, confirmed, used if cfg.low_score_claims else high, high, cfg.iou_threshold,
+                      across_classes=cfg.class_agnostic),
+                Stage(Step.LOW_SCORE, confirmed, low, low, cfg.low_iou_threshold, across_classes=cfg.class_agnostic),
                 Stage(Step.SLIVER_OR_REFIND, confirmed, used, used),
                 Stage(Step.LAST_RESORT, confirmed & seen, last_resort, last_resort),
                 Stage(Step.TENTATIVE, ~confirmed, starts, starts, cfg.iou_threshold),
@@ -203,6 +227,8 @@ class Tracker:
             if len(matched_dets):
                 self._motion.correct(matched_tracks, predicted[matched_tracks], boxes[matched_dets])
                 self._ints[matched_tracks, 2] += 1
+                track_class[matched_tracks] = self._votes.record(
+                    matched_tracks, class_ids[matched_dets], scores[matched_dets], track_class[matched_tracks])
                 track_misses[matched_tracks] = 0
                 if use_masks:
                     for t, d in zip(matched_tracks, matched_dets):
@@ -216,6 +242,11 @@ class Tracker:
 
         ids = np.full(n, -1, np.int64)
         ids[matched_dets] = track_id[matched_tracks]
+        shown_class, shown_score = class_ids.copy(), scores.copy()
+        labelled = track_id[matched_tracks] >= 0
+        shown_class[matched_dets[labelled]] = track_class[matched_tracks[labelled]]
+        shown_score[matched_dets[labelled]] = self._votes.score(matched_tracks[labelled])
+        self._shown = (shown_class, shown_score)
 
         keep = np.where(track_id >= 0, track_misses <= cfg.max_age, track_misses == 0)
         if not keep.all():
@@ -223,7 +254,7 @@ class Tracker:
         new = (starts & (track_of < 0)).nonzero()[0]
         if len(new):
             first = len(self._ints)
-            self._start(boxes[new], class_ids[new], [crops[d] for d in new] if use_masks else [])
+            self._start(boxes[new], class_ids[new], scores[new], [crops[d] for d in new] if use_masks else [])
             self._confirm()  # with min_hits == 1 a new track is confirmed at once
             ids[new] = self._ints[first:, 1]
         return ids
@@ -235,9 +266,10 @@ class Tracker:
             self._id[ready] = np.arange(self._next_id, self._next_id + len(ready))
             self._next_id += len(ready)
 
-    def _start(self, boxes: np.ndarray, class_ids: np.ndarray, crops: list[MaskCrop]) -> None:
-        """Open one tentative track per box."""
+    def _start(self, boxes: np.ndarray, class_ids: np.ndarray, scores: np.ndarray, crops: list[MaskCrop]) -> None:
+        """Open one tentative track per detection."""
         self._motion.add(boxes)
+        self._votes.add(class_ids, scores)
         ints = np.zeros((len(boxes), 4), np.int64)
         ints[:, 0], ints[:, 1], ints[:, 2] = class_ids, -1, 1
         self._ints = np.concatenate([self._ints, ints])
@@ -246,11 +278,19 @@ class Tracker:
     def _select(self, keep: np.ndarray) -> None:
         """Keep only the tracks where ``keep`` is true."""
         self._motion.select(keep)
+        self._votes.select(keep)
         self._ints = self._ints[keep]
         self._crops = [c for c, k in zip(self._crops, keep) if k] if self._crops else []
 
 
 def track_detections(tracker: Tracker, detections: Detections) -> None:
-    """Fill ``detections.track_ids`` for one frame (call once per frame, in frame order)."""
+    """Fill ``detections.track_ids`` for one frame (call once per frame, in frame order).
+
+    Detections with a confirmed track take its class and score (:meth:`Tracker.labels`),
+    so that labels, class colours and exports follow the track, not one frame's detection.
+    """
     masks = detections.host_masks() if tracker.config.match == "mask_iou" else None  # boxes need no download
     detections.track_ids = tracker.update(detections.boxes, detections.scores, detections.class_ids, masks)
+    shown_class, shown_score = tracker.labels()
+    detections.class_ids = shown_class
+    detections.scores = shown_score.astype(detections.scores.dtype)

@@ -110,3 +110,24 @@ def test_detector_says_which_precision_it_chose(monkeypatch):
     assert detector.model.backbone.body.conv1.weight.dtype == torch.bfloat16
     fp32 = _detector(precision="fp32").model.backbone.body
     assert isinstance(fp32.conv1, torch.nn.Conv2d) and fp32.conv1.weight.dtype == torch.float32
+
+
+def test_class_agnostic_nms_keeps_the_likelier_of_overlapping_boxes_of_any_class(images):
+    everything = _detector(detections_per_image=50).detect(images[:1])[0]
+    agnostic = _detector(detections_per_image=50, class_agnostic_nms=0.3).detect(images[:1])[0]
+    # Greedy NMS by hand over the per-class output, most confident first.
+    kept: list[int] = []
+    for i in np.argsort(-everything.scores, kind="stable"):
+        b = everything.boxes[i]
+        if all(_iou(b, everything.boxes[j]) <= 0.3 for j in kept):
+            kept.append(int(i))
+    assert 0 < len(agnostic) < len(everything)
+    np.testing.assert_array_equal(agnostic.boxes, everything.boxes[kept])
+    assert agnostic.names() == [everything.names()[i] for i in kept]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union

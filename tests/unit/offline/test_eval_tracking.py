@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 from rtseg.core.config import TrackingConfig
 from rtseg.offline.eval_tracking import CAUSES, change_causes, run_scene
 from rtseg.offline.mot_metrics import colour_changes
@@ -36,3 +39,37 @@ def test_a_scene_reports_causes_that_add_up_to_its_changes() -> None:
     lost = causes["false_detection"] + causes["other_object"] + causes["unmatched"]
     assert lost + causes["back_from_grey"] == result["colour_changes"] > 0
     assert causes["blips"] <= causes["back_from_grey"]
+
+
+def test_a_boxmot_peer_gives_each_detection_its_id() -> None:
+    pytest.importorskip("boxmot")  # a development extra
+    from rtseg.offline.eval_tracking import make_tracker
+
+    tracker = make_tracker("bytetrack", TrackingConfig())
+    by_object: dict[int, set[int]] = {0: set(), 1: set()}
+    for t in range(10):
+        # two objects, listed in alternating order, and a faint box the tracker must ignore
+        boxes = [[100 + 4 * t, 100, 140 + 4 * t, 180], [600 - 4 * t, 300, 640 - 4 * t, 380], [900, 50, 930, 80]]
+        order = [0, 1] if t % 2 else [1, 0]
+        ids = tracker.update(np.array([boxes[k] for k in order] + [boxes[2]], np.float32),
+                             np.array([0.9, 0.9, 0.05], np.float32), np.array([0, 0, 0]))
+        assert ids[2] == -1
+        if t >= 3:
+            for k, i in zip(order, ids[:2]):
+                by_object[k].add(int(i))
+    assert all(len(ids) == 1 for ids in by_object.values())
+    assert by_object[0] != by_object[1] and -1 not in by_object[0] | by_object[1]
+
+
+def test_peers_run_on_the_same_detections_as_rtseg() -> None:
+    pytest.importorskip("boxmot")
+    pytest.importorskip("trackeval")
+    from rtseg.offline.eval_tracking import compare
+
+    lines: list[str] = []
+    table = compare(["head_on"], [0], 60, Noise(), TrackingConfig(), ["rtseg", "ocsort"], say=lines.append)
+    rows = table["head_on"]
+    assert set(rows) == {"rtseg", "ocsort"}
+    assert rows["rtseg"]["num_gt"] == rows["ocsort"]["num_gt"] > 0  # one ground truth for both
+    assert all(0.0 <= rows[name]["hota"] <= 1.0 for name in rows)
+    assert any(line.startswith("ocsort") for line in lines)

@@ -143,3 +143,72 @@ def test_a_given_overlap_matrix_scores_like_boxes() -> None:
     c = acc.counts()
     assert (c.num_gt, c.num_hyp, c.fp, c.fn, c.idsw) == (4, 4, 1, 1, 1)
     assert c.idtp == 2  # a-2 and b-1, one frame each
+
+
+def _random_sequences(seed: int) -> list[list[tuple[list[int], np.ndarray, list[int], np.ndarray]]]:
+    """Random sequences with jittered, dropped, spurious and swapped hypotheses: every kind of event."""
+    rng = np.random.default_rng(seed)
+    sequences = []
+    for _ in range(20):
+        n = int(rng.integers(1, 6))
+        start = rng.uniform(0, 200, (n, 2))
+        velocity = rng.uniform(-4, 4, (n, 2))
+        hyp_of = list(range(100, 100 + n))
+        frames = []
+        for t in range(int(rng.integers(5, 40))):
+            centre = start + t * velocity
+            gt_boxes = np.concatenate([centre, centre + 20], axis=1)
+            if rng.random() < 0.1 and n > 1:  # two hypotheses swap ids
+                i, j = rng.choice(n, 2, replace=False)
+                hyp_of[i], hyp_of[j] = hyp_of[j], hyp_of[i]
+            if rng.random() < 0.05:  # a fresh id for one object
+                hyp_of[int(rng.integers(n))] = int(rng.integers(1000, 2000))
+            seen = rng.random(n) > 0.15
+            hyp_boxes = gt_boxes[seen] + rng.normal(0, 3, (int(seen.sum()), 4))
+            hyp_ids = [hyp_of[i] for i in np.flatnonzero(seen)]
+            if rng.random() < 0.3:  # a false positive
+                corner = rng.uniform(0, 250, 2)
+                hyp_boxes = np.concatenate([hyp_boxes, [[*corner, *(corner + 20)]]])
+                hyp_ids.append(int(rng.integers(5000, 6000)))
+            frames.append((list(range(n)), gt_boxes, hyp_ids, hyp_boxes))
+        sequences.append(frames)
+    return sequences
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mota_idf1_and_counts_equal_motmetrics(seed: int) -> None:
+    mm = pytest.importorskip("motmetrics")  # a development extra
+    from rtseg.track.geometry import box_iou
+
+    switches = 0
+    for frames in _random_sequences(seed):
+        ours = MotAccumulator()
+        theirs = mm.MOTAccumulator(auto_id=True)
+        for gt_ids, gt_boxes, hyp_ids, hyp_boxes in frames:
+            ours.update(gt_ids, gt_boxes, hyp_ids, hyp_boxes)
+            iou = box_iou(gt_boxes, hyp_boxes.reshape(-1, 4))
+            theirs.update(gt_ids, hyp_ids, np.where(iou >= 0.5, 1.0 - iou, np.nan))
+        mine = ours.counts()
+        summary = mm.metrics.create().compute(theirs, metrics=["mota", "idf1", "num_switches", "num_false_positives",
+                                                                 "num_misses", "num_objects"], name="s")
+        row = summary.iloc[0]
+        assert (mine.idsw, mine.fp, mine.fn, mine.num_gt) == (
+            row["num_switches"], row["num_false_positives"], row["num_misses"], row["num_objects"])
+        assert mine.mota == pytest.approx(row["mota"], abs=1e-9)
+        assert mine.idf1 == pytest.approx(row["idf1"], abs=1e-9)
+        switches += mine.idsw
+    assert switches > 0  # the sequences do exercise switches
+
+
+def test_hota_of_perfect_tracking_and_of_one_switch_halfway() -> None:
+    pytest.importorskip("trackeval")  # a development extra
+    perfect = MotAccumulator()
+    for _ in range(4):
+        perfect.update([1], [BOX], ["a"], [BOX])
+    assert perfect.hota() == pytest.approx({"hota": 1.0, "deta": 1.0, "assa": 1.0})
+    # Every frame detected exactly, but the hypothesis id changes after two frames: each true
+    # positive's association IoU is 2 / (2 + 2) = 0.5, so AssA 0.5, DetA 1, HOTA sqrt(0.5).
+    switched = MotAccumulator()
+    for t in range(4):
+        switched.update([1], [BOX], ["a" if t < 2 else "b"], [BOX])
+    assert switched.hota() == pytest.approx({"hota": math.sqrt(0.5), "deta": 1.0, "assa": 0.5})

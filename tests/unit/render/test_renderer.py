@@ -11,7 +11,7 @@ import pytest
 from rtseg.core.config import RenderConfig
 from rtseg.core.structures import Detections
 from rtseg.render.colors import color_for_id
-from rtseg.render.renderer import Renderer, instance_color, instance_label, mask_bounds
+from rtseg.render.renderer import Renderer, instance_color, instance_label, label_geometry, mask_bounds
 
 
 def _one_square(track_id: int = -1) -> tuple[np.ndarray, Detections]:
@@ -111,3 +111,41 @@ def test_masks_drawn_within_their_bounds_equal_drawing_over_the_whole_frame(alph
     drawn = Renderer(config).draw(image, det)
     np.testing.assert_array_equal(drawn, _full_frame_reference(image, det, config))
     assert mask_bounds(masks[1]) == (50, 30, 46, 42) and mask_bounds(masks[5]) == (0, 0, 0, 0)
+
+
+def _label_only(height: int, width: int, box: list[float]) -> tuple[np.ndarray, Detections]:
+    det = Detections(boxes=np.array([box], np.float32), scores=np.array([0.87], np.float32), class_ids=np.array([1]),
+                     masks=np.zeros((1, height, width), bool), class_names=("__background__", "person"),
+                     track_ids=np.array([12]))
+    config = dataclasses.replace(RenderConfig(), alpha=0.0, contours=False, boxes=False)
+    return Renderer(config).draw(np.zeros((height, width, 3), np.uint8), det), det
+
+
+def _painted(out: np.ndarray) -> tuple[int, int, int, int]:
+    rows, cols = np.nonzero(out.any(axis=2))
+    return int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1
+
+
+def test_a_label_at_the_frames_right_and_top_edges_stays_inside_it():
+    for box, edge in (([140, 50, 160, 80], "right"), ([10, 0, 50, 40], "top")):
+        out, det = _label_only(128, 160, box)
+        rect, *_ = label_geometry(instance_label(det, 0), (int(box[0]), int(box[1])), 128, 160)
+        assert _painted(out) == rect  # all of the label is drawn, where the geometry says
+        x0, y0, x1, y1 = rect
+        assert 0 <= x0 and x1 <= 160 and 0 <= y0 and y1 <= 128
+        if edge == "right":
+            assert x1 == 160 and y1 == 50  # moved left, still on the box's top edge
+        else:
+            assert y0 == 0 and x0 == 10  # below the frame's top, at the box's left
+
+
+def test_labels_take_the_same_share_of_any_frame():
+    text = "#12 person 0.87"
+    shares = []
+    for height, width in ((480, 640), (1080, 1920), (2160, 3840)):
+        (x0, y0, x1, y1), *_ = label_geometry(text, (10, height // 2), height, width)
+        shares.append((y1 - y0) / height)
+    assert max(shares) / min(shares) < 1.1
+    # On a 160 x 128 video a label is at most a tenth of the frame's height and a twentieth of its area.
+    (x0, y0, x1, y1), *_ = label_geometry(text, (10, 60), 128, 160)
+    assert (y1 - y0) <= 128 / 10 and (x1 - x0) * (y1 - y0) <= 128 * 160 / 20

@@ -129,13 +129,13 @@ def test_crossing_with_the_rear_object_hidden_keeps_both_ids() -> None:
             assert ids == ([1] if hidden else [1, 2])
 
 
-def test_never_matches_across_classes() -> None:
-    tracker = make_tracker(min_hits=1)
+def test_class_aware_never_matches_across_classes() -> None:
+    tracker = make_tracker(min_hits=1, class_agnostic=False)
     assert step(tracker, [box(200, 200)], classes=[0]) == [1]
     # The same place, now labelled class 3: a new object, not track 1.
     assert step(tracker, [box(200, 200)], classes=[3]) == [2]
     # Two classes overlapping and swapping order every frame keep their own ids.
-    tracker = make_tracker(min_hits=1)
+    tracker = make_tracker(min_hits=1, class_agnostic=False)
     for t in range(20):
         boxes, classes = [box(200 + t, 200), box(205 + t, 200)], [0, 1]
         if t % 2:
@@ -448,3 +448,101 @@ def test_rejects_low_score_above_high_score() -> None:
 def test_rejects_mismatched_lengths() -> None:
     with pytest.raises(ValueError, match="length"):
         make_tracker().update(np.zeros((2, 4)), np.zeros(1), np.zeros(2, np.int64))
+
+
+# ---------------------------------------------------------------- classes: class-agnostic pairing and the vote
+
+def shown(tracker: Tracker) -> tuple[list[int], list[float]]:
+    classes, scores = tracker.labels()
+    return classes.tolist(), scores.tolist()
+
+
+def test_a_flickering_class_keeps_its_track_and_shows_the_voted_class() -> None:
+    tracker = make_tracker(min_hits=1)
+    classes = [0, 0, 1, 0, 2, 0, 0, 1, 0]
+    ids, labels = [], []
+    for t, c in enumerate(classes):
+        ids += step(tracker, [box(100 + 5 * t, 100)], classes=[c])
+        labels += shown(tracker)[0]
+    assert ids == [1] * len(classes)
+    assert labels == [0] * len(classes)
+
+
+def test_two_classes_side_by_side_keep_their_ids_without_class_gating() -> None:
+    tracker = make_tracker(min_hits=1)
+    for t in range(20):
+        boxes, classes = [box(200 + t, 200), box(205 + t, 200)], [0, 1]
+        if t % 2:
+            boxes.reverse()
+            classes.reverse()
+        assert dict(zip(classes, step(tracker, boxes, classes=classes))) == {0: 1, 1: 2}
+
+
+def test_the_shown_class_changes_when_the_fading_votes_say_so() -> None:
+    # half-life 2 detections: decay 2 ** -0.5. Three votes of 0.9 for class 0 weigh
+    # 0.9 (1 + d + d^2) = 1.986; after one class-1 detection 1.404 against 0.9 (still 0),
+    # after two 0.993 against 0.9 (1 + d) = 1.536: class 1.
+    tracker = make_tracker(min_hits=1, vote_half_life=2.0)
+    labels = []
+    for t, c in enumerate([0, 0, 0, 1, 1]):
+        assert step(tracker, [box(100 + 5 * t, 100)], classes=[c]) == [1]
+        labels += shown(tracker)[0]
+    assert labels == [0, 0, 0, 0, 1]
+
+
+def test_a_tie_keeps_the_class_shown() -> None:
+    tracker = make_tracker(min_hits=1, high_score=0.1, low_score=0.05, vote_half_life=1.0)  # votes halve per detection
+    labels = []
+    for t, (c, score) in enumerate([(0, 0.4), (1, 0.2), (1, 0.1)]):
+        step(tracker, [box(100 + 5 * t, 100)], scores=[score], classes=[c])
+        labels += shown(tracker)[0]
+    assert labels == [0, 0, 1]  # 0.4 / 2 against 0.2: a tie, class 0 stays; then 0.1 against 0.1 + 0.1
+
+
+def test_the_track_shows_its_own_score_not_that_of_a_faint_detection() -> None:
+    tracker = make_tracker(min_hits=1, vote_half_life=10.0)
+    for t in range(10):
+        step(tracker, [box(100 + 5 * t, 100)], scores=[0.9])
+    assert step(tracker, [box(150, 100)], scores=[0.14]) == [1]
+    decay = 0.5 ** 0.1
+    earlier = sum(decay ** k for k in range(1, 11))  # weights of the ten 0.9 detections
+    assert shown(tracker)[1] == pytest.approx([(0.9 * earlier + 0.14) / (earlier + 1)])
+    assert shown(tracker)[1][0] > 0.8
+
+
+def test_untracked_detections_show_their_own_class_and_score() -> None:
+    tracker = make_tracker(min_hits=2)
+    step(tracker, [box(100, 100)], scores=[0.7], classes=[4])
+    assert shown(tracker) == ([4], [pytest.approx(0.7)])
+
+
+def test_tentative_tracks_keep_to_their_class() -> None:
+    # A new track is confirmed by min_hits detections of one class: class 0 then class 1 in one
+    # place is two tentative tracks, the second confirmed in the third frame.
+    tracker = make_tracker(min_hits=2)
+    assert [step(tracker, [box(100 + 5 * t, 100)], classes=[c]) for t, c in enumerate([0, 1, 1])] == [[-1], [-1], [1]]
+
+
+def test_lost_tracks_are_found_again_only_in_their_class() -> None:
+    # After a gap of 20 frames a box one width beyond the prediction overlaps it not at all, but lies
+    # within the track's grown uncertainty: step 5 finds the track again, in its own class only.
+    for c, expected in ((0, 1), (1, 2)):
+        tracker = make_tracker(min_hits=1)
+        for t in range(10):
+            step(tracker, [box(100 + 10 * t, 100)])
+        for _ in range(20):
+            step(tracker, [])
+        predicted = float(tracker._box[0, 0] + tracker._velocity[0, 0])
+        assert step(tracker, [box(predicted + 40, 100)], classes=[c]) == [expected]
+
+
+def test_track_detections_shows_the_tracks_class_and_score() -> None:
+    tracker = make_tracker(min_hits=1)
+    for t, (c, score) in enumerate([(1, 0.9), (1, 0.9), (2, 0.3)]):
+        dets = Detections(boxes=np.array([box(50 + 2 * t, 50), box(300, 300 - 40 * t)], np.float32),
+                          scores=np.array([score, 0.05], np.float32), class_ids=np.array([c, 3]),
+                          masks=np.zeros((2, 400, 400), bool))
+        track_detections(tracker, dets)
+    assert dets.track_ids.tolist() == [1, -1]
+    assert dets.class_ids.tolist() == [1, 3]  # the track's vote; the untracked one keeps its own
+    assert dets.scores.dtype == np.float32 and dets.scores[0] > 0.6 and dets.scores[1] == np.float32(0.05)
