@@ -111,6 +111,15 @@ class TrackingConfig:
 
 
 @dataclass
+class ClusterConfig:
+    workers: int = _setting(0, "Ray workers, each loading the model once and running rtseg's engine (--cluster); 0 = as many as the cluster's CPUs and GPUs hold, at most one per file or camera", min=0, max=100000)
+    gpus_per_worker: float = _setting(-1.0, "GPUs each worker reserves; fractional (0.5) lets two workers share a GPU so one decodes while the other infers; 0 = CPU only (Ray hides the GPUs); -1 = 1 when the cluster has GPUs, else 0", min=-1.0, max=64.0)
+    cpus_per_worker: float = _setting(2.0, "CPUs each worker reserves: decoding, tracking, rendering and encoding run beside the model", min=0.0, max=1024.0)
+    max_attempts: int = _setting(3, "archives: tries per file (its worker died or it failed) before it is reported failed; the other files go on", min=1, max=100)
+    max_restarts: int = _setting(5, "times Ray restarts a worker that died (camera fleets: its cameras resume there as new segments); -1 = always", min=-1, max=100000)
+
+
+@dataclass
 class StreamConfig:
     """One entry of a configuration file's ``streams:`` list: a source with its own outputs and settings.
 
@@ -133,6 +142,7 @@ class Config:
     render: RenderConfig = field(default_factory=RenderConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     streams: list[StreamConfig] = field(default_factory=list)  # the sources of a multi-stream run, from a file
 
 
@@ -146,6 +156,7 @@ SECTION_HELP = {
     "render": "drawing masks, boxes and labels",
     "output": "MP4 encoder and live window",
     "tracking": "instance identities across frames (ByteTrack-style, rtseg/track/)",
+    "cluster": "Ray workers for archives and camera fleets (--cluster; docs/cluster.md)",
 }
 
 
