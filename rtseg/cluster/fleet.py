@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rtseg.cluster.runtime import DetectorFactory, WorkerPool, WorkerTally, shape_workers, short_error
-from rtseg.cluster.workers import FleetWorker
+from rtseg.cluster.workers import FleetWorker, next_segment, segment
 from rtseg.core.config import Config, StreamConfig
 from rtseg.core.errors import OutputError, UsageError
 from rtseg.core.redaction import mask_credentials
@@ -67,6 +67,8 @@ class CameraTally:
 
     name: str
     worker: str
+    finals: list[Path] = field(default_factory=list)  # the outputs' base paths, segment 0
+    first_segment: int = 0  # the first segment number of this run (earlier runs' segments stay as they are)
     state: str = "starting"
     segments: list[str] = field(default_factory=list)
     frames_read: int = 0
@@ -76,13 +78,19 @@ class CameraTally:
     error: str | None = None
 
     def add(self, stream: dict[str, Any]) -> None:
-        if stream.get("output"):
-            self.segments.append(stream["output"])
+        """Sum one segment's counts (a worker that died mid-segment reports none: its file stands, uncounted)."""
         self.frames_read += stream["frames_read"]
         self.frames_written += stream["frames_written"]
         self.frames_dropped += stream["frames_dropped"]
         self.reconnects += stream["reconnects"]
         self.state, self.error = stream["status"], stream["error"]
+
+    def find_segments(self) -> None:
+        """Every segment this run recorded, from the files (those of a worker that died included)."""
+        number = self.first_segment
+        while self.finals and segment(self.finals, number)[0].exists():
+            self.segments.append(str(segment(self.finals, number)[0]))
+            number += 1
 
     def line(self) -> str:
         text = (f"camera {self.name} ({self.worker}): {self.state}, {len(self.segments)} segment(s), "
@@ -144,13 +152,15 @@ class FleetRun:
         settings = self.config.cluster
         shape = shape_workers(settings, self.ray.cluster_resources(), len(self.cameras))
         self.groups = [self.cameras[i::shape.count] for i in range(shape.count)]
+        tallies = {}  # numbered before any worker records, so that this run's segments are told from earlier ones
         for i, group in enumerate(self.groups):
             log.info("worker-%d: %s", i, ", ".join(c.name or "" for c in group))
+            for camera in group:
+                finals = [Path(p) for p in (camera.output, camera.save_json) if p]
+                tallies[camera.name] = CameraTally(camera.name or "", f"worker-{i}", finals, next_segment(finals))
         self.pool = pool = WorkerPool.start(self.ray, FleetWorker, shape, settings.max_restarts,
                                             lambda i: (self.config, self.groups[i], self.detector_factory))
         result = FleetResult(workers=pool.tallies)
-        tallies = {c.name: CameraTally(c.name or "", pool.tallies[i].name)
-                   for i, group in enumerate(self.groups) for c in group}
         result.cameras = list(tallies.values())
         runs: dict[Any, int] = {}  # a run() call -> its worker
         stop_sent_at: float | None = None
@@ -187,6 +197,8 @@ class FleetRun:
                     self._stop.set()
         finally:
             pool.close()
+        for camera in result.cameras:
+            camera.find_segments()
         result.wall_seconds = time.monotonic() - started
         return result
 

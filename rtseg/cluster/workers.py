@@ -8,10 +8,12 @@ credentials masked, never an exception: what crosses to the driver is logged the
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ from rtseg.pipeline.plans import plan_run
 from rtseg.pipeline.summary import StreamSummary
 from rtseg.sinks.archive import partial_path
 
+log = logging.getLogger(__name__)
+
 
 def _worker_config(config: Config) -> Config:
     """Workers show no window; their temporary outputs may be replaced (a retried file starts afresh)."""
@@ -34,7 +38,8 @@ def _worker_config(config: Config) -> Config:
 def _identity() -> dict[str, Any]:
     import ray
 
-    return {"node": ray.util.get_node_ip_address(), "pid": os.getpid()}
+    return {"node": ray.util.get_node_ip_address(), "node_id": ray.get_runtime_context().get_node_id(),
+            "pid": os.getpid()}
 
 
 @dataclass(frozen=True)
@@ -72,8 +77,8 @@ class ArchiveWorker:
         return _identity()
 
     def current(self) -> dict[str, Any] | None:
-        """The file being worked on now, with this process's id (tests kill it mid-file)."""
-        return None if self._current is None else {**self._current, "pid": os.getpid()}
+        """The file being worked on now, with this worker's process and node (tests kill them mid-file)."""
+        return None if self._current is None else {**self._current, **_identity()}
 
     def process_file(self, task: FileTask) -> dict[str, Any]:
         started = time.monotonic()
@@ -107,17 +112,20 @@ class ArchiveWorker:
         return outcome
 
 
-def segment_paths(finals: list[Path]) -> list[Path]:
-    """The next recording segment of a camera: NAME.mp4, then NAME-1.mp4, NAME-2.mp4 ... never one that exists.
+def segment(finals: Sequence[Path], number: int) -> list[Path]:
+    """A camera's outputs for recording segment ``number``: NAME.mp4 for 0, then NAME-1.mp4, NAME-2.mp4 ..."""
+    return [p if number == 0 else p.with_name(f"{p.stem}-{number}{p.suffix}") for p in finals]
 
-    All of a camera's outputs (MP4, JSON Lines) take the same segment number.
+
+def next_segment(finals: Sequence[Path]) -> int:
+    """The first segment number none of whose files exists: a new segment never overwrites an earlier one.
+
+    All of a camera's outputs (MP4, JSON Lines) take the same number.
     """
     number = 0
-    while True:
-        paths = [p if number == 0 else p.with_name(f"{p.stem}-{number}{p.suffix}") for p in finals]
-        if not any(p.exists() or partial_path(p).exists() for p in paths):
-            return paths
+    while any(p.exists() for p in segment(finals, number)):
         number += 1
+    return number
 
 
 class FleetWorker:
@@ -142,9 +150,11 @@ class FleetWorker:
         segments = []
         for camera in self.cameras:
             finals = [Path(p) for p in (camera.output, camera.save_json) if p]
-            paths = iter(segment_paths(finals))
+            paths = iter(segment(finals, next_segment(finals)))
             segments.append(dataclasses.replace(camera, output=str(next(paths)) if camera.output else None,
                                                 save_json=str(next(paths)) if camera.save_json else None))
+            log.info("recording camera %s from %s into %s", camera.name, camera.source,
+                     ", ".join(p for p in (segments[-1].output, segments[-1].save_json) if p) or "no file")
         return segments
 
     def run(self) -> dict[str, Any]:
