@@ -22,11 +22,13 @@ from typing import Any
 
 from rtseg.core.config import Config, apply_overrides, load_config
 from rtseg.core.errors import RtsegError, TerminationRequest, UsageError
+from rtseg.core.flags import add_device_flags
 from rtseg.core.redaction import CredentialFilter, mask_credentials
 
 log = logging.getLogger("rtseg")
 
-SUBCOMMANDS = {"train": "rtseg.offline.train", "evaluate": "rtseg.offline.evaluate"}  # rtseg train|evaluate --help
+SUBCOMMANDS = {"train": "rtseg.offline.train", "evaluate": "rtseg.offline.evaluate",  # rtseg train|evaluate --help
+               "serve": "rtseg.web.serve"}  # rtseg serve --help: the browser page
 _EXIT_CODES = {"interrupted": 130, "terminated": 143}  # 128 + SIGINT / SIGTERM, as shells report them
 EXIT_PARTIAL = 3  # some streams failed while others finished
 
@@ -86,9 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-crops", metavar="DIR", help="each object cut out as a transparent PNG")
     parser.add_argument("--save-stats", metavar="PATH.json", help="objects and tracks per class as JSON")
     parser.add_argument("--config", help="YAML file overriding configs/default.yaml; flags override both")
-    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
-    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"),
-                        help="auto = fp16 on CUDA, fp32 on CPU; bf16 = faster on CPUs with AVX512-BF16")
+    add_device_flags(parser, default=None)
     parser.add_argument("--model", choices=("maskrcnn_v1", "maskrcnn_v2"), help="architecture (default maskrcnn_v1)")
     parser.add_argument("--weights", help="'default' (torchvision COCO, cached download), a local file, or 'none'")
     parser.add_argument("--score-threshold", type=float, help="drop detections scoring below this (0..1)")

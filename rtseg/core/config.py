@@ -4,24 +4,35 @@ The dataclasses below are the single source of truth for every setting.
 ``configs/default.yaml`` is generated from them (``render_default_yaml``) and a
 test keeps the two identical, so the commented file users read never drifts
 from what the code does. Loading order: defaults < ``--config FILE`` < CLI flags.
+Help strings are one short line each; what a setting costs and buys, and the
+measurements behind its default, are in docs/configuration.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from rtseg.core.errors import ConfigError
 
+SectionT = TypeVar("SectionT")
+
 
 def _setting(default: Any, help: str, *, choices: tuple[Any, ...] | None = None,
-             min: float | None = None, max: float | None = None) -> Any:
-    """A dataclass field carrying its one-line comment and its allowed values."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max}
+             min: float | None = None, max: float | None = None,
+             above: float | None = None, below: float | None = None) -> Any:
+    """A dataclass field carrying its one-line comment and its allowed values.
+
+    ``min``/``max`` are inclusive bounds, ``above``/``below`` exclusive ones; on a
+    list they bound each item.
+    """
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "above": above, "below": below}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -29,22 +40,22 @@ def _setting(default: Any, help: str, *, choices: tuple[Any, ...] | None = None,
 
 @dataclass
 class ModelConfig:
-    name: str = _setting("maskrcnn_v1", "architecture: maskrcnn_v1 (ResNet-50 FPN) or maskrcnn_v2 (ResNet-50 FPN v2, more accurate, slower)",
+    name: str = _setting("maskrcnn_v1", "architecture: maskrcnn_v1 (ResNet-50 FPN) or maskrcnn_v2 (FPN v2: more accurate, slower)",
                          choices=("maskrcnn_v1", "maskrcnn_v2"))
-    weights: str = _setting("default", "'default' = torchvision's COCO weights (download cache), a path to a local state-dict file, or 'none' = random init")
-    device: str = _setting("auto", "auto | cpu | cuda | cuda:N (auto picks CUDA when available)")
-    precision: str = _setting("auto", "auto | fp32 | fp16 | bf16: the network's compute precision (auto = fp16 on CUDA, fp32 on CPU; bf16 is faster on CPUs with AVX512-BF16 but changes masks measurably, see docs/benchmarks.md)",
+    weights: str = _setting("default", "'default' (torchvision's COCO weights), a local checkpoint file, or 'none' (random)")
+    device: str = _setting("auto", "auto | cpu | cuda | cuda:N (auto = CUDA when available)")
+    precision: str = _setting("auto", "compute precision: auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, or bf16 (changes masks)",
                               choices=("auto", "fp32", "fp16", "bf16"))
     score_threshold: float = _setting(0.5, "detections scoring below this are dropped", min=0.0, max=1.0)
     mask_threshold: float = _setting(0.5, "mask probability above which a pixel belongs to the object", min=0.0, max=1.0)
-    classes: list = _setting([], "COCO class names to keep, e.g. [person, car]; empty keeps all")
-    size: int = _setting(0, "shorter image side fed to the model; 0 = a fine-tuned checkpoint's training size, else the architecture's (800 for the ResNet-50 models); cost grows with its square: the source's own height avoids resampling, smaller misses small objects", min=0, max=4096)
-    max_size: int = _setting(0, "cap on the longer image side fed to the model; 0 = in torchvision's 800:1333 proportion to size (1333 at least for the ResNet-50 models)", min=0, max=8192)
-    batch_size: int = _setting(1, "frames per model call for file sources (amortises per-call overhead on a GPU; no consistent gain measured on the CPU, where it adds latency)", min=1, max=64)
-    detections_per_image: int = _setting(100, "most detections kept per frame; the mask head runs once per detection (~0.5 GMAC each, the rest of the model ~75 GMAC at 432x768), so 100 cost about as much again as the whole model", min=1, max=1000)
-    rpn_post_nms_top_n: int = _setting(0, "region proposals kept for the box head, whose cost is proportional (14 GMAC at 1000, ~18% of the model at 432x768); fewer may miss small or crowded objects; 0 = the architecture's own (1000 for the ResNet-50 models, 250 for maskrcnn_r18)", min=0, max=10000)
-    channels_last: bool = _setting(True, "NHWC memory layout for the convolutions (same detections; much faster for bf16 with oneDNN on the CPU and for tensor cores on CUDA, neutral for fp32 on the CPU)")
-    fp16_weights: bool = _setting(False, "CUDA fp16 only: model.half() instead of autocast (half the weight memory, no per-call weight casts; every layer then computes in fp16, where autocast keeps touchy ops in fp32)")
+    classes: list[str] = _setting([], "COCO class names to keep, e.g. [person, car]; empty keeps all")
+    size: int = _setting(0, "shorter image side fed to the model (0 = a checkpoint's training size, else the architecture's)", min=0, max=4096)
+    max_size: int = _setting(0, "cap on the longer image side (0 = size x 1333 / 800, at least the architecture's own)", min=0, max=8192)
+    batch_size: int = _setting(1, "frames per model call for file sources", min=1, max=64)
+    detections_per_image: int = _setting(100, "most detections kept per frame (the mask head runs once for each)", min=1, max=1000)
+    rpn_post_nms_top_n: int = _setting(0, "region proposals kept for the box head (0 = the architecture's own)", min=0, max=10000)
+    channels_last: bool = _setting(True, "NHWC memory layout for the convolutions (same detections)")
+    fp16_weights: bool = _setting(False, "CUDA fp16 only: model.half() instead of autocast (every layer computes in fp16)")
 
 
 @dataclass
@@ -60,14 +71,14 @@ class PipelineConfig:
 
 @dataclass
 class LiveConfig:
-    queue_size: int = _setting(1, "newest frames kept waiting for the model; older ones are dropped (and counted) so latency stays bounded", min=1, max=64)
-    open_timeout: float = _setting(10.0, "seconds to wait for a stream to open (connect and probe) before giving up on that attempt", min=0.1, max=600.0)
+    queue_size: int = _setting(1, "newest frames waiting for the model; older ones are dropped (and counted)", min=1, max=64)
+    open_timeout: float = _setting(10.0, "seconds to wait for a stream to open (connect and probe)", min=0.1, max=600.0)
     read_timeout: float = _setting(5.0, "seconds without a frame before a stream counts as disconnected", min=0.1, max=600.0)
-    reconnect_delay: float = _setting(0.5, "seconds before the first reconnect attempt; doubles after each failed attempt", min=0.0, max=600.0)
+    reconnect_delay: float = _setting(0.5, "seconds before the first reconnect attempt; doubles after each failed one", min=0.0, max=600.0)
     reconnect_max_delay: float = _setting(30.0, "cap on the wait between reconnect attempts", min=0.0, max=3600.0)
     reconnect_attempts: int = _setting(0, "reconnect attempts per disconnect before the run fails (0 = unlimited)", min=0)
-    retry_at_start: bool = _setting(False, "keep retrying as after a disconnect when the source cannot be opened at start (default: fail at once)")
-    rtsp_transport: str = _setting("tcp", "RTSP transport: tcp (reliable, works through NAT) or udp (lower latency, may lose packets)", choices=("tcp", "udp"))
+    retry_at_start: bool = _setting(False, "retry as after a disconnect when the source cannot be opened at start (default: fail)")
+    rtsp_transport: str = _setting("tcp", "RTSP transport: tcp (reliable, through NAT) or udp (lower latency, may drop packets)", choices=("tcp", "udp"))
     camera_width: int = _setting(0, "frame width to request from a webcam (0 = the camera's default)", min=0, max=16384)
     camera_height: int = _setting(0, "frame height to request from a webcam (0 = the camera's default)", min=0, max=16384)
     camera_fps: float = _setting(0.0, "frame rate to request from a webcam (0 = the camera's default)", min=0.0, max=1000.0)
@@ -79,7 +90,7 @@ class RenderConfig:
     contours: bool = _setting(True, "draw mask outlines")
     boxes: bool = _setting(True, "draw bounding boxes")
     labels: bool = _setting(True, "draw 'class score' labels")
-    color_by: str = _setting("track", "what a colour follows: track (an object keeps its colour across frames), class, or index (detection order in each frame)",
+    color_by: str = _setting("track", "what a colour follows: track (same colour across frames), class, or index (detection order)",
                              choices=("track", "class", "index"))
     line_width: int = _setting(2, "thickness in pixels of boxes and contours", min=1, max=32)
 
@@ -89,7 +100,7 @@ class OutputConfig:
     crf: int = _setting(23, "H.264 quality (0 = lossless, 51 = worst; 18-28 is typical)", min=0, max=51)
     preset: str = _setting("veryfast", "x264 speed/size trade-off (ultrafast ... veryslow)",
                            choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"))
-    fragment_seconds: float = _setting(1.0, "fragmented MP4 with a keyframe and fragment this often: the file plays up to the last fragment even after a crash or kill (0 = classic MP4, finalised at the end)", min=0.0, max=60.0)
+    fragment_seconds: float = _setting(1.0, "seconds per fragment of a fragmented MP4, playable after a crash (0 = classic MP4)", min=0.0, max=60.0)
     copy_audio: bool = _setting(True, "copy the source's audio track into the MP4 without re-encoding")
     overwrite: bool = _setting(False, "replace existing output files")
     frames_every: int = _setting(1, "with --save-frames, keep every Nth annotated frame", min=1)
@@ -99,24 +110,24 @@ class OutputConfig:
 @dataclass
 class TrackingConfig:
     enabled: bool = _setting(True, "give each instance a stable id (and so a stable colour) across frames")
-    match: str = _setting("iou", "overlap that pairs detections with tracks: iou (boxes; cheap, the better all-rounder in scripts/eval_tracking.py) or mask_iou (masks: tells apart objects that share a box, but finds objects again after occlusion less well; a few times slower)",
+    match: str = _setting("iou", "overlap that pairs detections with tracks: iou (boxes, cheap) or mask_iou (masks, slower)",
                           choices=("iou", "mask_iou"))
-    iou_threshold: float = _setting(0.3, "least overlap (IoU) with a track's predicted box for a high-score detection to continue it", min=0.0, max=1.0)
-    low_iou_threshold: float = _setting(0.25, "least overlap for a low-score detection to continue a track (raise it if low scores are mostly clutter)", min=0.0, max=1.0)
-    high_score: float = _setting(0.5, "detections scoring at least this are matched first and may start new tracks (same as model.score_threshold by default)", min=0.0, max=1.0)
-    low_score: float = _setting(0.1, "lowest score still used, in stage two, to keep a track alive; the model drops detections below model.score_threshold first, so lower that too for stage two to see any", min=0.0, max=1.0)
-    low_score_claims: bool = _setting(True, "a track whose best fit is a low-score detection keeps it, rather than go to a higher-scoring neighbour or fragment (false = ByteTrack's strict high-first order)")
-    min_hits: int = _setting(2, "consecutive frames a new track must be detected before it gets an id (hides one-frame false positives)", min=1, max=100)
+    iou_threshold: float = _setting(0.3, "least IoU with a track's predicted box for a high-score detection to continue it", min=0.0, max=1.0)
+    low_iou_threshold: float = _setting(0.25, "least IoU for a low-score detection to continue a track", min=0.0, max=1.0)
+    high_score: float = _setting(0.5, "detections scoring at least this are matched first and may start new tracks", min=0.0, max=1.0)
+    low_score: float = _setting(0.1, "lowest score still used to keep a track alive (model.score_threshold must let it through)", min=0.0, max=1.0)
+    low_score_claims: bool = _setting(True, "a track keeps its best-fitting low-score detection (false = ByteTrack's high-first order)")
+    min_hits: int = _setting(2, "consecutive frames a new track must be detected before it gets an id", min=1, max=100)
     max_age: int = _setting(30, "frames a track survives without a detection (occlusion) before it is dropped", min=0, max=10000)
 
 
 @dataclass
 class ClusterConfig:
-    workers: int = _setting(0, "Ray workers, each loading the model once and running rtseg's engine (--cluster); 0 = as many as the cluster's CPUs and GPUs hold, at most one per file or camera", min=0, max=100000)
-    gpus_per_worker: float = _setting(-1.0, "GPUs each worker reserves; fractional (0.5) lets two workers share a GPU so one decodes while the other infers; 0 = CPU only (Ray hides the GPUs); -1 = 1 when the cluster has GPUs, else 0", min=-1.0, max=64.0)
-    cpus_per_worker: float = _setting(2.0, "CPUs each worker reserves: decoding, tracking, rendering and encoding run beside the model", min=0.0, max=1024.0)
-    max_attempts: int = _setting(3, "archives: tries per file (its worker died or it failed) before it is reported failed; the other files go on", min=1, max=100)
-    max_restarts: int = _setting(5, "times Ray restarts a worker that died (camera fleets: its cameras resume there as new segments); -1 = always", min=-1, max=100000)
+    workers: int = _setting(0, "Ray workers (--cluster), each loading the model once; 0 = as many as the cluster holds", min=0, max=100000)
+    gpus_per_worker: float = _setting(-1.0, "GPUs per worker; 0.5 = two share one; 0 = CPU only; -1 = 1 if the cluster has GPUs", min=-1.0, max=64.0)
+    cpus_per_worker: float = _setting(2.0, "CPUs per worker (decoding, tracking, rendering, encoding beside the model)", min=0.0, max=1024.0)
+    max_attempts: int = _setting(3, "archives: tries per file before it is reported failed and left", min=1, max=100)
+    max_restarts: int = _setting(5, "times Ray restarts a dead worker (fleets: its cameras resume); -1 = always", min=-1, max=100000)
 
 
 @dataclass
@@ -149,6 +160,46 @@ class Config:
 STREAM_KEYS = {"source": str, "name": str, "output": str, "save_json": str, "live": dict, "tracking": dict}
 
 
+@dataclass
+class TrainConfig:
+    """What a training run (``rtseg train``) learns; saved in last.pt so that --resume reuses it unchanged.
+
+    Validated like the sections of ``Config`` but not one of them (nor in
+    configs/default.yaml): ``rtseg train`` takes it from its flags, or from the
+    last.pt it resumes, and reads no config file. ``None`` = worked out from the
+    data when the run starts.
+    """
+
+    data: str = _setting("", "COCO instances JSON of the training split (required)")
+    images: str = _setting("", "folder with the training images (required)")
+    output_dir: str = _setting("", "folder for last.pt, best.pt and log.jsonl (required)")
+    val_data: str | None = _setting(None, "COCO instances JSON of the validation split (best.pt is chosen on it)")
+    val_images: str | None = _setting(None, "folder with the validation images (None = images)")
+    model: str = _setting("maskrcnn_r18", "architecture", choices=("maskrcnn_v1", "maskrcnn_v2", "maskrcnn_r18"))
+    weights: str = _setting("default", "'default' (torchvision COCO weights), a checkpoint path, or 'none' (random)")
+    epochs: int | None = _setting(None, "passes over the training set (None = 12 unless iterations is set)", min=1)
+    iterations: int | None = _setting(None, "optimizer steps, instead of epochs", min=1)
+    batch_size: int = _setting(4, "images per step", min=1)
+    lr: float | None = _setting(None, "peak learning rate (None = SGD 0.02 x batch size / 16, AdamW 2e-4)", above=0.0)
+    optimizer: str = _setting("sgd", "sgd (the torchvision fine-tuning recipe) or adamw", choices=("sgd", "adamw"))
+    momentum: float = _setting(0.9, "SGD momentum", min=0.0, below=1.0)
+    weight_decay: float = _setting(1e-4, "weight decay", min=0.0)
+    clip_grad: float | None = _setting(None, "cap on the gradients' global norm (None = no clipping)", above=0.0)
+    warmup_iters: int = _setting(100, "iterations of linear learning-rate warm-up", min=0)
+    schedule: str = _setting("cosine", "learning-rate decay after warm-up", choices=("cosine", "step"))
+    lr_steps: list[float] = _setting([0.7, 0.9], "schedule step: increasing fractions of the run where the rate drops 10x",
+                                     above=0.0, below=1.0)
+    size: int | None = _setting(None, "shorter image side (None = the images' median shorter side, at most 800)",
+                                min=32, max=4096)
+    scale_jitter: float = _setting(0.25, "train at sizes up to this fraction above and below size (0 = off)",
+                                   min=0.0, below=1.0)
+    hflip: float = _setting(0.5, "probability of a horizontal flip", min=0.0, max=1.0)
+    trainable_layers: int | None = _setting(None, "ResNet stages trained, from the top (None = 3 pretrained, 5 random)",
+                                            min=0, max=5)
+    eval_every: int | None = _setting(None, "evaluate and save last.pt every N iterations (None = each epoch)", min=1)
+    seed: int = _setting(0, "seed of the initial weights, data order and augmentation")
+
+
 SECTION_HELP = {
     "model": "Mask R-CNN worker",
     "pipeline": "threads and bounded queues",
@@ -160,38 +211,90 @@ SECTION_HELP = {
 }
 
 
+def setting_choices(section: type, key: str) -> tuple[Any, ...]:
+    """The values setting ``key`` of ``section`` allows, for flags that offer the same."""
+    return next(f.metadata["choices"] for f in fields(section) if f.name == key)
+
+
+def _type_name(f: dataclasses.Field) -> tuple[str, bool]:
+    """A field's type as written (``int``, ``list[str]``, ...) and whether it may be None."""
+    name = f.type if isinstance(f.type, str) else f.type.__name__
+    return name.removesuffix(" | None"), name.endswith(" | None")
+
+
+def _coerce(f: dataclasses.Field, value: Any) -> Any:
+    """An int where a float is expected becomes that float (YAML and callers write 1 for 1.0)."""
+    def as_float(v: Any) -> Any:
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    expected, _ = _type_name(f)
+    if expected == "float":
+        return as_float(value)
+    if expected == "list[float]" and isinstance(value, list):
+        return [as_float(v) for v in value]
+    return value
+
+
+_TYPE_CHECKS: dict[str, tuple[str, Any]] = {
+    "bool": ("bool", lambda v: isinstance(v, bool)),
+    "int": ("int", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "float": ("float", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "str": ("str", lambda v: isinstance(v, str)),
+    "list[str]": ("list of strings", lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v)),
+    "list[float]": ("list of numbers", lambda v: isinstance(v, list) and all(
+        isinstance(i, (int, float)) and not isinstance(i, bool) for i in v)),
+}
+
+
 def _check_value(path: str, f: dataclasses.Field, value: Any) -> str | None:
     """Return a problem description for ``value`` at ``path``, or None if it is valid."""
-    default = getattr(f, "default", None)
-    expected = f.type if isinstance(f.type, str) else f.type.__name__
-    if expected == "bool":
-        ok = isinstance(value, bool)
-    elif expected == "int":
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif expected == "float":
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    elif expected == "str":
-        ok = isinstance(value, str)
-    elif expected == "list":
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-        expected = "list of strings"
-    else:  # pragma: no cover - every field above has one of these types
-        ok = isinstance(value, type(default))
-    if not ok:
-        return f"{path}: expected {expected}, got {type(value).__name__} {value!r}"
+    expected, optional = _type_name(f)
+    if value is None and optional:
+        return None
+    shown, type_ok = _TYPE_CHECKS[expected]
+    if not type_ok(value):
+        return f"{path}: expected {shown}{' or null' if optional else ''}, got {type(value).__name__} {value!r}"
     meta = f.metadata
     if meta.get("choices") and value not in meta["choices"]:
         return f"{path}: {value!r} is not one of {', '.join(map(str, meta['choices']))}"
-    if meta.get("min") is not None and value < meta["min"]:
-        return f"{path}: {value!r} is below the minimum {meta['min']}"
-    if meta.get("max") is not None and value > meta["max"]:
-        return f"{path}: {value!r} is above the maximum {meta['max']}"
+    for item in value if isinstance(value, list) else [value]:
+        if meta.get("min") is not None and item < meta["min"]:
+            return f"{path}: {item!r} is below the minimum {meta['min']}"
+        if meta.get("max") is not None and item > meta["max"]:
+            return f"{path}: {item!r} is above the maximum {meta['max']}"
+        if meta.get("above") is not None and not item > meta["above"]:
+            return f"{path}: {item!r} is not above {meta['above']}"
+        if meta.get("below") is not None and not item < meta["below"]:
+            return f"{path}: {item!r} is not below {meta['below']}"
     return None
 
 
 def _shown(key: Any) -> str:
     """A key as it can be shown on one line: plain names as they are, anything else quoted."""
     return key if isinstance(key, str) and key.isidentifier() else repr(key)
+
+
+def _dotted(section_name: str, key: Any) -> str:
+    return f"{section_name}.{_shown(key)}"
+
+
+def _section_changes(section: Any, values: dict[Any, Any], path_of: Callable[[Any], str],
+                     problems: list[str]) -> Any:
+    """``section`` with the valid ``values`` applied; a line in ``problems`` for each invalid one."""
+    known = {f.name: f for f in fields(section)}
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        path = path_of(key)
+        if key not in known:
+            problems.append(f"{path}: unknown key (known: {', '.join(known)})")
+            continue
+        value = _coerce(known[key], value)
+        problem = _check_value(path, known[key], value)
+        if problem:
+            problems.append(problem)
+        else:
+            changes[key] = value
+    return dataclasses.replace(section, **changes)
 
 
 def apply_overrides(config: Config, overrides: dict[str, Any], origin: str) -> Config:
@@ -217,21 +320,18 @@ def apply_overrides(config: Config, overrides: dict[str, Any], origin: str) -> C
         if not isinstance(values, dict):
             problems.append(f"{section_name}: expected a mapping, got {type(values).__name__}")
             continue
-        known = {f.name: f for f in fields(section)}
-        changes: dict[str, Any] = {}
-        for key, value in values.items():
-            path = f"{section_name}.{_shown(key)}"
-            if key not in known:
-                problems.append(f"{path}: unknown key (known: {', '.join(known)})")
-                continue
-            if known[key].type == "float" and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            problem = _check_value(path, known[key], value)
-            if problem:
-                problems.append(problem)
-            else:
-                changes[key] = value
-        setattr(updated, section_name, dataclasses.replace(section, **changes))
+        changed = _section_changes(section, values, functools.partial(_dotted, section_name), problems)
+        setattr(updated, section_name, changed)
+    if problems:
+        raise ConfigError(f"{origin}: " + "; ".join(problems))
+    return updated
+
+
+def apply_section_overrides(section: SectionT, values: dict[str, Any], origin: str,
+                            path_of: Callable[[str], str]) -> SectionT:
+    """``apply_overrides`` for one section on its own, each key shown as ``path_of(key)`` (a flag, say)."""
+    problems: list[str] = []
+    updated = _section_changes(section, values, path_of, problems)
     if problems:
         raise ConfigError(f"{origin}: " + "; ".join(problems))
     return updated
@@ -306,7 +406,11 @@ def load_config(path: str | Path | None = None) -> Config:
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+    """The settings as a YAML-ready mapping, as a config file would hold them (``streams`` only when there are any)."""
+    data = dataclasses.asdict(config)
+    if not data["streams"]:
+        del data["streams"]
+    return data
 
 
 def render_default_yaml() -> str:
@@ -315,6 +419,7 @@ def render_default_yaml() -> str:
         "# rtseg default configuration: every setting, with its default value.",
         "# Use another file with --config FILE; command-line flags override both.",
         "# Generated from rtseg/core/config.py (python -m rtseg.core.config > configs/default.yaml).",
+        "# What each setting costs and buys, with measurements: docs/configuration.md.",
     ]
     for section in fields(Config):
         if section.name not in SECTION_HELP:

@@ -51,13 +51,12 @@ def maskrcnn_resnet18_fpn(*, weights: Any = None, weights_backbone: Any = None, 
 
     There are no published weights for it, so it is always built untrained.
     Its defaults suit small images (shorter side 160 px, objects of 8-128 px).
-    Measured with torch's FLOP counter, torchvision's stock heads made a
-    training step cost twice as much: the FPN and RPN run at 128 channels
-    instead of 256 (the same BackboneWithFPN that ``_resnet_fpn_extractor``
-    builds, narrower), the box head is a 512-wide MLP on 64 sampled RoIs per
-    image, and the mask head has two 128-channel convolutions with BatchNorm
-    instead of four plain 256-channel ones, whose loss also blew up when
-    trained from random weights. Every default can be overridden by keyword.
+    Narrower than torchvision's stock heads: the FPN and RPN run at 128
+    channels (the same BackboneWithFPN that ``_resnet_fpn_extractor`` builds),
+    the box head is a 512-wide MLP on 64 sampled RoIs per image, and the mask
+    head has two 128-channel convolutions with BatchNorm; why, with the
+    measurements, is in docs/configuration.md. Every default can be
+    overridden by keyword.
     """
     if weights is not None or weights_backbone is not None:
         raise WeightsError("maskrcnn_r18 has no pretrained weights")

@@ -28,7 +28,9 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchvision.models.detection import MaskRCNN
 
+from rtseg.core.config import ModelConfig
 from rtseg.core.errors import DataError, OutputError, UsageError
+from rtseg.core.flags import add_device_flags
 from rtseg.core.masks import encode_mask
 from rtseg.detect.device import PRECISION_DTYPES, resolve_device, resolve_precision
 from rtseg.detect.models import load_model, set_input_size
@@ -224,17 +226,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="COCO instances JSON with the ground truth")
     parser.add_argument("--images", required=True, help="folder holding the images the JSON names")
     parser.add_argument("--weights", required=True, help="checkpoint file, 'default' (torchvision COCO weights) or 'none'")
-    parser.add_argument("--model", default="maskrcnn_r18",
-                        help="architecture when the weights do not name one (a checkpoint's metadata wins)")
+    parser.add_argument("--model", default=ModelConfig().name,
+                        help=f"architecture when the weights do not name one (default {ModelConfig().name}, as for "
+                             "rtseg; a checkpoint's metadata wins)")
     parser.add_argument("--score-threshold", type=float, default=0.5,
                         help="operating point for precision/recall/F1 (AP uses every detection); default 0.5")
     parser.add_argument("--size", type=int, help="shorter image side fed to the model (default: the checkpoint's "
                                                  "training size, else the architecture's own)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per model call (default 4)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
-                        help="compute precision (auto: fp16 on CUDA, fp32 on the CPU); compare runs to measure "
-                             "what reduced precision costs in AP")
+    add_device_flags(parser)
     parser.add_argument("--save", help="also write the full report (per class included) to this JSON file")
     return parser
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from rtseg.track.tracker import box_iou
+from rtseg.track.geometry import box_iou
 
 
 @dataclass(frozen=True)

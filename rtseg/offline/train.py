@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -34,7 +35,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -44,7 +45,9 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 from tqdm import tqdm
 
+from rtseg.core.config import TrainConfig, apply_section_overrides, setting_choices
 from rtseg.core.errors import DataError, DeviceError, OutputError, RuntimeFailure, UsageError, WeightsError
+from rtseg.core.flags import add_device_flags
 from rtseg.detect.device import resolve_device
 from rtseg.detect.models import ARCHITECTURES, build_model, load_model, max_size_for
 from rtseg.offline.coco import CocoInstances
@@ -52,39 +55,6 @@ from rtseg.offline.evaluate import evaluate_predictions, predict
 
 STAGES = ["layer4", "layer3", "layer2", "layer1", "conv1"]  # backbone stages, unfrozen from the top
 EXIT_INTERRUPTED = 130
-
-
-@dataclass
-class TrainSettings:
-    """Everything that decides what a run learns; stored in last.pt so --resume reuses it unchanged.
-
-    ``None`` fields are filled in by ``resolve_settings`` before training starts.
-    """
-
-    data: str
-    images: str
-    output_dir: str
-    val_data: str | None = None
-    val_images: str | None = None
-    model: str = "maskrcnn_r18"
-    weights: str = "default"
-    epochs: int | None = None
-    iterations: int | None = None
-    batch_size: int = 4
-    lr: float | None = None
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    clip_grad: float | None = None
-    warmup_iters: int = 100
-    schedule: str = "cosine"
-    lr_steps: list[float] = field(default_factory=lambda: [0.7, 0.9])
-    size: int | None = None
-    scale_jitter: float = 0.25
-    hflip: float = 0.5
-    trainable_layers: int | None = None
-    eval_every: int | None = None
-    seed: int = 0
 
 
 @dataclass
@@ -100,34 +70,29 @@ class TrainResult:
     best_ap: float | None = None
 
 
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise UsageError(message)
+def _flag(key: str) -> str:
+    """The ``rtseg train`` flag that sets the TrainConfig field ``key``."""
+    return "--" + key.replace("_", "-")
 
 
-def resolve_settings(settings: TrainSettings, train_set: CocoInstances) -> TrainSettings:
-    """Settings with every default filled in from the data, checked, so the saved copy is complete."""
+def checked_settings(settings: TrainConfig, origin: str = "training settings") -> TrainConfig:
+    """``settings`` validated as config sections are (types, ranges, choices; floats as floats), each problem
+    named by its flag, plus the two rules that span fields."""
+    values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+    checked = apply_section_overrides(TrainConfig(), values, origin, _flag)
+    if checked.epochs is not None and checked.iterations is not None:
+        raise UsageError("give --epochs or --iterations, not both")
+    if checked.lr_steps != sorted(checked.lr_steps):
+        raise UsageError(f"--lr-steps must be increasing fractions of the run, got {checked.lr_steps}")
+    missing = [_flag(key) for key in ("data", "images", "output_dir") if not getattr(checked, key)]
+    if missing:
+        raise UsageError(f"{', '.join(missing)} required (or --resume LAST_PT)")
+    return checked
+
+
+def resolve_settings(settings: TrainConfig, train_set: CocoInstances) -> TrainConfig:
+    """Settings with every default filled in from the data, so the saved copy is complete."""
     s = settings
-    _check(s.model in ARCHITECTURES, f"unknown model {s.model!r} (known: {', '.join(ARCHITECTURES)})")
-    _check(s.batch_size >= 1, f"--batch-size must be at least 1, got {s.batch_size}")
-    _check(s.epochs is None or s.iterations is None, "give --epochs or --iterations, not both")
-    _check(s.epochs is None or s.epochs >= 1, f"--epochs must be at least 1, got {s.epochs}")
-    _check(s.iterations is None or s.iterations >= 1, f"--iterations must be at least 1, got {s.iterations}")
-    _check(s.lr is None or s.lr > 0, f"--lr must be positive, got {s.lr}")
-    _check(s.optimizer in ("sgd", "adamw"), f"--optimizer must be sgd or adamw, got {s.optimizer!r}")
-    _check(0 <= s.momentum < 1, f"--momentum must be in [0, 1), got {s.momentum}")
-    _check(s.clip_grad is None or s.clip_grad > 0, f"--clip-grad must be positive, got {s.clip_grad}")
-    _check(s.weight_decay >= 0, f"--weight-decay must be >= 0, got {s.weight_decay}")
-    _check(s.warmup_iters >= 0, f"--warmup-iters must be >= 0, got {s.warmup_iters}")
-    _check(s.schedule in ("cosine", "step"), f"--schedule must be cosine or step, got {s.schedule!r}")
-    _check(all(0 < f < 1 for f in s.lr_steps) and s.lr_steps == sorted(s.lr_steps),
-           f"--lr-steps must be increasing fractions of the run between 0 and 1, got {s.lr_steps}")
-    _check(s.size is None or 32 <= s.size <= 4096, f"--size must be between 32 and 4096, got {s.size}")
-    _check(0 <= s.scale_jitter < 1, f"--scale-jitter must be in [0, 1), got {s.scale_jitter}")
-    _check(0 <= s.hflip <= 1, f"--hflip must be a probability in [0, 1], got {s.hflip}")
-    _check(s.trainable_layers is None or 0 <= s.trainable_layers <= 5,
-           f"--trainable-layers must be between 0 and 5, got {s.trainable_layers}")
-    _check(s.eval_every is None or s.eval_every >= 1, f"--eval-every must be at least 1, got {s.eval_every}")
     per_epoch = math.ceil(len(train_set) / s.batch_size)
     sides = [min(i.get("width", 800), i.get("height", 800)) for i in train_set.coco.imgs.values()]
     return dataclasses.replace(
@@ -141,7 +106,7 @@ def resolve_settings(settings: TrainSettings, train_set: CocoInstances) -> Train
     )
 
 
-def lr_factor(settings: TrainSettings, iteration: int) -> float:
+def lr_factor(settings: TrainConfig, iteration: int) -> float:
     """Multiplier of the base learning rate at ``iteration``: linear warm-up, then cosine or step decay."""
     warmup = min(1.0, 0.001 + 0.999 * iteration / settings.warmup_iters) if settings.warmup_iters else 1.0
     progress = iteration / settings.iterations
@@ -150,7 +115,7 @@ def lr_factor(settings: TrainSettings, iteration: int) -> float:
     return warmup * 0.1 ** sum(progress >= step for step in settings.lr_steps)
 
 
-def detector_kwargs(settings: TrainSettings) -> dict[str, Any]:
+def detector_kwargs(settings: TrainConfig) -> dict[str, Any]:
     """Resize settings: scale jitter is torchvision's multi-size training, the last size is used in eval."""
     size = settings.size
     jitter = {int(round(size * f)) for f in np.linspace(1 - settings.scale_jitter, 1 + settings.scale_jitter, 5)}
@@ -191,7 +156,7 @@ def _train_mode(model: MaskRCNN, frozen: list[nn.Module]) -> None:
         module.eval()
 
 
-def _initial_model(settings: TrainSettings, class_names: tuple[str, ...]) -> tuple[MaskRCNN, str]:
+def _initial_model(settings: TrainConfig, class_names: tuple[str, ...]) -> tuple[MaskRCNN, str]:
     """The starting model and its architecture (a checkpoint's metadata may name another than --model)."""
     kwargs = detector_kwargs(settings)
     torch.manual_seed(settings.seed)
@@ -203,7 +168,7 @@ def _initial_model(settings: TrainSettings, class_names: tuple[str, ...]) -> tup
     return loaded.model, loaded.meta["architecture"]
 
 
-def _epoch_batches(settings: TrainSettings, n: int, epoch: int) -> list[list[tuple[int, bool]]]:
+def _epoch_batches(settings: TrainConfig, n: int, epoch: int) -> list[list[tuple[int, bool]]]:
     """The batches of one epoch as (image index, flip) keys, a pure function of seed and epoch."""
     generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + epoch)
     order = torch.randperm(n, generator=generator).tolist()
@@ -221,7 +186,7 @@ def _ignore_sigint(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _batches(settings: TrainSettings, dataset: CocoInstances, start: int, per_epoch: int,
+def _batches(settings: TrainConfig, dataset: CocoInstances, start: int, per_epoch: int,
              workers: int) -> Iterator[tuple[list, list]]:
     """Batches from iteration ``start`` on, epoch after epoch, never ending."""
     epoch, skip = divmod(start, per_epoch)
@@ -312,166 +277,266 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def train(settings: TrainSettings, *, device: str = "auto", precision: str = "auto", workers: int | None = None,
-          threads: int | None = None, time_limit: float | None = None, progress: bool | None = None,
-          log_every: int = 20, resume: dict[str, Any] | None = None) -> TrainResult:
-    """Run (or, with ``resume`` = a last.pt's contents, continue) a training run; see the module docstring."""
+@dataclass(frozen=True)
+class _Session:
+    """How this call runs, as opposed to what the run learns: not saved, a resumed run may run elsewhere."""
+
+    device: torch.device
+    amp: bool  # fp16 mixed precision (CUDA only)
+    workers: int
+    deadline: float | None  # time.monotonic() at which --time-limit stops the run
+
+
+def _open_session(device: str, precision: str, workers: int | None, threads: int | None,
+                  time_limit: float | None) -> _Session:
+    """Resolve and check the session settings before any data or model is loaded."""
     started = time.monotonic()
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
-    if precision not in ("auto", "fp16", "fp32"):
-        raise UsageError(f"--precision must be auto, fp16 or fp32, got {precision!r}")
+    if precision not in ("auto", "fp16", "fp32"):  # bf16 is for inference: training has no bf16 recipe
+        raise UsageError(f"training runs in fp32 or fp16 mixed precision: --precision must be auto, fp16 or fp32, "
+                         f"got {precision!r}")
     if precision == "fp16" and dev.type != "cuda":
         raise DeviceError("mixed precision (fp16) needs CUDA; on the CPU train with --precision fp32")
-    amp = dev.type == "cuda" and precision != "fp32"
     workers = workers if workers is not None else (4 if dev.type == "cuda" else 0)
-    _check(workers >= 0, f"--workers must be >= 0, got {workers}")
-    _check(time_limit is None or time_limit > 0, f"--time-limit must be positive, got {time_limit}")
+    if workers < 0:
+        raise UsageError(f"--workers must be >= 0, got {workers}")
+    if time_limit is not None and time_limit <= 0:
+        raise UsageError(f"--time-limit must be positive, got {time_limit}")
+    return _Session(dev, dev.type == "cuda" and precision != "fp32", workers,
+                    None if time_limit is None else started + time_limit * 60)
 
-    train_set = CocoInstances(settings.data, settings.images)
-    val_set = CocoInstances(settings.val_data, settings.val_images or settings.images) if settings.val_data else None
-    if val_set is not None and val_set.class_names != train_set.class_names:
-        raise DataError(f"training and validation categories differ: {', '.join(train_set.class_names[1:])} vs "
-                        f"{', '.join(val_set.class_names[1:])}")
-    class_names = train_set.class_names
+
+@dataclass(frozen=True)
+class _Splits:
+    """The training and (optional) validation split, checked to share their categories."""
+
+    train: CocoInstances
+    val: CocoInstances | None
+
+    @classmethod
+    def load(cls, settings: TrainConfig) -> _Splits:
+        train_set = CocoInstances(settings.data, settings.images)
+        val_set = CocoInstances(settings.val_data, settings.val_images or settings.images) if settings.val_data else None
+        if val_set is not None and val_set.class_names != train_set.class_names:
+            raise DataError(f"training and validation categories differ: {', '.join(train_set.class_names[1:])} vs "
+                            f"{', '.join(val_set.class_names[1:])}")
+        return cls(train_set, val_set)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.train.class_names
+
+
+def _new_model(settings: TrainConfig, splits: _Splits) -> tuple[TrainConfig, MaskRCNN]:
+    """A new run: the settings completed from the data and the initial model; refuses a folder holding a run."""
+    settings = resolve_settings(settings, splits.train)
     out_dir = Path(settings.output_dir)
-    if resume is None:
-        settings = resolve_settings(settings, train_set)
-        if (out_dir / "last.pt").exists():
-            raise OutputError(f"{out_dir} already holds a run; continue it with --resume {out_dir / 'last.pt'} "
-                              "or pick another --output-dir")
-        model, architecture = _initial_model(settings, class_names)
-        settings = dataclasses.replace(settings, model=architecture)
-    else:
-        architecture = resume["meta"]["architecture"]
-        if list(resume["meta"]["class_names"]) != list(class_names):
-            raise DataError("the data set's categories differ from the ones the run to resume was trained on")
-        model = build_model(architecture, len(class_names), **detector_kwargs(settings))
-        model.load_state_dict(resume["model"])
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create output folder {out_dir}: {exc.strerror}") from exc
-    model.to(dev)
-    frozen = freeze_backbone(model, settings.trainable_layers, freeze_all_batchnorm=settings.weights != "none")
-    params = [p for p in model.parameters() if p.requires_grad]
-    if settings.optimizer == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum,
-                                                           weight_decay=settings.weight_decay)
-    else:
-        optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(settings, it))
-    scaler = torch.amp.GradScaler(dev.type, enabled=amp)
-    meta = {"architecture": architecture, "class_names": list(class_names), "input_size": settings.size}
-    result = TrainResult(out_dir, 0, 0, settings.iterations, "done")
-    if resume is not None:
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        if amp and resume.get("scaler"):
-            scaler.load_state_dict(resume["scaler"])
-        torch.set_rng_state(resume["rng"]["torch"])
-        if dev.type == "cuda" and resume["rng"].get("cuda"):
-            torch.cuda.set_rng_state_all(resume["rng"]["cuda"])
-        result.start_iteration = result.iteration = int(resume["iteration"])
-        result.best_ap = resume.get("best_ap")
-        result.evaluations = list(resume.get("evaluations", []))
+    if (out_dir / "last.pt").exists():
+        raise OutputError(f"{out_dir} already holds a run; continue it with --resume {out_dir / 'last.pt'} "
+                          "or pick another --output-dir")
+    model, architecture = _initial_model(settings, splits.class_names)
+    return dataclasses.replace(settings, model=architecture), model
 
-    def save_last() -> None:
-        _save(out_dir / "last.pt", {
-            "model": _cpu_state(model), "meta": meta, "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "iteration": result.iteration,
-            "settings": dataclasses.asdict(settings), "best_ap": result.best_ap, "evaluations": result.evaluations,
-            "rng": {"torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if dev.type == "cuda" else []},
+
+def _saved_model(settings: TrainConfig, splits: _Splits, checkpoint: dict[str, Any]) -> tuple[TrainConfig, MaskRCNN]:
+    """The model of the run saved in ``checkpoint`` (a last.pt's contents), with its weights."""
+    architecture = checkpoint["meta"]["architecture"]
+    if list(checkpoint["meta"]["class_names"]) != list(splits.class_names):
+        raise DataError("the data set's categories differ from the ones the run to resume was trained on")
+    model = build_model(architecture, len(splits.class_names), **detector_kwargs(settings))
+    model.load_state_dict(checkpoint["model"])
+    return dataclasses.replace(settings, model=architecture), model
+
+
+def _make_optimizer(settings: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+class _Run:
+    """A run's live state (model, optimizer, scheduler, loss scaler, progress) and its checkpoints.
+
+    ``train`` builds one, restores it from a last.pt when resuming, and drives
+    it; the run saves itself (last.pt, best.pt) and scores itself on the
+    validation split.
+    """
+
+    def __init__(self, settings: TrainConfig, session: _Session, splits: _Splits, model: MaskRCNN) -> None:
+        self.settings, self.session, self.splits = settings, session, splits
+        self.out_dir = Path(settings.output_dir)
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create output folder {self.out_dir}: {exc.strerror}") from exc
+        self.model = model.to(session.device)
+        self.frozen = freeze_backbone(model, settings.trainable_layers, freeze_all_batchnorm=settings.weights != "none")
+        self.optimizer = _make_optimizer(settings, [p for p in model.parameters() if p.requires_grad])
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, functools.partial(lr_factor, settings))
+        self.scaler = torch.amp.GradScaler(session.device.type, enabled=session.amp)
+        self.meta = {"architecture": settings.model, "class_names": list(splits.class_names),
+                     "input_size": settings.size}
+        self.result = TrainResult(self.out_dir, 0, 0, settings.iterations, "done")
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        """Carry on from a last.pt: optimizer, scheduler, scaler, RNG state, iteration and evaluations."""
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        if self.session.amp and checkpoint.get("scaler"):
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        if self.session.device.type == "cuda" and checkpoint["rng"].get("cuda"):
+            torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+        self.result.start_iteration = self.result.iteration = int(checkpoint["iteration"])
+        self.result.best_ap = checkpoint.get("best_ap")
+        self.result.evaluations = list(checkpoint.get("evaluations", []))
+
+    def save_last(self) -> None:
+        """last.pt: everything ``restore`` needs to carry on exactly."""
+        cuda = self.session.device.type == "cuda"
+        _save(self.out_dir / "last.pt", {
+            "model": _cpu_state(self.model), "meta": self.meta, "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "iteration": self.result.iteration, "settings": dataclasses.asdict(self.settings),
+            "best_ap": self.result.best_ap, "evaluations": self.result.evaluations,
+            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if cuda else []},
         })
 
-    def evaluate(log: Any) -> None:
+    def save_best(self) -> None:
+        """best.pt: the model and its metadata only, loadable with ``load_model``."""
+        _save(self.out_dir / "best.pt", {"model": _cpu_state(self.model), "meta": self.meta})
+
+    def train_mode(self) -> None:
+        _train_mode(self.model, self.frozen)
+
+    def step(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+        """One optimizer step on a batch from the loader; the loss terms, checked to be finite."""
+        dev = self.session.device
+        images = [image.to(dev, non_blocking=True) for image in images]
+        targets = [{k: v.to(dev, non_blocking=True) for k, v in t.items()} for t in targets]
+        losses = _train_step(self.model, images, targets, self.optimizer, self.scaler, self.session.amp,
+                             self.settings.clip_grad)
+        if not math.isfinite(losses["loss"]):
+            raise RuntimeFailure(f"training diverged: the loss is {losses['loss']} at iteration "
+                                 f"{self.result.iteration + 1}; lower --lr (now {self.settings.lr:g})")
+        self.scheduler.step()
+        self.result.iteration += 1
+        return losses
+
+    def evaluate(self, log: IO[str]) -> None:
         """Score the validation split; keep best.pt. Forks the RNG so evaluating never changes training."""
         tick = time.monotonic()
+        dev = self.session.device
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            predictions = predict(model, val_set, class_names, dev, settings.batch_size,
-                                  torch.float16 if amp else torch.float32)
-        _train_mode(model, frozen)
-        summary = {"iteration": result.iteration, **_summary(evaluate_predictions(val_set.coco, predictions))}
+            predictions = predict(self.model, self.splits.val, self.splits.class_names, dev,
+                                  self.settings.batch_size, torch.float16 if self.session.amp else torch.float32)
+        self.train_mode()
+        result = self.result
+        summary = {"iteration": result.iteration, **_summary(evaluate_predictions(self.splits.val.coco, predictions))}
         result.evaluations.append(summary)
         ap = summary["mask_AP"] if summary["mask_AP"] is not None else -1.0
         improved = result.best_ap is None or ap > result.best_ap
         if improved:
             result.best_ap = ap
-            _save(out_dir / "best.pt", {"model": _cpu_state(model), "meta": meta})
+            self.save_best()
         log.write(json.dumps({"eval": summary}) + "\n")
-        tqdm.write(f"eval @ {result.iteration}/{settings.iterations}: mask AP {_fmt(summary['mask_AP'])} "
+        tqdm.write(f"eval @ {result.iteration}/{self.settings.iterations}: mask AP {_fmt(summary['mask_AP'])} "
                    f"AP50 {_fmt(summary['mask_AP50'])} AP75 {_fmt(summary['mask_AP75'])} | box AP "
                    f"{_fmt(summary['box_AP'])} AP50 {_fmt(summary['box_AP50'])} | mask P/R/F1 @0.5 "
                    f"{summary['mask_precision']:.3f}/{summary['mask_recall']:.3f}/{summary['mask_f1']:.3f} "
                    f"({time.monotonic() - tick:.0f} s){'  best' if improved else ''}")
 
-    per_epoch = math.ceil(len(train_set) / settings.batch_size)
-    if resume is None:
-        tqdm.write(f"training {architecture} on {len(train_set)} images, {len(class_names) - 1} classes "
-                   f"({', '.join(class_names[1:])}): {settings.iterations} iterations of {settings.batch_size} "
-                   f"at {settings.size} px, lr {settings.lr:g}, {dev.type}{' fp16' if amp else ''} -> {out_dir}")
-    else:
-        tqdm.write(f"resuming {architecture} at iteration {result.iteration}/{settings.iterations} -> {out_dir}")
+    def announce(self, resumed: bool) -> None:
+        s, dev = self.settings, self.session.device
+        if resumed:
+            tqdm.write(f"resuming {s.model} at iteration {self.result.iteration}/{s.iterations} -> {self.out_dir}")
+            return
+        names = self.splits.class_names
+        tqdm.write(f"training {s.model} on {len(self.splits.train)} images, {len(names) - 1} classes "
+                   f"({', '.join(names[1:])}): {s.iterations} iterations of {s.batch_size} "
+                   f"at {s.size} px, lr {s.lr:g}, {dev.type}{' fp16' if self.session.amp else ''} -> {self.out_dir}")
+
+
+def _log_losses(run: _Run, window: list[dict[str, float]], seconds: float, log: IO[str]) -> None:
+    """Mean loss terms of the iterations since the last log line, to log.jsonl and the console."""
+    mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+    rate = seconds / len(window)
+    lr = run.scheduler.get_last_lr()[0]
+    iteration, total = run.result.iteration, run.settings.iterations
+    log.write(json.dumps({"iteration": iteration, **mean, "lr": lr, "s_per_it": rate}) + "\n")
+    log.flush()
+    tqdm.write(f"it {iteration}/{total} " + " ".join(f"{k} {v:.3f}" for k, v in mean.items())
+               + f" lr {lr:.4g} {rate:.2f} s/it")
+
+
+def _loop(run: _Run, log: IO[str], bar: tqdm, stop: _StopRequest, log_every: int) -> str:
+    """Train until done, Ctrl-C or the time limit, evaluating and saving every --eval-every; why it stopped."""
+    settings, result = run.settings, run.result
+    per_epoch = math.ceil(len(run.splits.train) / settings.batch_size)
+    batches = _batches(settings, run.splits.train, result.iteration, per_epoch, run.session.workers)
+    window: list[dict[str, float]] = []
+    tick = time.monotonic()
+    while result.iteration < settings.iterations:
+        losses = run.step(*next(batches))
+        window.append(losses)
+        bar.update()
+        bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+        if result.iteration % log_every == 0 or result.iteration == settings.iterations:
+            _log_losses(run, window, time.monotonic() - tick, log)
+            window, tick = [], time.monotonic()
+        if result.iteration % settings.eval_every == 0:
+            if run.splits.val is not None:
+                run.evaluate(log)
+            run.save_last()
+        if stop.requested:
+            return "interrupted"
+        deadline = run.session.deadline
+        if deadline is not None and time.monotonic() > deadline and result.iteration < settings.iterations:
+            return "time limit"
+    return "done"
+
+
+def _finish(run: _Run, log: IO[str]) -> None:
+    """After a run that was not interrupted: a last evaluation unless one was just made, and best.pt."""
+    result = run.result
+    if run.splits.val is None:  # nothing to choose by: the final model is the one to use
+        run.save_best()
+    elif not (result.evaluations and result.evaluations[-1]["iteration"] == result.iteration):
+        run.evaluate(log)
+
+
+def train(settings: TrainConfig, *, device: str = "auto", precision: str = "auto", workers: int | None = None,
+          threads: int | None = None, time_limit: float | None = None, progress: bool | None = None,
+          log_every: int = 20, resume: dict[str, Any] | None = None) -> TrainResult:
+    """Run (or, with ``resume`` = a last.pt's contents, continue) a training run; see the module docstring."""
+    settings = checked_settings(settings)
+    session = _open_session(device, precision, workers, threads, time_limit)
+    splits = _Splits.load(settings)
+    settings, model = _new_model(settings, splits) if resume is None else _saved_model(settings, splits, resume)
+    run = _Run(settings, session, splits, model)
+    if resume is not None:
+        run.restore(resume)
+    run.announce(resumed=resume is not None)
     stop = _StopRequest()
-    _train_mode(model, frozen)
-    bar = tqdm(total=settings.iterations, initial=result.iteration, desc="train", unit="it", dynamic_ncols=True,
+    run.train_mode()
+    bar = tqdm(total=settings.iterations, initial=run.result.iteration, desc="train", unit="it", dynamic_ncols=True,
                disable=not (sys.stderr.isatty() if progress is None else progress))
-    log = (out_dir / "log.jsonl").open("a", encoding="utf-8")
+    log = (run.out_dir / "log.jsonl").open("a", encoding="utf-8")
     try:
         with stop.installed():
-            batches = _batches(settings, train_set, result.iteration, per_epoch, workers)
-            window: list[dict[str, float]] = []
-            tick = time.monotonic()
-            while result.iteration < settings.iterations:
-                images, targets = next(batches)
-                images = [image.to(dev, non_blocking=True) for image in images]
-                targets = [{k: v.to(dev, non_blocking=True) for k, v in t.items()} for t in targets]
-                losses = _train_step(model, images, targets, optimizer, scaler, amp, settings.clip_grad)
-                if not math.isfinite(losses["loss"]):
-                    raise RuntimeFailure(f"training diverged: the loss is {losses['loss']} at iteration "
-                                         f"{result.iteration + 1}; lower --lr (now {settings.lr:g})")
-                scheduler.step()
-                result.iteration += 1
-                window.append(losses)
-                bar.update()
-                bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
-                if result.iteration % log_every == 0 or result.iteration == settings.iterations:
-                    mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-                    rate = (time.monotonic() - tick) / len(window)
-                    log.write(json.dumps({"iteration": result.iteration, **mean,
-                                          "lr": scheduler.get_last_lr()[0], "s_per_it": rate}) + "\n")
-                    log.flush()
-                    tqdm.write(f"it {result.iteration}/{settings.iterations} " + " ".join(
-                        f"{k} {v:.3f}" for k, v in mean.items()) + f" lr {scheduler.get_last_lr()[0]:.4g} {rate:.2f} s/it")
-                    window, tick = [], time.monotonic()
-                periodic = result.iteration % settings.eval_every == 0
-                if val_set is not None and periodic:
-                    evaluate(log)
-                if periodic:
-                    save_last()
-                if stop.requested:
-                    result.stopped = "interrupted"
-                    break
-                out_of_time = time_limit is not None and time.monotonic() - started > time_limit * 60
-                if out_of_time and result.iteration < settings.iterations:
-                    result.stopped = "time limit"
-                    break
-        if result.stopped != "interrupted":
-            evaluated = bool(result.evaluations) and result.evaluations[-1]["iteration"] == result.iteration
-            if val_set is not None and not evaluated:
-                evaluate(log)
-            if val_set is None:  # nothing to choose by: the final model is the one to use
-                _save(out_dir / "best.pt", {"model": _cpu_state(model), "meta": meta})
-        save_last()
+            run.result.stopped = _loop(run, log, bar, stop, log_every)
+        if run.result.stopped != "interrupted":
+            _finish(run, log)
+        run.save_last()
     finally:
         bar.close()
         log.close()
-    return result
+    return run.result
 
 
-_SETTINGS_FLAGS = {f.name for f in dataclasses.fields(TrainSettings)}
+_SETTINGS_FLAGS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -508,7 +573,7 @@ def _parser() -> argparse.ArgumentParser:
     length.add_argument("--iterations", type=int, help="optimizer steps, instead of --epochs")
     s.add_argument("--batch-size", type=int, help="images per step (default 4)")
     s.add_argument("--lr", type=float, help="peak learning rate (default: SGD 0.02 x batch size / 16, AdamW 2e-4)")
-    s.add_argument("--optimizer", choices=("sgd", "adamw"),
+    s.add_argument("--optimizer", choices=setting_choices(TrainConfig, "optimizer"),
                    help="sgd (default; the torchvision recipe for fine-tuning) or adamw (adaptive steps: "
                         "faster from random weights)")
     s.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
@@ -516,7 +581,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--clip-grad", type=float, metavar="NORM",
                    help="clip the gradients' global norm to this (default: no clipping)")
     s.add_argument("--warmup-iters", type=int, help="iterations of linear learning-rate warm-up (default 100)")
-    s.add_argument("--schedule", choices=("cosine", "step"), help="decay after warm-up (default cosine)")
+    s.add_argument("--schedule", choices=setting_choices(TrainConfig, "schedule"), help="decay after warm-up (default cosine)")
     s.add_argument("--lr-steps", type=float, nargs="+", metavar="FRACTION",
                    help="with --schedule step: fractions of the run where the rate drops 10x (default 0.7 0.9)")
     s.add_argument("--size", type=int, help="shorter image side fed to the model (default: the training images' "
@@ -530,9 +595,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, help="seed of the initial weights, data order and augmentation (default 0)")
     r = parser.add_argument_group("session settings")
     r.add_argument("--resume", metavar="LAST_PT", help="continue the run saved in this last.pt")
-    r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    r.add_argument("--precision", default="auto", choices=("auto", "fp16", "fp32"),
-                   help="auto = mixed precision (fp16) on CUDA, fp32 on the CPU")
+    add_device_flags(r)
     r.add_argument("--workers", type=int, help="data-loading processes (default 4 on CUDA, 0 on the CPU)")
     r.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice, one per core); on a "
                                                "CPU shared with other jobs 1 is often several times faster")
@@ -551,16 +614,13 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"--log-every must be at least 1, got {args['log_every']}")
     if args["resume"]:
         if given:
-            flags = ", ".join("--" + k.replace("_", "-") for k in sorted(given))
-            raise UsageError(f"--resume continues the saved run with its own settings; leave out {flags}")
+            raise UsageError("--resume continues the saved run with its own settings; leave out "
+                             + ", ".join(_flag(k) for k in sorted(given)))
         checkpoint = read_training_checkpoint(args["resume"])
         saved = {k: v for k, v in checkpoint["settings"].items() if k in _SETTINGS_FLAGS}
-        settings = TrainSettings(**{**saved, "output_dir": str(Path(args["resume"]).parent)})
+        settings = TrainConfig(**{**saved, "output_dir": str(Path(args["resume"]).parent)})
     else:
-        missing = [f"--{k.replace('_', '-')}" for k in ("data", "images", "output_dir") if k not in given]
-        if missing:
-            raise UsageError(f"{', '.join(missing)} required (or --resume LAST_PT)")
-        settings, checkpoint = TrainSettings(**given), None
+        settings, checkpoint = TrainConfig(**given), None
     result = train(settings, device=args["device"], precision=args["precision"], workers=args["workers"],
                    threads=args["threads"], time_limit=args["time_limit"], progress=False if args["no_progress"] else None,
                    log_every=args["log_every"], resume=checkpoint)

@@ -10,7 +10,10 @@ import av
 import pytest
 from helpers import read_video
 
-from rtseg.cli import main
+from rtseg.cli import build_parser, main
+from rtseg.core.flags import PRECISIONS
+from rtseg.detect.device import PRECISION_DTYPES
+from rtseg.offline import evaluate, train
 
 FAST = ["--weights", "none", "--size", "64", "--no-show"]
 
@@ -117,3 +120,15 @@ def test_train_and_evaluate_are_subcommands(tmp_path, capsys):
     assert main(["evaluate", "--data", str(tmp_path / "missing.json"), "--images", str(tmp_path),
                  "--weights", "none"]) == 2
     assert "annotation file not found" in capsys.readouterr().err
+
+
+def test_device_and_precision_flags_are_declared_once_for_every_command():
+    parsers = {"rtseg": build_parser(), "train": train._parser(), "evaluate": evaluate._parser()}
+    assert PRECISIONS == ("auto", *PRECISION_DTYPES)  # the config's choices are what the detector can run
+    declared = {name: {a.dest: (a.choices, a.help) for a in parser._actions if a.dest in ("device", "precision")}
+                for name, parser in parsers.items()}
+    assert declared["rtseg"] == declared["train"] == declared["evaluate"]
+    assert declared["rtseg"]["precision"][0] == PRECISIONS
+    # the main command leaves both to the configuration file; the subcommands, which read none, default to auto
+    assert build_parser().parse_args(["--source", "x.mp4"]).precision is None
+    assert evaluate._parser().parse_args(["--data", "d", "--images", "i", "--weights", "w"]).precision == "auto"

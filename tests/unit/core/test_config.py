@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import yaml
 
 from rtseg.cli import build_parser, config_from_args
-from rtseg.core.config import Config, apply_overrides, config_to_dict, load_config, render_default_yaml
+from rtseg.core.config import (
+    SECTION_HELP,
+    Config,
+    TrainConfig,
+    apply_overrides,
+    apply_section_overrides,
+    config_to_dict,
+    load_config,
+    render_default_yaml,
+)
 from rtseg.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -21,6 +31,13 @@ def test_default_yaml_is_generated_from_the_code_and_comments_every_setting():
     for line in text.splitlines():
         if line.startswith("  "):
             assert "  # " in line, f"setting without a comment: {line}"
+        assert len(line) <= 120, f"line over 120 characters: {line}"
+
+
+def test_every_help_is_one_short_line():
+    for section in (*(f.default_factory for f in fields(Config) if f.name in SECTION_HELP), TrainConfig):
+        for f in fields(section):
+            assert "\n" not in f.metadata["help"] and len(f.metadata["help"]) <= 100, f"{section.__name__}.{f.name}"
 
 
 def test_file_overrides_defaults(tmp_path):
@@ -82,6 +99,30 @@ def test_overrides_do_not_mutate_the_original():
     base = Config()
     changed = apply_overrides(base, {"model": {"size": 320}}, "test")
     assert changed.model.size == 320 and base.model.size == 0
+
+
+def test_a_section_on_its_own_is_checked_by_the_same_rules():
+    updated = apply_section_overrides(TrainConfig(), {"lr": 1, "clip_grad": None, "lr_steps": [0.25, 0.5]}, "flags",
+                                      str.upper)
+    assert updated.lr == 1.0 and isinstance(updated.lr, float)
+    assert updated.clip_grad is None and updated.lr_steps == [0.25, 0.5]
+    with pytest.raises(ConfigError, match="LR_STEPS: 1.0 is not below 1.0"):  # each item bounded, ints as floats
+        apply_section_overrides(TrainConfig(), {"lr_steps": [0.5, 1]}, "flags", str.upper)
+    with pytest.raises(ConfigError) as err:
+        apply_section_overrides(TrainConfig(), {"lr": 0.0, "momentum": 1, "lr_steps": [0.5, "x"], "hflip": 2,
+                                                "colour": 1, "seed": None}, "flags", str.upper)
+    message = str(err.value)
+    assert message.startswith("flags: ") and "\n" not in message
+    for fragment in ("LR: 0.0 is not above 0.0", "MOMENTUM: 1.0 is not below 1.0",
+                     "LR_STEPS: expected list of numbers, got list", "HFLIP: 2.0 is above the maximum 1.0",
+                     "COLOUR: unknown key", "SEED: expected int, got NoneType None"):
+        assert fragment in message
+
+
+def test_training_settings_are_not_a_section_of_the_runtime_config():
+    # rtseg train reads no config file, so default.yaml does not offer settings that nothing would read
+    with pytest.raises(ConfigError, match="train: unknown section"):
+        apply_overrides(Config(), {"train": {"lr": 0.1}}, "test")
 
 
 # -- fuzzing: no input makes the loader raise anything but its own clear error -------------------------------------

@@ -1,16 +1,11 @@
-"""scripts/eval_tracking.py: why colour changes happened, tallied on hand-made frames; one small scene end to end."""
+"""rtseg.offline.eval_tracking: why colour changes happened, tallied on hand-made frames; one small scene end to end."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
-
-from eval_tracking import CAUSES, Noise, change_causes, run_scene
-
 from rtseg.core.config import TrackingConfig
+from rtseg.offline.eval_tracking import CAUSES, change_causes, run_scene
 from rtseg.offline.mot_metrics import colour_changes
+from rtseg.offline.scenes import Noise
 
 
 def test_causes_name_what_became_of_the_lost_id() -> None:

@@ -14,9 +14,10 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+import rtseg.detect.models as models
 from rtseg.core.errors import DataError
 from rtseg.core.masks import encode_mask
-from rtseg.detect.models import build_model
+from rtseg.detect.models import COCO_CATEGORIES, build_model
 from rtseg.offline.coco import load_coco
 from rtseg.offline.evaluate import evaluate_predictions, main
 from rtseg.offline.synthetic import write_image_dataset
@@ -176,3 +177,27 @@ def test_command_line_scores_a_checkpoint(tmp_path: Path, capsys: pytest.Capture
     bf16 = json.loads(reduced.read_text())
     assert bf16["precision"] == "bf16" and bf16["num_images"] == saved["num_images"] == 3
     assert bf16["num_predictions"] > 0
+
+
+def test_default_weights_need_no_model_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--weights default picks maskrcnn_v1, as rtseg does, rather than an architecture without COCO weights."""
+    paths = write_image_dataset(tmp_path / "data", num_train=1, num_val=2, size=64, seed=4)
+    gt = json.loads(paths["val"].read_text())
+    for category, coco_name in zip(gt["categories"], ("person", "car", "dog")):  # classes the COCO model knows
+        category["name"] = coco_name
+    renamed = tmp_path / "val.json"
+    renamed.write_text(json.dumps(gt))
+    asked: list[str] = []
+
+    def cached_download(name: str) -> dict[str, torch.Tensor]:  # no network here: random weights stand in
+        asked.append(name)
+        return build_model(name, len(COCO_CATEGORIES)).state_dict()
+
+    monkeypatch.setattr(models, "_download_state_dict", cached_download)
+    metrics = tmp_path / "metrics.json"
+    assert main(["--data", str(renamed), "--images", str(paths["images"]), "--weights", "default", "--size", "64",
+                 "--device", "cpu", "--save", str(metrics)]) == 0
+    saved = json.loads(metrics.read_text())
+    assert asked == ["maskrcnn_v1"]
+    assert saved["architecture"] == "maskrcnn_v1" and saved["weights"] == "default" and saved["num_images"] == 2
+    assert set(saved["segm"]["per_class"]) == {"person", "car", "dog"}

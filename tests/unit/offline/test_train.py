@@ -11,10 +11,11 @@ import pytest
 import torch
 
 import rtseg.offline.train as train_module
-from rtseg.core.errors import OutputError, UsageError, WeightsError
-from rtseg.detect.models import load_model
+from rtseg.core.config import TrainConfig, setting_choices
+from rtseg.core.errors import ConfigError, OutputError, UsageError, WeightsError
+from rtseg.detect.models import ARCHITECTURES, load_model
 from rtseg.offline.synthetic import write_image_dataset
-from rtseg.offline.train import TrainSettings, main, read_training_checkpoint, train
+from rtseg.offline.train import checked_settings, main, read_training_checkpoint, train
 
 CLASSES = ("__background__", "circle", "square", "triangle")
 
@@ -130,10 +131,17 @@ def test_bad_starts_fail_with_one_line(data: dict[str, Path], run: Path, tmp_pat
     with pytest.raises(OutputError, match="--resume"):
         main(_flags(data, run, "--iterations", "1"))
     with pytest.raises(WeightsError, match="no pretrained weights"):
-        train(TrainSettings(data=str(data["train"]), images=str(data["images"]), output_dir=str(tmp_path / "d"),
-                            weights="default", iterations=1), device="cpu", progress=False)
+        train(TrainConfig(data=str(data["train"]), images=str(data["images"]), output_dir=str(tmp_path / "d"),
+                          weights="default", iterations=1), device="cpu", progress=False)
     with pytest.raises(UsageError, match="--trainable-layers"):
         main(_flags(data, tmp_path / "e", "--trainable-layers", "6"))
+
+
+def test_bf16_is_refused_in_one_line(data: dict[str, Path], tmp_path: Path) -> None:
+    # --precision offers what inference offers; training has fp32 and fp16 mixed precision only
+    with pytest.raises(UsageError, match="training runs in fp32 or fp16 mixed precision.*got 'bf16'"):
+        main(_flags(data, tmp_path / "bf16", "--iterations", "1", "--precision", "bf16"))
+    assert not (tmp_path / "bf16").exists()
 
 
 def test_adamw_with_gradient_clipping_learns(data: dict[str, Path], tmp_path: Path,
@@ -155,3 +163,36 @@ def test_adamw_with_gradient_clipping_learns(data: dict[str, Path], tmp_path: Pa
     assert len(norms) == 12 and max(norms) <= 5.0 + 1e-3  # every step clipped to the norm asked for
     saved = read_training_checkpoint(out / "last.pt")["settings"]
     assert saved["optimizer"] == "adamw" and saved["clip_grad"] == 5.0
+
+
+PATHS = {"data": "train.json", "images": "images", "output_dir": "out"}
+
+
+def test_settings_are_checked_like_config_sections_and_named_by_flag() -> None:
+    bad = TrainConfig(**PATHS, model="maskrcnn_r19", lr=0, momentum=1.0, lr_steps=[0.5, 1.0], trainable_layers=6,
+                      size=16, val_data=3)
+    with pytest.raises(ConfigError) as err:
+        checked_settings(bad)
+    message = str(err.value)
+    for fragment in ("--model: 'maskrcnn_r19' is not one of", "--lr: 0.0 is not above 0.0",
+                     "--momentum: 1.0 is not below 1.0", "--lr-steps: 1.0 is not below 1.0",
+                     "--trainable-layers: 6 is above the maximum 5", "--size: 16 is below the minimum 32",
+                     "--val-data: expected str or null, got int 3"):
+        assert fragment in message
+    assert "\n" not in message
+    with pytest.raises(UsageError, match="--epochs or --iterations, not both"):
+        checked_settings(TrainConfig(**PATHS, epochs=2, iterations=10))
+    with pytest.raises(UsageError, match="--lr-steps must be increasing"):
+        checked_settings(TrainConfig(**PATHS, lr_steps=[0.9, 0.5]))
+    with pytest.raises(UsageError, match="--images, --output-dir required"):
+        checked_settings(TrainConfig(data="train.json"))
+
+
+def test_checked_settings_keep_valid_values_with_floats_as_floats() -> None:
+    checked = checked_settings(TrainConfig(**PATHS, lr=1, lr_steps=[0.5, 0.75], clip_grad=None, epochs=3))
+    assert checked == TrainConfig(**PATHS, lr=1.0, lr_steps=[0.5, 0.75], epochs=3)
+    assert isinstance(checked.lr, float) and all(isinstance(step, float) for step in checked.lr_steps)
+
+
+def test_model_choices_are_the_trainable_architectures() -> None:
+    assert set(setting_choices(TrainConfig, "model")) == set(ARCHITECTURES)

@@ -1,0 +1,349 @@
+"""The FastAPI app: the page, image and video endpoints, the webcam socket, over one shared model.
+
+``create_app(detector, settings)`` builds it; ``rtseg serve`` passes the real
+Mask R-CNN, tests a stub. Endpoints (all under the private workspace, ids are
+random 32-hex-digit names, never paths):
+
+- ``POST /api/images?name=&max_side=``: body = the image file → ``{"id", "width", "height"}``;
+  ``GET /api/images/{id}/objects|annotated.png|detections.json|cutouts.zip?score=&classes=``
+  filter what the model found without running it again.
+- ``POST /api/videos?name=&score=&classes=``: body = the video → ``{"id"}`` (202);
+  ``GET /api/videos/{id}`` status, ``POST /api/videos/{id}/cancel``,
+  ``GET /api/videos/{id}/annotated.mp4|detections.jsonl``.
+- ``WS /api/live``: the webcam (see ``rtseg.web.live``). ``GET /api/info``: classes and defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import shutil
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Query, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from rtseg.core.config import Config
+from rtseg.core.errors import SourceError, UsageError
+from rtseg.detect.worker import Detector, class_ids_for
+from rtseg.sinks.data import frame_record
+from rtseg.sources.factory import open_source
+from rtseg.web.images import (
+    ImageResult,
+    ImageStore,
+    UnreadableImage,
+    annotated_png,
+    cutouts_zip,
+    decode_image,
+    fit,
+    objects_table,
+)
+from rtseg.web.live import LiveSession, converse
+from rtseg.web.security import LOOPBACK_NAMES, HostCheck
+from rtseg.web.sharing import MIN_SCORE, Admission, SharedModel
+from rtseg.web.videos import DONE, FINISHED, VideoJob, VideoWorker
+from rtseg.web.workspace import Workspace, download_stem, is_id, new_id, receive_upload
+
+log = logging.getLogger(__name__)
+
+_STATIC = ("index.html", "app.js", "style.css")
+_MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                ".css": "text/css; charset=utf-8"}
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
+                               "connect-src 'self'; frame-ancestors 'none'",
+}
+
+
+@dataclass
+class WebSettings:
+    """What ``rtseg serve`` configures; ``config.model`` gives the page's default score threshold and classes."""
+
+    config: Config = dataclasses.field(default_factory=Config)
+    max_upload_bytes: int = 200 * 2 ** 20
+    queue_size: int = 4  # image requests, video jobs and webcam sessions admitted at once
+    keep_seconds: float = 1800.0  # results are deleted this long after their last use
+    max_images: int = 16  # image results kept for re-filtering (least recently used dropped first)
+    allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES
+    max_side: int = 1024  # the page's default cap on an image's longer side
+
+
+class WebServer:
+    """Everything the routes share: the model, admission, the workspace, the image store and the video worker."""
+
+    def __init__(self, detector: Detector, settings: WebSettings) -> None:
+        self.settings = settings
+        self.model = SharedModel(detector)
+        self.admission = Admission(settings.queue_size)
+        self.images = ImageStore(settings.max_images, settings.keep_seconds)
+        self.videos = VideoWorker(self.model, settings.keep_seconds)
+        self.workspace: Workspace | None = None
+        self._stop = threading.Event()
+        self._janitor = threading.Thread(target=self._sweep, name="rtseg-web-janitor", daemon=True)
+
+    @property
+    def class_names(self) -> list[str]:
+        return [n for n in self.model.class_names if n not in ("__background__", "N/A")]
+
+    def start(self) -> None:
+        self.workspace = Workspace()
+        self.videos.start()
+        self._janitor.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.videos.close()
+        if self._janitor.is_alive():
+            self._janitor.join()
+        if self.workspace is not None:
+            self.workspace.close()
+
+    def expire(self, now: float) -> None:
+        self.images.expire(now)
+        self.videos.expire(now)
+
+    def _sweep(self) -> None:
+        while not self._stop.wait(min(60.0, max(self.settings.keep_seconds / 4, 0.1))):
+            self.expire(time.monotonic())
+
+    def class_ids(self, classes: Any) -> list[int] | None:
+        """Class ids for a comma-separated string or a list of names; None (every class) when empty."""
+        names = classes.split(",") if isinstance(classes, str) else list(classes or [])
+        names = [n.strip() for n in names if str(n).strip()]
+        return class_ids_for(names, self.model.class_names) if names else None
+
+    def busy(self) -> HTTPException:
+        return HTTPException(503, f"the server is busy ({self.admission.capacity} jobs already use or wait for "
+                                  "the model); try again in a moment")
+
+
+def create_app(detector: Detector, settings: WebSettings | None = None) -> FastAPI:
+    server = WebServer(detector, settings or WebSettings())
+    defaults = server.settings.config.model
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        server.start()
+        try:
+            yield
+        finally:
+            server.close()
+
+    app = FastAPI(title="rtseg", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.server = server
+    app.add_middleware(HostCheck, allowed_hosts=server.settings.allowed_hosts)
+
+    @app.middleware("http")
+    async def safety_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        for key, value in _HEADERS.items():
+            response.headers.setdefault(key, value)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def one_line_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "query")
+        return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, status_code=400)
+
+    def workspace() -> Workspace:
+        assert server.workspace is not None, "the app is used without its lifespan"
+        return server.workspace
+
+    def class_ids(classes: Any) -> list[int] | None:
+        try:
+            return server.class_ids(classes)
+        except UsageError as exc:
+            raise HTTPException(400, str(exc)) from exc
+
+    # -- the page ---------------------------------------------------------------------------------
+
+    def static(name: str) -> Response:
+        body = (resources.files("rtseg.web") / "static" / name).read_bytes()
+        return Response(body, media_type=_MEDIA_TYPES[Path(name).suffix])
+
+    @app.get("/", include_in_schema=False)
+    def index() -> Response:
+        return static("index.html")
+
+    @app.get("/{name}", include_in_schema=False)
+    def asset(name: str) -> Response:
+        if name not in _STATIC:  # a fixed list: nothing else is served, and no directory is ever listed
+            raise HTTPException(404, "not found")
+        return static(name)
+
+    @app.get("/api/info")
+    def info() -> dict[str, Any]:
+        return {"classes": server.class_names, "score_threshold": defaults.score_threshold, "min_score": min(MIN_SCORE, defaults.score_threshold),
+                "default_classes": list(defaults.classes), "max_side": server.settings.max_side,
+                "max_upload_bytes": server.settings.max_upload_bytes}
+
+    # -- images -----------------------------------------------------------------------------------
+
+    @app.post("/api/images")
+    async def upload_image(request: Request, name: str | None = Query(None, max_length=255),
+                           max_side: int = Query(1024, ge=32, le=8192)) -> dict[str, Any]:
+        if not server.admission.try_enter():
+            raise server.busy()
+        try:
+            scratch = workspace().new_directory()
+            try:
+                await receive_upload(request, scratch / "upload", server.settings.max_upload_bytes)
+                data = (scratch / "upload").read_bytes()
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            try:
+                image = fit(decode_image(data, name or "the file"), max_side)
+            except UnreadableImage as exc:
+                raise HTTPException(400, str(exc)) from exc
+            found = await run_in_threadpool(lambda: server.model.detect([image])[0])
+        finally:
+            server.admission.leave()
+        result_id = new_id()
+        server.images.add(result_id, ImageResult(_base_name(name), image, found))
+        return {"id": result_id, "width": image.shape[1], "height": image.shape[0], "objects": len(found)}
+
+    def image_frame(result_id: str, score: float, classes: str) -> tuple[ImageResult, Any]:
+        result = server.images.get(result_id) if is_id(result_id) else None
+        if result is None:
+            raise HTTPException(404, "this image result has expired: run the image again")
+        return result, result.frame(score, class_ids(classes))
+
+    def attachment(filename: str) -> dict[str, str]:
+        return {"Content-Disposition": f'attachment; filename="{filename}"'}
+
+    score_query = Query(defaults.score_threshold, ge=0.0, le=1.0)
+
+    @app.get("/api/images/{result_id}/objects")
+    def image_objects(result_id: str, score: float = score_query, classes: str = "") -> dict[str, Any]:
+        _, frame = image_frame(result_id, score, classes)
+        return {"objects": objects_table(frame_record(frame))}
+
+    @app.get("/api/images/{result_id}/annotated.png")
+    def image_annotated(result_id: str, score: float = score_query, classes: str = "") -> Response:
+        result, frame = image_frame(result_id, score, classes)
+        return Response(annotated_png(frame, server.settings.config.render), media_type="image/png")
+
+    @app.get("/api/images/{result_id}/detections.json")
+    def image_detections(result_id: str, score: float = score_query, classes: str = "") -> Response:
+        result, frame = image_frame(result_id, score, classes)
+        stem = download_stem(result.name, "image")
+        return JSONResponse(frame_record(frame), headers=attachment(f"{stem}-detections.json"))
+
+    @app.get("/api/images/{result_id}/cutouts.zip")
+    def image_cutouts(result_id: str, score: float = score_query, classes: str = "") -> Response:
+        result, frame = image_frame(result_id, score, classes)
+        body = cutouts_zip(frame, workspace().new_directory())
+        return Response(body, media_type="application/zip",
+                        headers=attachment(f"{download_stem(result.name, 'image')}-cutouts.zip"))
+
+    # -- videos -----------------------------------------------------------------------------------
+
+    @app.post("/api/videos", status_code=202)
+    async def upload_video(request: Request, name: str | None = Query(None, max_length=255),
+                           score: float = score_query, classes: str = "") -> dict[str, Any]:
+        wanted_classes = class_ids(classes)
+        if not server.admission.try_enter():
+            raise server.busy()
+        directory = workspace().new_directory()
+        label = _base_name(name) or "the file"
+        try:
+            await receive_upload(request, directory / "upload", server.settings.max_upload_bytes)
+            frames_total = await run_in_threadpool(_probe_video, directory / "upload", label)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            server.admission.leave()
+            raise
+        config = dataclasses.replace(server.settings.config,
+                                     model=dataclasses.replace(defaults, score_threshold=score))
+        job = VideoJob(directory, label, download_stem(name, "video"), config, wanted_classes, frames_total,
+                       on_finish=server.admission.leave)
+        job_id = new_id()
+        server.videos.submit(job_id, job)
+        return {"id": job_id, "frames_total": frames_total}
+
+    def video_job(job_id: str) -> VideoJob:
+        job = server.videos.jobs.get(job_id) if is_id(job_id) else None
+        if job is None:
+            raise HTTPException(404, "no such video job (it may have expired)")
+        return job
+
+    @app.get("/api/videos/{job_id}")
+    def video_status(job_id: str) -> dict[str, Any]:
+        return video_job(job_id).status()
+
+    @app.post("/api/videos/{job_id}/cancel")
+    def video_cancel(job_id: str) -> dict[str, Any]:
+        job = video_job(job_id)
+        if job.state not in FINISHED:
+            job.cancel_requested.set()
+        return job.status()
+
+    def finished_file(job_id: str, pick: Callable[[VideoJob], Path]) -> tuple[VideoJob, Path]:
+        job = video_job(job_id)
+        if job.state != DONE:
+            raise HTTPException(409, f"the video job is {job.state}, not done")
+        return job, pick(job)
+
+    @app.get("/api/videos/{job_id}/annotated.mp4")
+    def video_file(job_id: str) -> FileResponse:
+        job, path = finished_file(job_id, lambda j: j.video)
+        return FileResponse(path, media_type="video/mp4", filename=f"{job.stem}-annotated.mp4",
+                            content_disposition_type="inline")
+
+    @app.get("/api/videos/{job_id}/detections.jsonl")
+    def video_records(job_id: str) -> FileResponse:
+        job, path = finished_file(job_id, lambda j: j.records)
+        return FileResponse(path, media_type="application/x-ndjson", filename=f"{job.stem}-detections.jsonl")
+
+    # -- webcam -----------------------------------------------------------------------------------
+
+    @app.websocket("/api/live")
+    async def live(websocket: WebSocket) -> None:
+        await websocket.accept()
+        if not server.admission.try_enter():
+            await websocket.send_json({"error": server.busy().detail})
+            await websocket.close(code=1013)
+            return
+        try:
+            session = LiveSession(server.model, server.settings.config.render, defaults.score_threshold,
+                                  server.class_ids(defaults.classes), server.class_ids)
+            await converse(websocket, session)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            server.admission.leave()
+
+    return app
+
+
+def _base_name(name: str | None) -> str | None:
+    """The last part of a user's file name, for labels and records only (never a path on disk)."""
+    if not name:
+        return None
+    return re.split(r"[\\/]", name)[-1][:255] or None
+
+
+def _probe_video(path: Path, label: str) -> int | None:
+    """The upload's frame count (None when the container does not say); a file that is no video is a 400."""
+    try:
+        source = open_source(str(path))
+    except SourceError as exc:
+        raise HTTPException(400, str(exc).replace(str(path), label)) from exc
+    try:
+        return source.info.frame_count
+    finally:
+        source.close()

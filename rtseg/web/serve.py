@@ -1,0 +1,129 @@
+"""``rtseg serve``: the browser page on http://127.0.0.1:8000/ over one Mask R-CNN shared by every user.
+
+Needs the ``[web]`` extra (FastAPI, uvicorn); without it one line says what to
+install. Binds 127.0.0.1 unless ``--host`` says otherwise, and then warns that
+the page, which uploads files and opens webcams, is reachable from the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from rtseg.core.config import Config, apply_overrides, load_config
+from rtseg.core.errors import UsageError
+from rtseg.web.sharing import MIN_SCORE
+
+log = logging.getLogger("rtseg")
+
+INSTALL_HINT = 'the web page needs its extra: pip install -e ".[web]" (FastAPI, uvicorn, websockets)'
+_WEB_PACKAGES = ("fastapi", "starlette", "uvicorn", "websockets")
+_WILDCARDS = ("0.0.0.0", "::")
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of exiting, so the CLI prints its one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(prog="rtseg serve", description="Serve the browser page: images, videos and the "
+                                                              "webcam through one shared model.")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only; anything else exposes "
+                             "the page to the network)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="a further host name the page may be opened as (repeatable; needed with --host "
+                             "0.0.0.0 for the names clients use)")
+    parser.add_argument("--config", help="YAML file overriding configs/default.yaml; flags override both")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), help="network precision")
+    parser.add_argument("--model", choices=("maskrcnn_v1", "maskrcnn_v2"), help="architecture")
+    parser.add_argument("--weights", help="'default' (torchvision COCO, cached download), a local file, or 'none'")
+    parser.add_argument("--size", type=int, help="shorter image side fed to the model")
+    parser.add_argument("--score-threshold", type=float, help="the slider's starting value (default 0.5)")
+    parser.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload accepted (default 200)")
+    parser.add_argument("--queue-size", type=int, default=4,
+                        help="image requests, video jobs and webcams admitted at once; more get 503 (default 4)")
+    parser.add_argument("--keep-minutes", type=float, default=30.0,
+                        help="results are deleted this long after their last use, and all at shutdown (default 30)")
+    parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> tuple[Config, Config]:
+    """The page's config (defaults for the slider and video jobs) and the shared model's (keeps every score)."""
+    if args.max_upload_mb <= 0 or args.queue_size < 1 or args.keep_minutes <= 0:
+        raise UsageError("--max-upload-mb and --keep-minutes must be positive, --queue-size at least 1")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    model: dict[str, Any] = {"device": args.device, "precision": args.precision, "name": args.model,
+                             "weights": args.weights, "size": args.size, "score_threshold": args.score_threshold}
+    config = apply_overrides(load_config(args.config),
+                             {"model": {k: v for k, v in model.items() if v is not None}, "output": {"show": False}},
+                             "command line")
+    floor = min(MIN_SCORE, config.model.score_threshold)
+    shared = dataclasses.replace(config, model=dataclasses.replace(config.model, score_threshold=floor, classes=[]))
+    return config, shared
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the model loads so that a taken port fails at once with one line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)  # connections wait in the backlog until uvicorn serves them
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(list(argv))
+    config, shared = settings_from_args(args)
+    try:
+        import uvicorn
+        import websockets  # noqa: F401 - uvicorn needs it for the webcam's WebSocket
+
+        from rtseg.web.app import WebSettings, create_app
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] in _WEB_PACKAGES:
+            raise UsageError(INSTALL_HINT) from None
+        raise
+    from rtseg.detect.worker import MaskRCNNDetector
+    from rtseg.web.security import LOOPBACK_NAMES
+
+    sock = listen(args.host, args.port)
+    try:
+        host_names = {*LOOPBACK_NAMES, *args.allowed_host, *([] if args.host in _WILDCARDS else [args.host])}
+        if not is_loopback(args.host):
+            log.warning("listening on %s: the page (uploads, the model, webcams) is open to the network; it answers "
+                        "to the host names %s", args.host, ", ".join(sorted(host_names)))
+        detector = MaskRCNNDetector(shared.model)
+        settings = WebSettings(config=config, max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
+                               queue_size=args.queue_size, keep_seconds=args.keep_minutes * 60,
+                               allowed_hosts=tuple(sorted(host_names)))
+        app = create_app(detector, settings)
+        port = sock.getsockname()[1]
+        shown = "127.0.0.1" if args.host in _WILDCARDS else f"[{args.host}]" if ":" in args.host else args.host
+        print(f"rtseg: serving the page at http://{shown}:{port}/ (Ctrl-C stops)", flush=True)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="debug" if args.debug else "warning",
+                                               ws_max_size=8 * 2 ** 20))
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0

@@ -1,0 +1,148 @@
+"""Video jobs: each upload runs through the real pipeline (``rtseg.api.stream``) on one background thread.
+
+The pipeline tracks, colours by track, keeps the audio and writes the H.264
+MP4 and JSON Lines the CLI writes; the job counts frames as they reach the
+sinks (progress, ETA), and cancelling stops the pipeline as Ctrl-C does and
+deletes what it wrote. Jobs run one after another; their model calls share the
+model with image requests through ``SharedModel``'s fair lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Callable, Collection
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rtseg.api import Outputs, stream
+from rtseg.core.config import Config
+from rtseg.core.errors import RtsegError
+from rtseg.web.sharing import FilteredDetector, SharedModel
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+FINISHED = (DONE, FAILED, CANCELLED)
+CLOSE_TIMEOUT = 60.0  # seconds shutdown waits for a running job: one model call, and the MP4 being finished
+
+
+@dataclass
+class VideoJob:
+    directory: Path  # private, random name; holds the upload and the results
+    label: str  # the user's file name, for messages
+    stem: str  # download file names start with it (safe characters only)
+    config: Config  # the page's score threshold in model.score_threshold
+    class_ids: Collection[int] | None
+    frames_total: int | None
+    on_finish: Callable[[], None]  # gives the job's admission slot back
+    state: str = QUEUED
+    frames_done: int = 0
+    error: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    cancel_requested: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def upload(self) -> Path:
+        return self.directory / "upload"
+
+    @property
+    def video(self) -> Path:
+        return self.directory / "annotated.mp4"
+
+    @property
+    def records(self) -> Path:
+        return self.directory / "detections.jsonl"
+
+    def status(self) -> dict[str, Any]:
+        eta = None
+        if self.state == RUNNING and self.frames_total and self.frames_done and self.started_at is not None:
+            rate = self.frames_done / max(time.monotonic() - self.started_at, 1e-6)
+            eta = round(max(self.frames_total - self.frames_done, 0) / rate, 1)
+        return {"state": self.state, "frames_done": self.frames_done, "frames_total": self.frames_total,
+                "eta_seconds": eta, "error": self.error}
+
+    def finish(self, state: str, error: str | None = None) -> None:
+        self.state, self.error, self.finished_at = state, error, time.monotonic()
+        if state != DONE:
+            for path in (self.video, self.records):
+                path.unlink(missing_ok=True)
+        self.upload.unlink(missing_ok=True)
+        self.on_finish()
+
+
+class VideoWorker:
+    """Runs queued jobs in order on one thread and keeps every job by id until it expires.
+
+    ``close`` cancels every job and waits for the thread.
+    """
+
+    def __init__(self, model: SharedModel, keep_seconds: float) -> None:
+        self.model = model
+        self.keep_seconds = keep_seconds
+        self.jobs: dict[str, VideoJob] = {}
+        self._queue: queue.Queue[VideoJob | None] = queue.Queue()  # bounded by the server's Admission
+        self._thread = threading.Thread(target=self._serve, name="rtseg-web-videos", daemon=True)
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, job_id: str, job: VideoJob) -> None:
+        with self._lock:
+            self.jobs[job_id] = job
+        self._queue.put(job)
+
+    def expire(self, now: float) -> None:
+        """Forget finished jobs older than ``keep_seconds`` and delete their files."""
+        with self._lock:
+            old = [k for k, job in self.jobs.items()
+                   if job.finished_at is not None and now - job.finished_at > self.keep_seconds]
+            for job_id in old:
+                shutil.rmtree(self.jobs.pop(job_id).directory, ignore_errors=True)
+
+    def close(self) -> None:
+        with self._lock:
+            for job in self.jobs.values():
+                job.cancel_requested.set()
+        self._queue.put(None)  # after every queued job, each of which now finishes as cancelled at once
+        if self._thread.is_alive():
+            self._thread.join(CLOSE_TIMEOUT)  # a running job stops at its next frame
+        if self._thread.is_alive():
+            log.warning("a video job did not stop within %.0f s; its files are deleted anyway", CLOSE_TIMEOUT)
+
+    def _serve(self) -> None:
+        while (job := self._queue.get()) is not None:
+            self._run(job)
+
+    def _run(self, job: VideoJob) -> None:
+        if job.cancel_requested.is_set():
+            job.finish(CANCELLED)
+            return
+        config = job.config
+        # With tracking the pipeline wants detections down to tracking.low_score (see api._detector_settings).
+        floor = config.model.score_threshold
+        if config.tracking.enabled:
+            floor = min(floor, config.tracking.low_score)
+        detector = FilteredDetector(self.model, floor, job.class_ids)
+        job.state, job.started_at = RUNNING, time.monotonic()
+        try:
+            outputs = Outputs(output=job.video, save_json=job.records)
+            with closing(stream(str(job.upload), outputs, config=config, detector=detector)) as frames:
+                for _ in frames:
+                    job.frames_done += 1
+                    if job.cancel_requested.is_set():
+                        break
+        except RtsegError as exc:
+            job.finish(FAILED, str(exc).replace(str(job.upload), job.label))
+        except Exception as exc:  # a job's failure is shown in the page; the server goes on
+            log.exception("video job failed")
+            job.finish(FAILED, f"unexpected {exc.__class__.__name__}: {exc}")
+        else:
+            job.finish(CANCELLED if job.cancel_requested.is_set() else DONE)
