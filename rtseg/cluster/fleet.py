@@ -239,6 +239,8 @@ class FleetRun:
     def _show_states(self, pool: WorkerPool, runs: dict[Any, int]) -> None:
         """Ask every recording worker for its cameras' states (one that does not answer at once is skipped)."""
         asked = {pool.actors[index].status.remote(): index for index in set(runs.values())}
+        if not asked:
+            return
         answered, _ = self.ray.wait(list(asked), num_returns=len(asked), timeout=1.0)
         for ref in answered:
             try:
