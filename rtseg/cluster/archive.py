@@ -74,6 +74,7 @@ class ArchiveResult:
     file_seconds: list[float] = field(default_factory=list)  # per file: the worker's own time
     manifest: Path | None = None
     stop_reason: str | None = None
+    ready_seconds: float | None = None  # from the start until the first worker had loaded its model
 
     @property
     def done(self) -> list[dict[str, Any]]:
@@ -147,6 +148,8 @@ class ArchiveRun:
         running: dict[Any, tuple[FileTask, int, float]] = {}  # a process_file call -> its task, worker, submit time
         try:
             while queue or running:
+                if pool.ready and result.ready_seconds is None:
+                    result.ready_seconds = time.monotonic() - started
                 while queue and pool.ready:
                     index, task = pool.ready.pop(0), queue.popleft()
                     running[pool.actors[index].process_file.remote(task)] = (task, index, time.monotonic())

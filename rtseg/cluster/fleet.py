@@ -232,9 +232,9 @@ class FleetRun:
             self._show(stream["stream"], stream["status"])
         if outcome["error"] is not None:
             log.error("%s: %s", tally.name, outcome["error"])
+        if outcome["error"] is not None and not outcome["streams"]:  # none of its cameras could start
             for camera in group:
-                if not outcome["streams"]:
-                    tallies[camera.name or ""].state, tallies[camera.name or ""].error = "failed", outcome["error"]
+                tallies[camera.name or ""].state, tallies[camera.name or ""].error = "failed", outcome["error"]
 
     def _show_states(self, pool: WorkerPool, runs: dict[Any, int]) -> None:
         """Ask every recording worker for its cameras' states (one that does not answer at once is skipped)."""

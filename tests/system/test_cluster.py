@@ -128,7 +128,7 @@ def test_a_killed_fleet_worker_is_restarted_and_its_cameras_resume_as_new_segmen
 def test_a_node_removed_mid_archive_leaves_the_rest_to_the_other(two_nodes, tmp_path):
     ray, cluster, second = two_nodes
     (tmp_path / "archive").mkdir()
-    clips = [make_clip(tmp_path / "archive" / f"clip{i}.mp4", frames=30, width=64, height=48) for i in range(6)]
+    clips = [make_clip(tmp_path / "archive" / f"clip{i}.mp4", frames=40, width=64, height=48) for i in range(6)]
     out = tmp_path / "out"
     tasks, _, manifest = plan_archive([str(tmp_path / "archive")], Outputs(output=out), _config())
     run = ArchiveRun(ray, tasks, _config(), manifest, functools.partial(SquareDetector, delay=0.04))
@@ -157,4 +157,4 @@ def test_a_node_removed_mid_archive_leaves_the_rest_to_the_other(two_nodes, tmp_
     assert sorted(records) == [c.name for c in clips] and all(r["status"] == "done" for r in records.values())
     assert records[removed]["attempts"] == 2
     assert sorted(p.name for p in out.iterdir()) == sorted([c.name for c in clips] + ["rtseg-manifest.jsonl"])
-    assert all(len(read_video(out / c.name)[1]) == 30 for c in clips)
+    assert all(len(read_video(out / c.name)[1]) == 40 for c in clips)
