@@ -166,7 +166,7 @@ class FleetRun:
         stop_sent_at: float | None = None
         next_status = time.monotonic()
         try:
-            while pool.pings or runs:
+            while pool.pings or pool.ready or runs:
                 try:
                     if self._stop.is_set() and stop_sent_at is None:
                         stop_sent_at = time.monotonic()

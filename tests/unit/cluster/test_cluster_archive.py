@@ -1,4 +1,5 @@
-"""Archives on a local Ray cluster (127.0.0.1, one per module): same outputs as single runs, a killed worker, reruns."""
+"""On a local Ray cluster (127.0.0.1, one per module): archives with the same outputs as single runs, a killed
+worker, reruns, a file that always fails; a fleet none of whose cameras can be reached."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from rtseg.cluster.archive import ArchiveRun, plan_archive
 from rtseg.cluster.front import run_cluster
 from rtseg.cluster.runtime import DETECTOR_ENV, import_ray
 from rtseg.core.config import Config
+from rtseg.core.redaction import MASK
+from rtseg.offline.rtsp import free_port
 from rtseg.sinks.archive import MANIFEST_NAME, read_manifest
 
 STUB = "rtseg.offline.stubs:SquareDetector"
@@ -152,3 +155,20 @@ def test_a_file_failing_every_attempt_is_reported_and_the_rest_go_on(ray_cluster
     assert [records[f"clip{i}.mp4"]["status"] for i in range(2)] == ["done", "done"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip0.mp4", "clip1.mp4", MANIFEST_NAME]
     assert "Traceback" not in captured.err
+
+
+def test_a_fleet_on_one_worker_whose_cameras_are_all_down_fails_in_one_line_each(ray_cluster, tmp_path, monkeypatch,
+                                                                                 capsys):
+    monkeypatch.setenv(DETECTOR_ENV, STUB)
+    config = tmp_path / "fleet.yaml"
+    urls = [f"rtsp://viewer:s3cret@127.0.0.1:{free_port()}/gate", f"rtsp://127.0.0.1:{free_port()}/yard"]
+    config.write_text("cluster: {workers: 1, cpus_per_worker: 1, gpus_per_worker: 0}\n"
+                      f"streams:\n  - {{name: gate, source: '{urls[0]}'}}\n  - {{name: yard, source: '{urls[1]}'}}\n")
+    code = main(["--config", str(config), "--output", str(tmp_path / "rec"), "--weights", "none", "--cluster", "auto"])
+    captured = capsys.readouterr()
+    assert code == 1, captured.err
+    assert "2 of 2 cameras failed: gate, yard" in captured.out
+    assert [line.split(":")[0] for line in captured.out.splitlines() if line.startswith("camera ")] == \
+        ["camera gate (worker-0)", "camera yard (worker-0)"]
+    assert f"viewer:{MASK}@" in captured.out and "s3cret" not in captured.out + captured.err
+    assert list((tmp_path / "rec").iterdir()) == []
