@@ -114,14 +114,16 @@ def _build(source: Sources, outputs: Outputs, config: Config, detector: Detector
     if not run.plans:
         raise OutputError("nothing to do: every archive video is finished already (pass --overwrite to redo them)") \
             if run.skipped else UsageError("no source given")
-    detector = detector or MaskRCNNDetector(detector_settings(config, [plan.config for plan in run.plans]))
-    title = run.plans[0].name if len(run.plans) == 1 else f"{len(run.plans)} streams"
-    display = PreviewWindow(f"rtseg - {title}") if outputs.show else None
-    if not any((outputs.output, outputs.save_json, outputs.save_frames, outputs.save_crops, extra_sinks)) \
-            and not any(s.output or s.save_json for s in config.streams) and (display is None or not display.available):
-        log.warning("no output: nothing is written or shown (pass --output, --save-json, ...)")
-    engine = Engine(detector, config, run.plans, display, progress=progress)
+    settings = detector_settings(config, [plan.config for plan in run.plans])
+    engine = Engine(detector or (lambda: MaskRCNNDetector(settings)), config, run.plans, progress=progress)
     engine.summary.skipped = list(run.skipped)
+    engine.start()  # opens the sources (a bad one is reported before the model loads), then loads the model
+    title = run.plans[0].name if len(run.plans) == 1 else f"{len(run.plans)} streams"
+    engine.display = PreviewWindow(f"rtseg - {title}") if outputs.show else None
+    if not any((outputs.output, outputs.save_json, outputs.save_frames, outputs.save_crops, extra_sinks)) \
+            and not any(s.output or s.save_json for s in config.streams) \
+            and (engine.display is None or not engine.display.available):
+        log.warning("no output: nothing is written or shown (pass --output, --save-json, ...)")
     return engine, run
 
 
@@ -186,7 +188,6 @@ def stream(source: Sources, outputs: Outputs | None = None, *, config: Config | 
     config = config or Config()
     hand_over = _HandOver(config.pipeline.sink_queue_size)
     pipeline, run = _build(source, outputs, config, detector, extra_sinks=[hand_over])
-    pipeline.start()  # a source that cannot be opened raises here, in the caller's thread
     results: list[RunSummary] = []
     runner = threading.Thread(target=lambda: results.append(pipeline.run()), name="rtseg-stream", daemon=True)
     runner.start()

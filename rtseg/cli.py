@@ -45,7 +45,8 @@ examples:
   rtseg --source rtsp://user:pass@192.168.1.10/stream1 --output cam.mp4 --read-timeout 5
   rtseg --source clip.mp4 --realtime                       play a file at its own pace, as a live camera
 
-subcommands: rtseg train --help (fine-tune on COCO-format data), rtseg evaluate --help (COCO AP, precision/recall)
+subcommands: rtseg train --help (fine-tune on COCO-format data), rtseg evaluate --help (COCO AP, precision/recall),
+             rtseg serve --help (the browser page: images, videos, the webcam)
 
   rtseg --source rtsp://cam1/s --source rtsp://cam2/s --output recordings/   two cameras, one model, a mosaic
   rtseg --source archive/ --output out/ --no-show          every video of a folder; rerun to finish what was cut off

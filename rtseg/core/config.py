@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -55,6 +56,7 @@ class ModelConfig:
     detections_per_image: int = _setting(100, "most detections kept per frame (the mask head runs once for each)", min=1, max=1000)
     rpn_post_nms_top_n: int = _setting(0, "region proposals kept for the box head (0 = the architecture's own)", min=0, max=10000)
     channels_last: bool = _setting(True, "NHWC memory layout for the convolutions (same detections)")
+    threads: int = _setting(0, "torch intra-op threads for the model on the CPU (0 = one per core)", min=0, max=1024)
     fp16_weights: bool = _setting(False, "CUDA fp16 only: model.half() instead of autocast (every layer computes in fp16)")
 
 
@@ -66,6 +68,7 @@ class PipelineConfig:
     max_frames: int = _setting(0, "stop after this many frames per stream (0 = no limit)", min=0)
     batch_timeout_ms: float = _setting(5.0, "after a batch's first frame, wait at most this long for more streams' frames", min=0.0, max=10000.0)
     max_open_files: int = _setting(4, "archive videos processed at once (each has its own decoder, tracker and encoder)", min=1, max=256)
+    decoder_threads: int = _setting(0, "FFmpeg threads decoding a video file (0 = 1 on up to 4 cores, else FFmpeg's choice)", min=0, max=256)
     stage_timeout: float = _setting(120.0, "seconds a stage may spend on one frame before the run is stopped as hung", min=0.1)
 
 
@@ -100,6 +103,7 @@ class OutputConfig:
     crf: int = _setting(23, "H.264 quality (0 = lossless, 51 = worst; 18-28 is typical)", min=0, max=51)
     preset: str = _setting("veryfast", "x264 speed/size trade-off (ultrafast ... veryslow)",
                            choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"))
+    encoder_threads: int = _setting(0, "libx264 threads (0 = 1 on up to 4 cores, else x264's choice)", min=0, max=256)
     fragment_seconds: float = _setting(1.0, "seconds per fragment of a fragmented MP4, playable after a crash (0 = classic MP4)", min=0.0, max=60.0)
     copy_audio: bool = _setting(True, "copy the source's audio track into the MP4 without re-encoding")
     overwrite: bool = _setting(False, "replace existing output files")
@@ -214,6 +218,16 @@ SECTION_HELP = {
 def setting_choices(section: type, key: str) -> tuple[Any, ...]:
     """The values setting ``key`` of ``section`` allows, for flags that offer the same."""
     return next(f.metadata["choices"] for f in fields(section) if f.name == key)
+
+
+FEW_CORES = 4  # up to this many cores the model needs them all: codecs get one thread each
+
+
+def codec_threads(requested: int) -> int:
+    """FFmpeg's thread_count for a codec: ``requested``, or for 0 one thread on few cores and FFmpeg's choice (0) above."""
+    if requested:
+        return requested
+    return 1 if (os.cpu_count() or 1) <= FEW_CORES else 0
 
 
 def _type_name(f: dataclasses.Field) -> tuple[str, bool]:

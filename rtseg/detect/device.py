@@ -28,16 +28,39 @@ def resolve_device(spec: str) -> torch.device:
 PRECISION_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
-    """The compute dtype of the network's convolutions and linear layers.
+NATIVE_BF16_FEATURES = ("amx_bf16", "avx512_bf16")  # x86 units oneDNN runs bf16 convolutions and matmuls on
 
-    'auto' is fp32 on the CPU: bf16 is faster there on CPUs with bf16
-    instructions but changes results, so it is asked for, never assumed.
+
+def native_bf16_features() -> list[str]:
+    """This CPU's bf16 instruction sets, as torch's cpuinfo reports them (none: bf16 is emulated, and slower)."""
+    if not torch.backends.mkldnn.is_available():  # oneDNN runs the bf16 convolutions; without it nothing pays
+        return []
+    capabilities = torch.cpu.get_capabilities()
+    return [name for name in NATIVE_BF16_FEATURES if capabilities.get(name)]
+
+
+def choose_precision(spec: str, device: torch.device) -> tuple[torch.dtype, str]:
+    """The compute dtype of the network's convolutions and linear layers, and one line saying why.
+
+    'auto' is fp16 on CUDA, bf16 on a CPU with native bf16 (AMX or
+    AVX512-BF16: about twice as fast as fp32 there, at the accuracy cost
+    measured in docs/benchmarks.md), fp32 on other CPUs, where bf16 is emulated.
     """
-    if spec == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
     if spec == "fp16" and device.type != "cuda":
         raise DeviceError("--precision fp16 needs a CUDA device; use fp32 or bf16 on the CPU")
     if spec == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise DeviceError(f"--precision bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp16")
-    return PRECISION_DTYPES.get(spec, torch.float32)
+    if spec != "auto":
+        return PRECISION_DTYPES.get(spec, torch.float32), f"precision {spec} (as asked)"
+    if device.type == "cuda":
+        return torch.float16, "precision fp16 (auto on CUDA)"
+    features = native_bf16_features()
+    if features:
+        shown = ", ".join(name.upper().replace("_", "-") for name in features)
+        return torch.bfloat16, f"precision bf16 (auto: this CPU has native bf16, {shown}; --precision fp32 for exact results)"
+    return torch.float32, "precision fp32 (auto: this CPU has no native bf16, AVX512-BF16 or AMX, so bf16 would be slower)"
+
+
+def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
+    """``choose_precision``'s dtype alone."""
+    return choose_precision(spec, device)[0]

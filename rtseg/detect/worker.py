@@ -6,15 +6,19 @@ costs as little as possible and never changes the answer:
 
 - frames travel to the device as uint8 (through a reused pinned buffer on CUDA)
   and are normalised and resized there, a whole batch at once;
-- reduced precision (autocast) covers the convolutions and linear layers only:
-  anchors, box decoding, NMS and mask pasting stay in float32, because bf16
-  coordinates are 4 px coarse at x = 1000 (fp16: 0.5 px);
-- the feature maps are converted once to the contiguous float32 that
-  RoIAlign works on, not once per level and head as autocast would;
+- reduced precision covers the network (convolutions, linear layers, RoIAlign
+  on the CPU): anchors, box decoding, NMS and mask pasting stay in float32,
+  because bf16 coordinates are 4 px coarse at x = 1000 (fp16: 0.5 px);
+- bf16 on the CPU runs the network rebuilt by ``fuse_for_cpu`` (BatchNorm
+  folded, ReLU and residual adds fused into oneDNN convolutions, weights
+  stored in bf16) and pools RoIs straight from the bf16 channels-last maps
+  (``pool_rois``); float32, and CUDA, keep torchvision's modules, and their
+  feature maps are converted once to the contiguous float32 that
+  torchvision's RoIAlign works on, not once per level and head;
 - NMS after the box head only decides the ``detections_per_image`` best boxes
   (see ``best_after_nms``), the class filter runs before the mask head, and
-  masks are pasted for the survivors only, in one batched operation that
-  returns booleans (see ``paste_masks``).
+  masks are pasted for the survivors only, each resized within its own box
+  and thresholded there (see ``paste_masks``).
 
 ``last_timings`` holds the preprocess / model / postprocess split of the last
 call, for the pipeline's per-stage summary and the benchmark.
@@ -32,17 +36,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.roi_heads import maskrcnn_inference
 from torchvision.models.detection.rpn import concat_box_prediction_layers
 from torchvision.models.detection.transform import resize_boxes
+from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import boxes as box_ops
 
 from rtseg.core.config import ModelConfig
 from rtseg.core.errors import ConfigError, UsageError
 from rtseg.core.structures import Detections
-from rtseg.detect.device import resolve_device, resolve_precision
+from rtseg.detect.device import choose_precision, resolve_device
+from rtseg.detect.fusion import fuse_for_cpu
 from rtseg.detect.models import load_model, set_input_size
-from rtseg.detect.ops import best_after_nms, paste_masks
+from rtseg.detect.ops import best_after_nms, paste_masks, pool_rois
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +94,12 @@ class MaskRCNNDetector:
                 raise ConfigError(f"model.{key} must be 0 (automatic) or at least 32, got {getattr(config, key)}")
         self.config = config
         self.device = resolve_device(config.device)
-        self.dtype = resolve_precision(config.precision, self.device)
+        self.dtype, self.precision_note = choose_precision(config.precision, self.device)
+        log.debug("%s; CPU capability %s", self.precision_note, torch.backends.cpu.get_cpu_capability())
         self.sync_timings = sync_timings
         self.last_timings: dict[str, float] = {}
+        if config.threads and self.device.type == "cpu":
+            torch.set_num_threads(config.threads)  # process-wide: the model is what torch runs here
         proposals = {"rpn_post_nms_top_n_test": config.rpn_post_nms_top_n} if config.rpn_post_nms_top_n else {}
         loaded = load_model(
             config.name, config.weights,
@@ -105,13 +113,18 @@ class MaskRCNNDetector:
         self._keep_ids = (torch.tensor(class_ids_for(config.classes, self.class_names), device=self.device)
                           if config.classes else None)
         model = loaded.model.to(self.device).eval()
-        # model.half() skips autocast's per-call weight casts and halves weight memory, but then every layer
-        # computes in fp16 (box decoding and NMS stay float32 here either way); autocast keeps numerically
-        # touchy ops in fp32. No GPU was available to time both when this was written, so the safer one,
-        # autocast, is the default; docs/benchmarks.md has the command that decides it on a GPU.
+        # CUDA fp16 is autocast unless model.fp16_weights asks for model.half(): half weights skip the per-call
+        # casts and halve weight memory but compute every layer in fp16, where autocast keeps touchy ops in fp32
+        # (box decoding and NMS stay float32 either way); docs/benchmarks.md has the command that decides it.
         self._half_weights = self.dtype == torch.float16 and config.fp16_weights
         if self._half_weights:
             model.half()
+        reduced_on_cpu = self.device.type == "cpu" and self.dtype == torch.bfloat16
+        if reduced_on_cpu:
+            fuse_for_cpu(model, self.dtype)
+        heads = model.roi_heads
+        self._gather_pooling = reduced_on_cpu and all(
+            isinstance(p, MultiScaleRoIAlign) and p.sampling_ratio > 0 for p in (heads.box_roi_pool, heads.mask_roi_pool))
         self._memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model = model.to(memory_format=self._memory_format)
         mean = torch.tensor(model.transform.image_mean, device=self.device)
@@ -241,6 +254,13 @@ class MaskRCNNDetector:
         """RoIAlign's float32 output in the dtype the heads' weights expect (autocast casts it itself)."""
         return pooled.half() if self._half_weights else pooled
 
+    def _pool(self, pooler: MultiScaleRoIAlign, features: dict[str, torch.Tensor], boxes: list[torch.Tensor],
+              image_sizes: list[tuple[int, int]]) -> torch.Tensor:
+        """RoIAlign for a head, as input for it: bf16 straight from the bf16 maps on the CPU, else torchvision's."""
+        if self._gather_pooling:
+            return pool_rois(pooler, features, boxes, image_sizes)
+        return self._head_input(pooler(features, boxes, image_sizes))
+
     def find(self, batch: ImageList) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Boxes, scores, labels and (N, 28, 28) mask probabilities per image, in model-input coordinates."""
         model, heads = self.model, self.model.roi_heads
@@ -249,8 +269,10 @@ class MaskRCNNDetector:
             maps = list(features.values())
             objectness, deltas = model.rpn.head(maps)
         proposals = self._proposals(batch, maps, objectness, deltas)
-        features = {name: m.to(torch.float32, memory_format=torch.contiguous_format) for name, m in features.items()}
-        pooled = self._head_input(heads.box_roi_pool(features, proposals, batch.image_sizes))
+        if not self._gather_pooling:  # torchvision's RoIAlign works on contiguous float32 maps
+            features = {name: m.to(torch.float32, memory_format=torch.contiguous_format)
+                        for name, m in features.items()}
+        pooled = self._pool(heads.box_roi_pool, features, proposals, batch.image_sizes)
         with self._autocast():
             class_logits, box_regression = heads.box_predictor(heads.box_head(pooled))
         found = self.best_boxes(class_logits, box_regression, proposals, batch.image_sizes)
@@ -259,11 +281,13 @@ class MaskRCNNDetector:
         if sum(len(b) for b in boxes) == 0:
             empty = torch.zeros((0, 28, 28), device=self.device)
             return [(b, s, lab, empty) for b, s, lab in found]
-        pooled = self._head_input(heads.mask_roi_pool(features, boxes, batch.image_sizes))
+        pooled = self._pool(heads.mask_roi_pool, features, boxes, batch.image_sizes)
         with self._autocast():
             mask_logits = heads.mask_predictor(heads.mask_head(pooled))
-        masks = maskrcnn_inference(mask_logits.to(torch.float32), labels)
-        return [(b, s, lab, m[:, 0]) for (b, s, lab), m in zip(found, masks)]
+        # Only each detection's own class is kept: selected before the sigmoid and the float32 cast, same values.
+        chosen = mask_logits[torch.arange(len(mask_logits), device=self.device), torch.cat(labels)]
+        masks = chosen.to(torch.float32).sigmoid().split([len(lab) for lab in labels])
+        return [(b, s, lab, m) for (b, s, lab), m in zip(found, masks)]
 
     def to_detections(self, found: list[tuple[torch.Tensor, ...]], model_sizes: list[tuple[int, int]],
                        original_size: tuple[int, int]) -> list[Detections]:

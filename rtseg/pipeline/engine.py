@@ -77,9 +77,11 @@ class StreamPlan:
 class Engine:
     """One run over many streams with one detector; ``run()`` blocks until every stream has ended."""
 
-    def __init__(self, detector: Detector, config: Config, plans: Sequence[StreamPlan],
+    def __init__(self, detector: Detector | Callable[[], Detector], config: Config, plans: Sequence[StreamPlan],
                  display: PreviewWindow | None = None, progress: bool = False) -> None:
-        self.detector = detector
+        """``detector`` may be a function that loads it: it is called once the streams are open, so a source
+        that cannot be opened is reported before the model takes its seconds to load (and decoding overlaps it)."""
+        self._load_detector = None if hasattr(detector, "detect") else detector
         self.config = config
         self.display = display
         self.progress = progress
@@ -95,8 +97,9 @@ class Engine:
         self._started = False
         self._stopping = False
         self._shown_frames = 0
+        self._ended_status: dict[int, str] = {}  # the view's status line of each ended stream, as it last read
         self.summary = RunSummary()
-        self.worker = InferenceWorker(detector, lambda: list(self.lanes), self._state, self._moved,
+        self.worker = InferenceWorker(detector, lambda: list(self.lanes), self._state, self._moved,  # type: ignore[arg-type]
                                       self._no_more_lanes, config.model.batch_size,
                                       config.pipeline.batch_timeout_ms / 1000)
 
@@ -126,6 +129,18 @@ class Engine:
                 raise errors[0]
             raise SourceError(f"none of the {len(self._ended)} streams could be opened; first: {errors[0]}"
                               if errors else "no stream to run")
+        if self._load_detector is not None:
+            try:
+                self.worker.detector = self._load_detector()
+            except BaseException:
+                self._stopping = True
+                for lane in self.lanes:
+                    for stage in lane.stages:
+                        stage.halt()
+                for lane in list(self.lanes):
+                    for stage in lane.stages:
+                        stage.join(JOIN_TIMEOUT)
+                raise
 
     @staticmethod
     def _open(plan: StreamPlan) -> OpenedStream | RtsegError:
@@ -257,6 +272,8 @@ class Engine:
 
     def _retire(self, lane: StreamLane) -> None:
         self.lanes.remove(lane)
+        if len(self._ended_status) < 64:  # bounded: an archive may hold thousands of videos
+            self._ended_status[lane.stream_id] = lane.status_text()
         summary = lane.summary
         summary.wall_seconds = time.monotonic() - lane.started_at
         summary.timers = dict(lane.state.timers)
@@ -345,9 +362,12 @@ class Engine:
         """Frames written so far by every stream, running or ended."""
         return sum(s.frames_written for s in self._ended) + sum(lane.summary.frames_written for lane in self.lanes)
 
-    def status_text(self) -> str:
-        """The status line of the first running stream (the window shows one per stream)."""
-        return self.lanes[0].status_text() if self.lanes else ""
+    def status_text(self, stream_id: int = 0) -> str:
+        """A stream's status line as the window shows it (the last one it had, once it has ended)."""
+        for lane in self.lanes:
+            if lane.stream_id == stream_id:
+                return lane.status_text()
+        return self._ended_status.get(stream_id, "")
 
     def _progress_bar(self) -> tqdm | None:
         if not self.progress:

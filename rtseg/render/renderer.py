@@ -35,6 +35,11 @@ def instance_color(detections: Detections, i: int, color_by: str = "track") -> t
     return color_for_id(int(detections.track_ids[i]))
 
 
+def mask_bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(x, y, width, height) of a boolean mask's set pixels, (0, 0, 0, 0) when none: one fast scan by OpenCV."""
+    return cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))
+
+
 def instance_label(detections: Detections, i: int) -> str:
     name = detections.names()[i]
     track_id = int(detections.track_ids[i]) if detections.track_ids is not None else -1
@@ -60,13 +65,11 @@ class Renderer:
                 self._box_and_label(out, detections, i, color)
             return out
         out = image.copy()
-        self._blend_masks(out, detections.masks, colors)
-        width = self.config.line_width
+        bounds = [mask_bounds(mask) for mask in detections.masks]
+        self._blend_masks(out, detections.masks, colors, bounds)
         for i, color in enumerate(colors):
             if self.config.contours:
-                contours, _ = cv2.findContours(detections.masks[i].astype(np.uint8), cv2.RETR_EXTERNAL,
-                                               cv2.CHAIN_APPROX_SIMPLE)
-                cv2.drawContours(out, contours, -1, color, width, cv2.LINE_AA)
+                self._outline(out, detections.masks[i], bounds[i], color)
             self._box_and_label(out, detections, i, color)
         return out
 
@@ -102,18 +105,38 @@ class Renderer:
             frame = torch.where((edge_top > 0)[..., None], palette[edge_top], frame)
         return frame.to(torch.uint8).cpu().numpy()
 
-    def _blend_masks(self, out: np.ndarray, masks: np.ndarray, colors: list[tuple[int, int, int]]) -> None:
-        """Alpha-blend every mask in one pass; where masks overlap the later instance wins."""
-        if not len(masks):
-            return
-        layer = np.zeros_like(out)
-        covered = np.zeros(out.shape[:2], dtype=bool)
-        for mask, color in zip(masks, colors):
-            layer[mask] = color
-            covered |= mask
+    def _blend_masks(self, out: np.ndarray, masks: np.ndarray, colors: list[tuple[int, int, int]],
+                     bounds: list[tuple[int, int, int, int]]) -> None:
+        """Alpha-blend every mask inside its own bounds; where masks overlap the later instance wins.
+
+        Each pixel is blended once, by the last instance covering it, through a
+        256-entry table per colour made by ``cv2.addWeighted`` itself (so the
+        rounding is OpenCV's): the cost grows with the masks' areas, not with
+        detections x frame size.
+        """
+        owner = np.zeros(out.shape[:2], np.uint16)  # 1 + index of the last instance covering a pixel
+        for i, (mask, (x, y, w, h)) in enumerate(zip(masks, bounds)):
+            owner[y:y + h, x:x + w][mask[y:y + h, x:x + w]] = i + 1
         alpha = self.config.alpha
-        blended = cv2.addWeighted(out, 1.0 - alpha, layer, alpha, 0.0)
-        out[covered] = blended[covered]
+        values = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, 1)
+        channels = np.arange(3)
+        for i, (color, (x, y, w, h)) in enumerate(zip(colors, bounds)):
+            mine = owner[y:y + h, x:x + w] == i + 1
+            if not mine.any():
+                continue
+            table = cv2.addWeighted(values, 1.0 - alpha, np.full_like(values, color), alpha, 0.0)
+            region = out[y:y + h, x:x + w]
+            region[mine] = table[region[mine], channels]
+
+    def _outline(self, out: np.ndarray, mask: np.ndarray, bounds: tuple[int, int, int, int],
+                 color: tuple[int, int, int]) -> None:
+        """The mask's outer contour, found within its bounds only (the same contour as in the whole frame)."""
+        x, y, w, h = bounds
+        if not w:
+            return
+        crop = mask[y:y + h, x:x + w].astype(np.uint8)
+        contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x, y))
+        cv2.drawContours(out, contours, -1, color, self.config.line_width, cv2.LINE_AA)
 
     @staticmethod
     def _label(out: np.ndarray, text: str, corner: tuple[int, int], color: tuple[int, int, int]) -> None:

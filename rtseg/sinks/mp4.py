@@ -21,7 +21,7 @@ import av.error
 import cv2
 import numpy as np
 
-from rtseg.core.config import OutputConfig
+from rtseg.core.config import OutputConfig, codec_threads
 from rtseg.core.errors import OutputError, RuntimeFailure
 from rtseg.core.structures import Frame
 
@@ -100,6 +100,7 @@ class Mp4Sink:
         if fragment:
             stream.codec_context.gop_size = max(1, round(float(self.frame_rate) * fragment))
         stream.options = {"crf": str(self.config.crf), "preset": self.config.preset, **({"bf": "0"} if fragment else {})}
+        stream.codec_context.thread_count = codec_threads(self.config.encoder_threads)
         self._stream = stream
         if self.audio_source and self.config.copy_audio:
             try:

@@ -24,6 +24,7 @@ import av.error
 import cv2
 import numpy as np
 
+from rtseg.core.config import codec_threads
 from rtseg.core.errors import SourceError
 from rtseg.core.structures import Frame
 from rtseg.sources.base import SourceInfo, check_readable_file, ffmpeg_reason
@@ -36,7 +37,8 @@ class FileSource:
 
     reconnects = 0
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, threads: int = 0) -> None:
+        """``threads``: decoder threads, as ``pipeline.decoder_threads`` (0 = automatic, see ``codec_threads``)."""
         self.path = Path(path)
         self.decode_errors = 0
         check_readable_file(self.path)
@@ -49,6 +51,7 @@ class FileSource:
                 raise SourceError(f"{self.path} has no video stream")
             self._stream = self._container.streams.video[0]
             self._stream.thread_type = "AUTO"
+            self._stream.codec_context.thread_count = codec_threads(threads)
             ctx = self._stream.codec_context
             if not ctx.width or not ctx.height:
                 raise SourceError(f"{self.path}: video stream has no frame size (damaged or unsupported file)")

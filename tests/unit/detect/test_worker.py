@@ -10,7 +10,8 @@ import torch
 
 from rtseg.core.config import ModelConfig
 from rtseg.core.errors import DeviceError, UsageError
-from rtseg.detect.device import resolve_device, resolve_precision
+from rtseg.detect.device import choose_precision, resolve_device, resolve_precision
+from rtseg.detect.fusion import FusedConv
 from rtseg.detect.models import COCO_CATEGORIES
 from rtseg.detect.worker import MaskRCNNDetector, class_ids_for
 
@@ -77,7 +78,8 @@ def test_unknown_class_suggests_the_closest():
 
 def test_devices_and_precisions():
     assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_precision("auto", torch.device("cpu")) == torch.float32
+    assert resolve_precision("fp32", torch.device("cpu")) == torch.float32
+    assert resolve_precision("bf16", torch.device("cpu")) == torch.bfloat16
     with pytest.raises(DeviceError, match="fp16 needs a CUDA device"):
         resolve_precision("fp16", torch.device("cpu"))
     with pytest.raises(DeviceError, match="unknown device"):
@@ -85,3 +87,26 @@ def test_devices_and_precisions():
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="no CUDA GPU is available"):
             resolve_device("cuda:0")
+
+
+@pytest.mark.parametrize("capabilities, dtype, name, reason", [
+    ({"avx512_bf16": True, "amx_bf16": True}, torch.bfloat16, "bf16", "native bf16, AMX-BF16, AVX512-BF16"),
+    ({"avx512_bf16": True}, torch.bfloat16, "bf16", "native bf16, AVX512-BF16;"),
+    ({"avx512_bf16": False, "avx2": True}, torch.float32, "fp32", "no native bf16"),
+])
+def test_auto_precision_on_the_cpu_follows_what_torch_reports(monkeypatch, capabilities, dtype, name, reason):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    chosen, note = choose_precision("auto", torch.device("cpu"))
+    assert chosen == dtype and note.startswith(f"precision {name} (auto: ") and reason in note
+    assert choose_precision("fp32", torch.device("cpu")) == (torch.float32, "precision fp32 (as asked)")
+
+
+def test_detector_says_which_precision_it_chose(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": True})
+    detector = _detector(precision="auto")
+    assert detector.dtype == torch.bfloat16 and detector.precision_note.startswith("precision bf16 (auto: ")
+    # bf16 on the CPU runs the rebuilt network (BatchNorm folded, bf16 weights); fp32 keeps torchvision's modules
+    assert isinstance(detector.model.backbone.body.conv1, FusedConv)
+    assert detector.model.backbone.body.conv1.weight.dtype == torch.bfloat16
+    fp32 = _detector(precision="fp32").model.backbone.body
+    assert isinstance(fp32.conv1, torch.nn.Conv2d) and fp32.conv1.weight.dtype == torch.float32
