@@ -51,6 +51,8 @@ subcommands: rtseg train --help (fine-tune on COCO-format data), rtseg evaluate 
   rtseg --source rtsp://cam1/s --source rtsp://cam2/s --output recordings/   two cameras, one model, a mosaic
   rtseg --source archive/ --output out/ --no-show          every video of a folder; rerun to finish what was cut off
   rtseg --config fleet.yaml                                the streams: list of a config file
+  rtseg --source archive/ --output out/ --cluster auto     an archive over Ray workers on this machine (docs/cluster.md)
+  rtseg --config fleet.yaml --output rec/ --cluster 10.0.0.5:6379   cameras over a running Ray cluster
 
 exit codes: 0 done, 1 failed while running, 2 bad usage/config/input, 3 some streams failed (the others finished),
             130 Ctrl-C, 143 SIGTERM
@@ -105,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--color-by", choices=("track", "class", "index"), help="what a colour follows (default track)")
     parser.add_argument("--no-show", action="store_true", help="do not open a window")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("--cluster", metavar="auto|ADDRESS",
+                        help="run on Ray (pip install -e \".[cluster]\"): auto starts a local Ray instance on "
+                             "127.0.0.1, ADDRESS joins a running cluster (ray start --head); an archive is spread one "
+                             "file per task over the workers, a streams: list of cameras over them (docs/cluster.md)")
     parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
     return parser
 
@@ -158,6 +164,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("no source: give --source (several times for several streams) or a config file with streams:")
     outputs = Outputs(output=args.output, save_json=args.save_json, save_frames=args.save_frames,
                       save_crops=args.save_crops, save_stats=args.save_stats, show=config.output.show)
+    if args.cluster:
+        from rtseg.cluster.front import run_cluster
+
+        outcome = run_cluster(args.cluster, args.source or [], outputs, config, progress=sys.stderr.isatty())
+        for line in outcome.lines():
+            print(mask_credentials(line))
+        return {"done": 0, "partial": EXIT_PARTIAL, "failed": 1, **_EXIT_CODES}[outcome.state]
     result = process(args.source or [], outputs, config=config, realtime=args.realtime, progress=sys.stderr.isatty())
     summary = result.summary
     for line in [*summary.lines(), *result.stats.lines()]:

@@ -129,6 +129,15 @@ class TrackingConfig:
 
 
 @dataclass
+class ClusterConfig:
+    workers: int = _setting(0, "Ray workers (--cluster), each loading the model once; 0 = as many as the cluster holds", min=0, max=100000)
+    gpus_per_worker: float = _setting(-1.0, "GPUs per worker; 0.5 = two share one; 0 = CPU only; -1 = 1 if the cluster has GPUs", min=-1.0, max=64.0)
+    cpus_per_worker: float = _setting(2.0, "CPUs per worker (decoding, tracking, rendering, encoding beside the model)", min=0.0, max=1024.0)
+    max_attempts: int = _setting(3, "archives: tries per file before it is reported failed and left", min=1, max=100)
+    max_restarts: int = _setting(5, "times Ray restarts a dead worker (fleets: its cameras resume); -1 = always", min=-1, max=100000)
+
+
+@dataclass
 class StreamConfig:
     """One entry of a configuration file's ``streams:`` list: a source with its own outputs and settings.
 
@@ -151,6 +160,7 @@ class Config:
     render: RenderConfig = field(default_factory=RenderConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     streams: list[StreamConfig] = field(default_factory=list)  # the sources of a multi-stream run, from a file
 
 
@@ -204,6 +214,7 @@ SECTION_HELP = {
     "render": "drawing masks, boxes and labels",
     "output": "MP4 encoder and live window",
     "tracking": "instance identities across frames (ByteTrack-style, rtseg/track/)",
+    "cluster": "Ray workers for archives and camera fleets (--cluster; docs/cluster.md)",
 }
 
 
