@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", default="1,2,4,8", help="stream counts, comma-separated")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"which parts to run: {', '.join(PARTS)}")
     parser.add_argument("--model-frames", type=int, default=6, help="frames per stream with the real model")
+    parser.add_argument("--model-size", type=int, default=256, help="shorter side fed to the real model")
+    parser.add_argument("--model-batch", type=int, default=1, help="model.batch_size with the real model (GPU: 8)")
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args(argv)
     missing = [c for c in args.clips if not Path(c).is_file()]
@@ -39,11 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         for row in report["stub"]:
             print("stub", json.dumps(row))
     if "model" in parts:
-        report["model"] = [{"engine": run_in_child(BenchRun(args.clips, n, detector="model", batch_size=1,
-                                                            max_frames=args.model_frames)),
-                            "separate": separate_processes(BenchRun(args.clips, n, detector="model", batch_size=1,
-                                                                    max_frames=args.model_frames))}
-                           for n in counts]
+        model = {"detector": "model", "batch_size": args.model_batch, "max_frames": args.model_frames,
+                 "size": args.model_size}
+        report["model"] = [{"engine": run_in_child(BenchRun(args.clips, n, **model)),
+                            "separate": separate_processes(BenchRun(args.clips, n, **model))} for n in counts]
         for row in report["model"]:
             print("model", json.dumps(row))
     if "dead" in parts:

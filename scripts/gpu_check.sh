@@ -19,7 +19,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out
 date -u +%Y-%m-%dT%H:%MZ >> "$out/gpu.txt"
 
 # Correctness first: the CUDA-only parity tests (skipped on CPU machines) and the rest of the model tests.
-python -m pytest -q -rs tests/test_parity.py tests/test_inference.py tests/test_rendering.py 2>&1 | tee "$out/tests.txt"
+python -m pytest -q -rs tests/system/test_parity.py tests/unit/detect tests/unit/render 2>&1 | tee "$out/tests.txt"
 
 # The car clip scaled to 720p and 1080p (the first 300 frames), so decode, render and encode run at full size.
 python - "$clip" "$out" <<'PY'
@@ -52,3 +52,7 @@ for height in 720 1080; do
         --frames 120 --warmup 5 --score-threshold 0 --detections 8 --json "$out/bench-${height}-half.json" \
         2>&1 | tee "$out/bench-${height}-half.txt"
 done
+
+# Streams per GPU at 720p, fp16 (issue 15): 1, 4, 8 and 16 cameras on one engine against as many processes.
+python scripts/bench_streams.py --clips "$out/car-720p.mp4" --parts model,stub --streams 1,4,8,16 --model-frames 60 \
+    --model-size 720 --model-batch 8 --json "$out/streams-720.json" 2>&1 | tee "$out/streams-720.txt"
