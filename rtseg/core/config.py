@@ -124,7 +124,7 @@ class TrackingConfig:
     low_score_claims: bool = _setting(True, "a track keeps its best-fitting low-score detection (false = ByteTrack's high-first order)")
     min_hits: int = _setting(2, "consecutive frames a new track must be detected before it gets an id", min=1, max=100)
     max_age: int = _setting(30, "frames a track survives without a detection (occlusion) before it is dropped", min=0, max=10000)
-    class_agnostic: bool = _setting(True, "match across classes; a track shows the class its recent detections vote for")
+    class_agnostic: bool = _setting(False, "match across classes; a track shows the class its recent detections vote for")
     vote_half_life: float = _setting(10.0, "detections after which one weighs half in its track's class vote and shown score", min=0.1, max=10000.0)
 
 

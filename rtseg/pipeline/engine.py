@@ -272,6 +272,8 @@ class Engine:
 
     def _retire(self, lane: StreamLane) -> None:
         self.lanes.remove(lane)
+        for stage in lane.stages[:-1]:  # halted or done by now: their threads end within a poll
+            stage.join(JOIN_TIMEOUT)
         if len(self._ended_status) < 64:  # bounded: an archive may hold thousands of videos
             self._ended_status[lane.stream_id] = lane.status_text()
         summary = lane.summary

@@ -458,7 +458,7 @@ def shown(tracker: Tracker) -> tuple[list[int], list[float]]:
 
 
 def test_a_flickering_class_keeps_its_track_and_shows_the_voted_class() -> None:
-    tracker = make_tracker(min_hits=1)
+    tracker = make_tracker(min_hits=1, class_agnostic=True)
     classes = [0, 0, 1, 0, 2, 0, 0, 1, 0]
     ids, labels = [], []
     for t, c in enumerate(classes):
@@ -482,7 +482,7 @@ def test_the_shown_class_changes_when_the_fading_votes_say_so() -> None:
     # half-life 2 detections: decay 2 ** -0.5. Three votes of 0.9 for class 0 weigh
     # 0.9 (1 + d + d^2) = 1.986; after one class-1 detection 1.404 against 0.9 (still 0),
     # after two 0.993 against 0.9 (1 + d) = 1.536: class 1.
-    tracker = make_tracker(min_hits=1, vote_half_life=2.0)
+    tracker = make_tracker(min_hits=1, vote_half_life=2.0, class_agnostic=True)
     labels = []
     for t, c in enumerate([0, 0, 0, 1, 1]):
         assert step(tracker, [box(100 + 5 * t, 100)], classes=[c]) == [1]
@@ -491,7 +491,7 @@ def test_the_shown_class_changes_when_the_fading_votes_say_so() -> None:
 
 
 def test_a_tie_keeps_the_class_shown() -> None:
-    tracker = make_tracker(min_hits=1, high_score=0.1, low_score=0.05, vote_half_life=1.0)  # votes halve per detection
+    tracker = make_tracker(min_hits=1, high_score=0.1, low_score=0.05, vote_half_life=1.0, class_agnostic=True)  # votes halve per detection
     labels = []
     for t, (c, score) in enumerate([(0, 0.4), (1, 0.2), (1, 0.1)]):
         step(tracker, [box(100 + 5 * t, 100)], scores=[score], classes=[c])
@@ -537,7 +537,7 @@ def test_lost_tracks_are_found_again_only_in_their_class() -> None:
 
 
 def test_track_detections_shows_the_tracks_class_and_score() -> None:
-    tracker = make_tracker(min_hits=1)
+    tracker = make_tracker(min_hits=1, class_agnostic=True)
     for t, (c, score) in enumerate([(1, 0.9), (1, 0.9), (2, 0.3)]):
         dets = Detections(boxes=np.array([box(50 + 2 * t, 50), box(300, 300 - 40 * t)], np.float32),
                           scores=np.array([score, 0.05], np.float32), class_ids=np.array([c, 3]),
