@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from helpers import BIKES_CLIP, CAR_CLIP, make_clip
+
+from rtseg.offline.rtsp import rtsp_server_missing
 
 
 @pytest.fixture
@@ -36,3 +39,13 @@ def bikes_clip() -> Path:
     if not BIKES_CLIP.exists():
         pytest.skip(f"real footage not found at {BIKES_CLIP}")
     return BIKES_CLIP
+
+
+@pytest.fixture(scope="module")
+def rtsp() -> None:
+    """The real GStreamer RTSP server is there, or the test is skipped (a failure under RTSEG_REQUIRE_LIVE=1, as in CI)."""
+    reason = rtsp_server_missing()
+    if reason is not None:
+        if os.environ.get("RTSEG_REQUIRE_LIVE") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)

@@ -20,7 +20,7 @@ from rtseg.cluster.archive import ArchiveRun, plan_archive
 from rtseg.cluster.fleet import FleetRun, plan_fleet
 from rtseg.cluster.runtime import import_ray
 from rtseg.core.config import Config, StreamConfig
-from rtseg.offline.rtsp import RtspServer, rtsp_server_missing
+from rtseg.offline.rtsp import RtspServer
 from rtseg.sinks.archive import read_manifest
 
 STORE = 80 * 1024 * 1024
@@ -41,15 +41,6 @@ def two_nodes():
     finally:
         ray.shutdown()
         cluster.shutdown()
-
-
-@pytest.fixture(scope="module")
-def rtsp() -> None:
-    reason = rtsp_server_missing()
-    if reason is not None:
-        if os.environ.get("RTSEG_REQUIRE_LIVE") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 def _config() -> Config:

@@ -32,7 +32,7 @@ from rtseg.core.config import Config, LiveConfig, OutputConfig
 from rtseg.core.errors import SourceError
 from rtseg.core.redaction import CredentialFilter, mask_credentials
 from rtseg.core.structures import Frame
-from rtseg.offline.rtsp import RtspServer, cut_clip, free_port, rtsp_server_missing
+from rtseg.offline.rtsp import RtspServer, cut_clip, free_port
 from rtseg.offline.stubs import IndexRecordingDetector, StampedSource
 from rtseg.pipeline.engine import Pipeline
 from rtseg.sinks.mp4 import Mp4Sink
@@ -54,15 +54,6 @@ PACED_TESTSRC = "testsrc2=size=160x120:rate=25,realtime"
 
 
 # -- fixtures and helpers -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def rtsp() -> None:
-    reason = rtsp_server_missing()
-    if reason is not None:
-        if os.environ.get("RTSEG_REQUIRE_LIVE") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -16,18 +15,9 @@ from helpers import SquareDetector, read_video
 from rtseg.api import Outputs, stream
 from rtseg.cli import EXIT_PARTIAL, main
 from rtseg.core.config import Config
-from rtseg.offline.rtsp import RtspServer, cut_clip, free_port, loop_clip, rtsp_server_missing
+from rtseg.offline.rtsp import RtspServer, cut_clip, free_port, loop_clip
 
 READ_TIMEOUT = 3.0
-
-
-@pytest.fixture(scope="module")
-def rtsp() -> None:
-    reason = rtsp_server_missing()
-    if reason is not None:
-        if os.environ.get("RTSEG_REQUIRE_LIVE") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
