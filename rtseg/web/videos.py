@@ -23,6 +23,7 @@ from typing import Any
 from rtseg.api import Outputs, stream
 from rtseg.core.config import Config
 from rtseg.core.errors import RtsegError
+from rtseg.pipeline.plans import detector_settings
 from rtseg.web.sharing import FilteredDetector, SharedModel
 
 log = logging.getLogger(__name__)
@@ -126,10 +127,8 @@ class VideoWorker:
             job.finish(CANCELLED)
             return
         config = job.config
-        # With tracking the pipeline wants detections down to tracking.low_score (see api._detector_settings).
-        floor = config.model.score_threshold
-        if config.tracking.enabled:
-            floor = min(floor, config.tracking.low_score)
+        # With tracking the pipeline wants detections down to tracking.low_score: the same floor as the CLI's.
+        floor = detector_settings(config).score_threshold
         detector = FilteredDetector(self.model, floor, job.class_ids)
         job.state, job.started_at = RUNNING, time.monotonic()
         try:
