@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duplicates", type=float, default=defaults.duplicates, help="chance an object is also detected under another class")
     parser.add_argument("--agnostic-nms", type=float, default=defaults.agnostic_nms, help="the detector's class-agnostic NMS IoU (0: off)")
     parser.add_argument("--class-aware", action="store_true", help="pair detections only with tracks of their class (tracking.class_agnostic: false)")
+    parser.add_argument("--appearance", action="store_true",
+                        help="tracking.appearance on, with simulated appearances (distinct per object, 20%% noise)")
     parser.add_argument("--match", choices=("iou", "mask_iou"), default="iou", help="tracker overlap measure (mask_iou simulates masks: slower)")
     parser.add_argument("--bench-frames", type=int, default=2000, help="frames timed in the 20-object benchmark (0 skips it)")
     parser.add_argument("--peers", nargs="*", choices=PEERS, metavar="PEER",
@@ -64,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
 
     noise = Noise(args.jitter, args.miss, args.low_score, args.false_positives, args.fragments, args.class_flip,
                   args.duplicates, args.agnostic_nms)
-    config = dataclasses.replace(TrackingConfig(), match=args.match, class_agnostic=not args.class_aware)
+    config = dataclasses.replace(TrackingConfig(), match=args.match, class_agnostic=not args.class_aware,
+                                 appearance=args.appearance)
     if args.peers is not None:
         report = compare(args.scenes, args.seeds, args.frames, noise, config, ["rtseg", *(args.peers or PEERS)])
     else:

@@ -125,6 +125,9 @@ class TrackingConfig:
     min_hits: int = _setting(2, "consecutive frames a new track must be detected before it gets an id", min=1, max=100)
     max_age: int = _setting(30, "frames a track survives without a detection (occlusion) before it is dropped", min=0, max=10000)
     class_agnostic: bool = _setting(False, "match across classes; a track shows the class its recent detections vote for")
+    appearance: bool = _setting(False, "also pair by the colours inside each mask (BoT-SORT's gated fusion; downloads GPU masks)")
+    appearance_min_iou: float = _setting(0.3, "least box IoU at which appearance counts for a pair (BoT-SORT: 0.5)", min=0.0, max=1.0)
+    appearance_distance: float = _setting(0.25, "largest colour distance (0-1) at which appearance raises a pair's overlap", min=0.0, max=1.0)
     vote_half_life: float = _setting(10.0, "detections after which one weighs half in its track's class vote and shown score", min=0.1, max=10000.0)
 
 

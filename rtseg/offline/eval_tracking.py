@@ -33,6 +33,7 @@ import numpy as np
 from rtseg.core.config import TrackingConfig
 from rtseg.offline.mot_metrics import ColourChange, ColourChanges, MotAccumulator, MotCounts, colour_changes
 from rtseg.offline.scenes import HEIGHT, NMS_IOU, SCENES, WIDTH, FrameData, Noise, Scene, detect, gaps, make_scene
+from rtseg.track import appearance
 from rtseg.track.tracker import Tracker
 
 TARGET_SCENES = ("crossing", "occlusion", "crowd")
@@ -45,6 +46,20 @@ def simulate(name: str, seed: int, frames: int, noise: Noise, with_masks: bool,
     scene = make_scene(name, seed, frames, max_gap)
     rng = np.random.default_rng([seed, SCENES.index(name), 1])
     return scene, (detect(scene, t, noise, rng, with_masks) for t in range(frames))
+
+
+def simulated_looks(objects: int, rng: np.random.Generator) -> np.ndarray:
+    """(objects, appearance.SIZE) distinct random appearances, as :func:`rtseg.track.appearance.colour_histograms`
+    gives them (square-rooted shares): for running the tracker with ``appearance`` on simulated scenes."""
+    return np.sqrt(rng.dirichlet(np.full(appearance.SIZE, 0.2), objects))
+
+
+def detection_looks(frame: FrameData, object_looks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each detection's appearance: its object's, a fifth of it replaced by noise (lighting, background
+    pixels in the mask); a false detection's is random."""
+    noise = rng.dirichlet(np.full(appearance.SIZE, 0.2), len(frame.boxes))
+    own = np.where(frame.det_object[:, None] >= 0, object_looks[np.maximum(frame.det_object, 0)] ** 2, noise)
+    return np.sqrt(0.8 * own + 0.2 * noise).astype(np.float32)
 
 
 def run_scene(name: str, seed: int, frames: int, noise: Noise, config: TrackingConfig, tracker_name: str = "rtseg",
@@ -62,10 +77,13 @@ def run_scene(name: str, seed: int, frames: int, noise: Noise, config: TrackingC
     owners = []  # per frame: confirmed id -> object of the detection it was given (-1: a false detection)
     objects: set[int] = set()
     class_errors = tracked = 0  # tracked detections of objects, and those showing a class not the object's
+    look_rng = np.random.default_rng([seed, SCENES.index(name), 2])
+    object_looks = simulated_looks(len(scene.classes), look_rng)
     for f in detections:
         objects.update(f.gt_objects.tolist())
+        looks = detection_looks(f, object_looks, look_rng) if config.appearance else None
         start = time.thread_time()  # CPU time of this thread: a busy machine does not inflate it
-        ids = tracker.update(f.boxes, f.scores, f.class_ids, f.masks)
+        ids = tracker.update(f.boxes, f.scores, f.class_ids, f.masks, looks)
         seconds += time.thread_time() - start
         out = ids >= 0
         acc.update(f.gt_objects.tolist(), f.gt_boxes, ids[out].tolist(), f.boxes[out])
@@ -132,7 +150,8 @@ class BoxmotPeer:
         self._shown = (np.zeros(0, np.int64), np.zeros(0))
 
     def update(self, boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
-               masks: np.ndarray | None = None) -> np.ndarray:
+               masks: np.ndarray | None = None, looks: np.ndarray | None = None) -> np.ndarray:
+        """Ids as :meth:`rtseg.track.tracker.Tracker.update` gives them (``masks`` and ``looks`` unused)."""
         dets = np.concatenate([boxes, scores[:, None], class_ids[:, None]], axis=1).astype(np.float32)
         out = np.asarray(self._tracker.update(dets.reshape(-1, 6), self._frame))
         ids = np.full(len(boxes), -1, np.int64)
@@ -176,23 +195,41 @@ def change_causes(changes: list[ColourChange], owners: list[dict[int, int]]) -> 
 
 
 def benchmark(config: TrackingConfig, frames: int, noise: Noise) -> dict:
-    """Milliseconds per ``Tracker.update`` on the 20-object scene (detection simulation not timed)."""
+    """Milliseconds per ``Tracker.update`` on the 20-object scene (detection simulation not timed); with
+    ``appearance``, also those of describing 20 detections' masks in a 1280x720 frame (``appearance_ms``)."""
     scene = make_scene("steady", 0, frames, max_gap=frames)  # all 20 objects, however hidden
     rng = np.random.default_rng(12345)
+    object_looks = simulated_looks(len(scene.classes), rng)
     tracker = Tracker(config)
     times = np.empty(frames)
     cpu = np.empty(frames)
     detections = np.empty(frames)
     for t in range(frames):
         f = detect(scene, t, noise, rng, config.match == "mask_iou")
+        looks = detection_looks(f, object_looks, rng) if config.appearance else None
         detections[t] = len(f.boxes)
         start, start_cpu = time.perf_counter(), time.thread_time()
-        tracker.update(f.boxes, f.scores, f.class_ids, f.masks)
+        tracker.update(f.boxes, f.scores, f.class_ids, f.masks, looks)
         times[t], cpu[t] = time.perf_counter() - start, time.thread_time() - start_cpu
     ms, cpu_ms = times * 1e3, cpu * 1e3
     return {"objects": 20, "frames": frames, "detections_per_frame": float(detections.mean()),
             "ms_per_frame": float(ms.mean()), "ms_median": float(np.median(ms)), "ms_p95": float(np.percentile(ms, 95)),
-            "cpu_ms_per_frame": float(cpu_ms.mean()), "cpu_ms_median": float(np.median(cpu_ms))}
+            "cpu_ms_per_frame": float(cpu_ms.mean()), "cpu_ms_median": float(np.median(cpu_ms)),
+            **({"appearance_ms": _histogram_ms(scene, rng)} if config.appearance else {})}
+
+
+def _histogram_ms(scene: Scene, rng: np.random.Generator, repeats: int = 50) -> float:
+    """Mean milliseconds of :func:`rtseg.track.appearance.colour_histograms` for the scene's first frame's
+    boxes, as filled masks over a random frame of the scenes' size."""
+    boxes = scene.boxes[0][np.isfinite(scene.boxes[0]).all(axis=1)]
+    image = rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    masks = np.zeros((len(boxes), HEIGHT, WIDTH), bool)
+    for mask, (x0, y0, x1, y1) in zip(masks, np.clip(boxes, 0, [WIDTH, HEIGHT, WIDTH, HEIGHT]).astype(int)):
+        mask[y0:y1, x0:x1] = True
+    start = time.perf_counter()
+    for _ in range(repeats):
+        appearance.colour_histograms(image, boxes, masks)
+    return (time.perf_counter() - start) * 1e3 / repeats
 
 
 def _total(rows: list[dict]) -> dict:

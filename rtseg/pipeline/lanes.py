@@ -16,6 +16,8 @@ from collections import deque
 from collections.abc import Sequence
 from contextlib import nullcontext
 
+import numpy as np
+
 from rtseg.core.config import Config
 from rtseg.core.errors import StageError
 from rtseg.core.structures import Detections, Frame
@@ -114,13 +116,13 @@ class StreamLane:
         while (frame := stage.get(self.inferred)) is not END:
             assert frame.detections is not None
             with state.busy("tracking"):
-                frame.detections = self._track(frame.detections)
+                frame.detections = self._track(frame.detections, frame.image)
             with state.busy("render"):
                 frame.rendered = self.renderer.draw(frame.image, frame.detections)
             stage.put(frame)
         stage.put(END)
 
-    def _track(self, detections: Detections) -> Detections:
+    def _track(self, detections: Detections, image: np.ndarray) -> Detections:
         """Give detections their track ids, in frame order, then drop the low-score ones no track claimed.
 
         With tracking on, the detector keeps detections down to ``tracking.low_score``
@@ -129,7 +131,7 @@ class StreamLane:
         """
         if self.tracker is not None:
             try:
-                track_detections(self.tracker, detections)
+                track_detections(self.tracker, detections, image)
             except Exception as exc:
                 text = str(exc).strip()
                 raise StageError("tracking", f"{exc.__class__.__name__}: {text}" if text else

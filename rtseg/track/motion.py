@@ -27,6 +27,12 @@ _STD_CENTRE = 1.0 / 20.0  # centre motion the velocity does not explain
 _STD_SIZE = 1.0 / 100.0  # size drift: sizes change slowly in video
 _STD_VELOCITY = 1.0 / 320.0  # change of the centre velocity
 _STD_INIT_VELOCITY = 1.0 / 16.0  # a new track's velocity is unknown: wide prior
+# A fast object turns by more pixels per frame than a box-relative velocity noise allows, and
+# its track then loses it (the fast family of scripts/eval_tracking.py: 10-25 px/frame). A track
+# seen last frame gets extra velocity noise of _STD_MANOEUVRE * speed * (speed / size) ** 2 per
+# axis: the cube keeps it negligible at walking speeds, where steady velocities carry tracks
+# through occlusions; a track not seen coasts on its velocity as before.
+_STD_MANOEUVRE = 1.0
 
 # Uncertainty of a track, per axis (x, y), in Motion.var (T, 4, 2): the covariance of
 # (centre, velocity) and the variance of the size. Nothing couples the axes, or centre and
@@ -89,13 +95,15 @@ class Motion:
         """(T, 4) xyxy boxes of the current (predicted) state."""
         return cxcywh_to_xyxy(self.rows[:, 0:4])
 
-    def predict(self) -> None:
-        """Move every track one frame ahead: centre by its velocity, uncertainty grown."""
-        wh, var = self.box[:, 2:], self.var
-        self.box[:, :2] += self.velocity
+    def predict(self, seen: np.ndarray) -> None:
+        """Move every track one frame ahead: centre by its velocity, uncertainty grown (more for
+        the fast tracks among those ``seen`` last frame, see _STD_MANOEUVRE)."""
+        wh, var, velocity = self.box[:, 2:], self.var, self.velocity
+        manoeuvre = _STD_MANOEUVRE * velocity * (velocity / np.maximum(wh, 1.0)) ** 2 * seen[:, None]
+        self.box[:, :2] += velocity
         var[:, _CC] += 2 * var[:, _CV] + var[:, _VV] + (_STD_CENTRE * wh) ** 2
         var[:, _CV] += var[:, _VV]
-        var[:, _VV] += (_STD_VELOCITY * wh) ** 2
+        var[:, _VV] += (_STD_VELOCITY * wh) ** 2 + manoeuvre ** 2
         var[:, _SS] += (_STD_SIZE * wh) ** 2
 
     def correct(self, tracks: np.ndarray, predicted: np.ndarray, boxes: np.ndarray) -> None:

@@ -3,11 +3,13 @@
 Interface (plain numpy; usable without the rest of rtseg)::
 
     tracker = Tracker(TrackingConfig())
-    ids = tracker.update(boxes, scores, class_ids, masks)   # once per frame, in frame order
+    ids = tracker.update(boxes, scores, class_ids, masks, looks)   # once per frame, in frame order
     tracker.reset()                                          # new video, scene cut
 
 ``boxes`` is (N, 4) xyxy in pixels, ``scores`` (N,), ``class_ids`` (N,) integers and
-``masks`` (N, H, W) bool, needed only with ``match: mask_iou`` (ignored otherwise).
+``masks`` (N, H, W) bool, needed only with ``match: mask_iou`` (ignored otherwise),
+``looks`` (N, D) unit vectors, needed only with ``appearance``
+(:func:`rtseg.track.appearance.colour_histograms`).
 ``update`` returns an (N,) int64 array: the id of the confirmed track each detection
 belongs to, or -1 where it belongs to none (yet). Ids start at 1, are given in
 order of confirmation and never reused, so they are dense and deterministic: the
@@ -20,7 +22,7 @@ confirmed track. ``track_detections`` does all this for a
 replacing the class and score of tracked detections with their track's.
 ``tracking.enabled`` is for the pipeline to read; a Tracker always tracks.
 
-Classes: with ``class_agnostic`` (the default) steps 2 and 3 below pair detections
+Classes: with ``class_agnostic`` steps 2 and 3 below pair detections
 with tracks whatever their class, so an object whose detected class flickers keeps
 its track; steps 4 to 7 still keep to the class a track shows: they pair on weaker
 evidence than a good overlap (or, for tentative tracks, too little history), and
@@ -89,7 +91,9 @@ overlap is box IoU, or with ``match: mask_iou`` the IoU of the detection's mask 
 the track's last mask moved along with the predicted box. With box IoU, a track
 matched last frame also counts the IoU of its last detection moved on by the track's
 velocity, whichever is larger: while an object is partly hidden, its detections look
-like each other more than like the whole predicted box.
+like each other more than like the whole predicted box. With ``appearance``, the
+overlap of a pair that overlaps at least ``appearance_min_iou`` and looks alike is
+raised as BoT-SORT fuses its re-identification distance (:mod:`rtseg.track.appearance`).
 
 Fragments: where a detection lies inside a larger one of the same class
 (``_NESTED``), a track whose size is nearer the larger box's may not take the
@@ -115,6 +119,7 @@ import numpy as np
 from rtseg.core.config import TrackingConfig
 from rtseg.core.errors import ConfigError
 from rtseg.core.structures import Detections
+from rtseg.track import appearance
 from rtseg.track.association import (
     Pairing,
     Stage,
@@ -151,6 +156,7 @@ class Tracker:
         self._votes = ClassVotes(self.config.vote_half_life)
         self._ints = np.zeros((0, 4), np.int64)
         self._crops: list[MaskCrop] = []  # last mask of each track, with match: mask_iou only
+        self._looks = np.zeros((0, appearance.SIZE), np.float32)  # appearance of each track, with appearance only
         self._next_id = 1
         self._shown = (np.zeros(0, np.int64), np.zeros(0))  # see labels()
 
@@ -173,7 +179,7 @@ class Tracker:
         return self._shown
 
     def update(self, boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
-               masks: np.ndarray | None = None) -> np.ndarray:
+               masks: np.ndarray | None = None, looks: np.ndarray | None = None) -> np.ndarray:
         """Advance one frame; return each detection's confirmed track id, -1 where none."""
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -184,9 +190,12 @@ class Tracker:
         use_masks = self.config.match == "mask_iou"
         if use_masks and (masks is None or len(masks) != n):
             raise ValueError("match 'mask_iou' needs one mask per detection")
+        use_looks = self.config.appearance
+        if use_looks and (looks is None or len(looks) != n):
+            raise ValueError("appearance needs one appearance vector per detection")
 
         cfg = self.config
-        self._motion.predict()
+        self._motion.predict(self._misses == 0)
         high = scores >= cfg.high_score
         low = (scores >= cfg.low_score) & ~high
         used = high | low
@@ -209,6 +218,8 @@ class Tracker:
                                     crops, seen.nonzero()[0])
             if n > 1:
                 prefer_containers(overlap, predicted, boxes, nest)
+            if use_looks:
+                appearance.fuse(overlap, self._looks, looks, cfg.appearance_min_iou, cfg.appearance_distance)
             confirmed = track_id >= 0
             last_resort = high & ~fragment
             stages = (
@@ -233,6 +244,8 @@ class Tracker:
                 if use_masks:
                     for t, d in zip(matched_tracks, matched_dets):
                         self._crops[t] = crops[d]
+                if use_looks:
+                    self._looks[matched_tracks] = appearance.blend(self._looks[matched_tracks], looks[matched_dets])
         else:
             track_of = np.full(n, -1, np.int64)
             free_track = np.ones(tracks, bool)
@@ -254,7 +267,8 @@ class Tracker:
         new = (starts & (track_of < 0)).nonzero()[0]
         if len(new):
             first = len(self._ints)
-            self._start(boxes[new], class_ids[new], scores[new], [crops[d] for d in new] if use_masks else [])
+            self._start(boxes[new], class_ids[new], scores[new], [crops[d] for d in new] if use_masks else [],
+                        looks[new] if use_looks else None)
             self._confirm()  # with min_hits == 1 a new track is confirmed at once
             ids[new] = self._ints[first:, 1]
         return ids
@@ -266,7 +280,8 @@ class Tracker:
             self._id[ready] = np.arange(self._next_id, self._next_id + len(ready))
             self._next_id += len(ready)
 
-    def _start(self, boxes: np.ndarray, class_ids: np.ndarray, scores: np.ndarray, crops: list[MaskCrop]) -> None:
+    def _start(self, boxes: np.ndarray, class_ids: np.ndarray, scores: np.ndarray, crops: list[MaskCrop],
+               looks: np.ndarray | None) -> None:
         """Open one tentative track per detection."""
         self._motion.add(boxes)
         self._votes.add(class_ids, scores)
@@ -274,23 +289,32 @@ class Tracker:
         ints[:, 0], ints[:, 1], ints[:, 2] = class_ids, -1, 1
         self._ints = np.concatenate([self._ints, ints])
         self._crops.extend(crops)
+        self._looks = np.concatenate([self._looks, np.zeros((len(boxes), appearance.SIZE), np.float32)
+                                      if looks is None else looks.astype(np.float32)])
 
     def _select(self, keep: np.ndarray) -> None:
         """Keep only the tracks where ``keep`` is true."""
         self._motion.select(keep)
         self._votes.select(keep)
         self._ints = self._ints[keep]
+        self._looks = self._looks[keep]
         self._crops = [c for c, k in zip(self._crops, keep) if k] if self._crops else []
 
 
-def track_detections(tracker: Tracker, detections: Detections) -> None:
+def track_detections(tracker: Tracker, detections: Detections, image: np.ndarray | None = None) -> None:
     """Fill ``detections.track_ids`` for one frame (call once per frame, in frame order).
 
     Detections with a confirmed track take its class and score (:meth:`Tracker.labels`),
     so that labels, class colours and exports follow the track, not one frame's detection.
+    ``image`` (the frame the detections were found in) is needed with ``tracking.appearance``.
     """
-    masks = detections.host_masks() if tracker.config.match == "mask_iou" else None  # boxes need no download
-    detections.track_ids = tracker.update(detections.boxes, detections.scores, detections.class_ids, masks)
+    cfg = tracker.config
+    # Boxes need no download; masks come to the host only for a measure that reads them.
+    masks = detections.host_masks() if cfg.match == "mask_iou" or cfg.appearance else None
+    looks = None
+    if cfg.appearance and image is not None and masks is not None:
+        looks = appearance.colour_histograms(image, detections.boxes, masks)
+    detections.track_ids = tracker.update(detections.boxes, detections.scores, detections.class_ids, masks, looks)
     shown_class, shown_score = tracker.labels()
     detections.class_ids = shown_class
     detections.scores = shown_score.astype(detections.scores.dtype)
