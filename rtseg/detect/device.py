@@ -29,6 +29,17 @@ PRECISION_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch
 
 
 NATIVE_BF16_FEATURES = ("amx_bf16", "avx512_bf16")  # x86 units oneDNN runs bf16 convolutions and matmuls on
+# oneDNN's bf16 convolutions need one of these sets of instructions, native bf16 or not (emulated below AVX512).
+BF16_CONVOLUTION_FEATURES = (("avx_ne_convert",), ("avx512_bw", "avx512_vl", "avx512_dq"))
+
+
+def bf16_convolutions_supported() -> bool:
+    """Whether this CPU's oneDNN runs the bf16 convolutions of the CPU's bf16 path at all (an AVX2-only
+    CPU does not: ``mkldnn_convolution`` refuses them)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    capabilities = torch.cpu.get_capabilities()
+    return any(all(capabilities.get(name) for name in group) for group in BF16_CONVOLUTION_FEATURES)
 
 
 def native_bf16_features() -> list[str]:

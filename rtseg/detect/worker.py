@@ -42,9 +42,9 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import boxes as box_ops
 
 from rtseg.core.config import ModelConfig
-from rtseg.core.errors import ConfigError, UsageError
+from rtseg.core.errors import ConfigError, DeviceError, UsageError
 from rtseg.core.structures import Detections
-from rtseg.detect.device import choose_precision, resolve_device
+from rtseg.detect.device import bf16_convolutions_supported, choose_precision, resolve_device
 from rtseg.detect.fusion import fuse_for_cpu
 from rtseg.detect.models import load_model, set_input_size
 from rtseg.detect.ops import best_after_nms, paste_masks, pool_rois
@@ -120,6 +120,9 @@ class MaskRCNNDetector:
         if self._half_weights:
             model.half()
         reduced_on_cpu = self.device.type == "cpu" and self.dtype == torch.bfloat16
+        if reduced_on_cpu and not bf16_convolutions_supported():
+            raise DeviceError("--precision bf16: this CPU cannot run bf16 convolutions (oneDNN needs AVX512-BW/VL/DQ "
+                              "or AVX-NE-CONVERT); use --precision fp32")
         if reduced_on_cpu:
             fuse_for_cpu(model, self.dtype)
         heads = model.roi_heads

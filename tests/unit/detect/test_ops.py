@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torchvision.ops import MultiScaleRoIAlign
 
+from rtseg.detect.device import bf16_convolutions_supported
 from rtseg.detect.fusion import fuse_for_cpu
 from rtseg.detect.models import load_model
 from rtseg.detect.ops import pool_rois
@@ -56,6 +58,7 @@ def test_gathered_roi_align_without_boxes():
     assert pool_rois(pooler, maps, [torch.zeros((0, 4))], [(64, 64)]).shape == (0, 8, 7, 7)
 
 
+@pytest.mark.skipif(not bf16_convolutions_supported(), reason="this CPU's oneDNN runs no bf16 convolutions")
 def test_fused_network_gives_the_unfused_networks_features_within_bf16_rounding():
     reference = load_model("maskrcnn_r18", "none").model.eval()
     fused = load_model("maskrcnn_r18", "none").model.eval()

@@ -10,7 +10,7 @@ import torch
 
 from rtseg.core.config import ModelConfig
 from rtseg.core.errors import DeviceError, UsageError
-from rtseg.detect.device import choose_precision, resolve_device, resolve_precision
+from rtseg.detect.device import bf16_convolutions_supported, choose_precision, resolve_device, resolve_precision
 from rtseg.detect.fusion import FusedConv
 from rtseg.detect.models import COCO_CATEGORIES
 from rtseg.detect.worker import MaskRCNNDetector, class_ids_for
@@ -102,7 +102,8 @@ def test_auto_precision_on_the_cpu_follows_what_torch_reports(monkeypatch, capab
 
 
 def test_detector_says_which_precision_it_chose(monkeypatch):
-    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": True})
+    monkeypatch.setattr(torch.cpu, "get_capabilities",
+                        lambda: {"amx_bf16": True, "avx512_bw": True, "avx512_vl": True, "avx512_dq": True})
     detector = _detector(precision="auto")
     assert detector.dtype == torch.bfloat16 and detector.precision_note.startswith("precision bf16 (auto: ")
     # bf16 on the CPU runs the rebuilt network (BatchNorm folded, bf16 weights); fp32 keeps torchvision's modules
@@ -113,7 +114,7 @@ def test_detector_says_which_precision_it_chose(monkeypatch):
 
 
 def test_class_agnostic_nms_keeps_the_likelier_of_overlapping_boxes_of_any_class(images):
-    everything = _detector(detections_per_image=50).detect(images[:1])[0]
+    everything = _detector(detections_per_image=50, class_agnostic_nms=0.0).detect(images[:1])[0]
     agnostic = _detector(detections_per_image=50, class_agnostic_nms=0.3).detect(images[:1])[0]
     # Greedy NMS by hand over the per-class output, most confident first.
     kept: list[int] = []
@@ -131,3 +132,16 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
     return w * h / union
+
+
+@pytest.mark.parametrize("capabilities, supported", [
+    ({"avx2": True}, False), ({"avx512_bw": True, "avx512_vl": True}, False),
+    ({"avx512_bw": True, "avx512_vl": True, "avx512_dq": True}, True), ({"avx_ne_convert": True}, True)])
+def test_bf16_on_a_cpu_that_cannot_convolve_in_bf16_is_refused_in_one_line(monkeypatch, capabilities, supported):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    assert bf16_convolutions_supported() == supported
+    if supported:
+        assert _detector(precision="bf16").dtype == torch.bfloat16
+    else:
+        with pytest.raises(DeviceError, match="^--precision bf16: this CPU cannot run bf16 convolutions .*use --precision fp32$"):
+            _detector(precision="bf16")
