@@ -58,7 +58,7 @@ class ModelConfig:
     channels_last: bool = _setting(True, "NHWC memory layout for the convolutions (same detections)")
     threads: int = _setting(0, "torch intra-op threads for the model on the CPU (0 = one per core)", min=0, max=1024)
     fp16_weights: bool = _setting(False, "CUDA fp16 only: model.half() instead of autocast (every layer computes in fp16)")
-    class_agnostic_nms: float = _setting(0.0, "IoU above which the less likely of two boxes of any classes is dropped (0 = off)", min=0.0, max=1.0)
+    class_agnostic_nms: float = _setting(0.7, "IoU above which the less likely of two boxes of any classes is dropped (0 = off)", min=0.0, max=1.0)
 
 
 @dataclass
@@ -124,7 +124,7 @@ class TrackingConfig:
     low_score_claims: bool = _setting(True, "a track keeps its best-fitting low-score detection (false = ByteTrack's high-first order)")
     min_hits: int = _setting(2, "consecutive frames a new track must be detected before it gets an id", min=1, max=100)
     max_age: int = _setting(30, "frames a track survives without a detection (occlusion) before it is dropped", min=0, max=10000)
-    class_agnostic: bool = _setting(False, "match across classes; a track shows the class its recent detections vote for")
+    class_agnostic: bool = _setting(True, "match across classes; a track shows the class its recent detections vote for")
     appearance: bool = _setting(False, "also pair by the colours inside each mask (BoT-SORT's gated fusion; downloads GPU masks)")
     appearance_min_iou: float = _setting(0.3, "least box IoU at which appearance counts for a pair (BoT-SORT: 0.5)", min=0.0, max=1.0)
     appearance_distance: float = _setting(0.25, "largest colour distance (0-1) at which appearance raises a pair's overlap", min=0.0, max=1.0)

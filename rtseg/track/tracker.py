@@ -22,11 +22,13 @@ confirmed track. ``track_detections`` does all this for a
 replacing the class and score of tracked detections with their track's.
 ``tracking.enabled`` is for the pipeline to read; a Tracker always tracks.
 
-Classes: with ``class_agnostic`` steps 2 and 3 below pair detections
+Classes: with ``class_agnostic`` (the default) steps 2 and 3 below pair detections
 with tracks whatever their class, so an object whose detected class flickers keeps
-its track; steps 4 to 7 still keep to the class a track shows: they pair on weaker
-evidence than a good overlap (or, for tentative tracks, too little history), and
-there a class that differs is more often another object's. Otherwise (``class_agnostic:
+its track (a pair of another class counts a little less, so that of two objects
+crossing, the one of the track's class wins a close call); steps 4 to 7 still keep
+to the class a track shows: they pair on weaker evidence than a good overlap (or,
+for tentative tracks, too little history), and there a class that differs is more
+often another object's. Otherwise (``class_agnostic:
 false``) a track only ever takes detections of its own class. Either way the fragment
 rules compare detections of one class only: a small object of another class in front
 of a large one is no fragment of it.

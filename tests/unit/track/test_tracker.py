@@ -14,7 +14,7 @@ from rtseg.core.errors import ConfigError
 from rtseg.core.structures import Detections
 from rtseg.offline.eval_tracking import run_scene
 from rtseg.offline.scenes import Noise
-from rtseg.track import motion
+from rtseg.track import association, motion
 from rtseg.track.tracker import Tracker, track_detections
 
 
@@ -561,3 +561,21 @@ def test_fast_movers_keep_their_ids_better_with_speed_dependent_velocity_noise(m
     without = run_scene("fast", 1, 300, clean, TrackingConfig())
     assert (with_rule["idsw"], with_rule["colour_changes"]) == (7, 2)
     assert (without["idsw"], without["colour_changes"]) == (12, 10)
+
+
+def meet_and_turn_back(classes: list[int]) -> list[list[int]]:
+    """Two objects of one size approach, meet and go back the way they came: at the turn, motion
+    points each track at the other object."""
+    tracker = make_tracker()
+    ids = []
+    for t in range(40):
+        shift = 8 * t if t < 18 else 8 * (36 - t)
+        ids.append(step(tracker, [box(100 + shift, 200), box(400 - shift, 200)], classes=classes))
+    return ids
+
+
+def test_class_agnostic_association_lets_the_tracks_class_win_a_close_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert meet_and_turn_back([0, 0])[-1] == [2, 1]  # one class: motion alone decides, and swaps them
+    assert all(ids == [1, 2] for ids in meet_and_turn_back([0, 1])[1:])  # another class counts less
+    monkeypatch.setattr(association, "_OTHER_CLASS", 1.0)
+    assert meet_and_turn_back([0, 1])[-1] == [2, 1]  # without that, classes are ignored altogether
