@@ -197,7 +197,8 @@ class Tracker:
             raise ValueError("appearance needs one appearance vector per detection")
 
         cfg = self.config
-        self._motion.predict(self._misses == 0)
+        seen = self._misses == 0  # matched last frame
+        self._motion.predict(seen)
         high = scores >= cfg.high_score
         low = (scores >= cfg.low_score) & ~high
         used = high | low
@@ -213,7 +214,6 @@ class Tracker:
 
         if tracks and n:
             predicted = self._motion.predicted_boxes()
-            seen = track_misses == 0  # matched last frame
             same_class = track_class[:, None] == class_ids[None, :]
             overlap = frame_overlap(self._motion, self._crops, predicted, boxes,
                                     np.ones((tracks, n), bool) if cfg.class_agnostic else same_class,
@@ -291,15 +291,16 @@ class Tracker:
         ints[:, 0], ints[:, 1], ints[:, 2] = class_ids, -1, 1
         self._ints = np.concatenate([self._ints, ints])
         self._crops.extend(crops)
-        self._looks = np.concatenate([self._looks, np.zeros((len(boxes), appearance.SIZE), np.float32)
-                                      if looks is None else looks.astype(np.float32)])
+        if looks is not None:  # with appearance, where every update brings looks
+            self._looks = np.concatenate([self._looks, looks.astype(np.float32)])
 
     def _select(self, keep: np.ndarray) -> None:
         """Keep only the tracks where ``keep`` is true."""
         self._motion.select(keep)
         self._votes.select(keep)
         self._ints = self._ints[keep]
-        self._looks = self._looks[keep]
+        if self.config.appearance:
+            self._looks = self._looks[keep]
         self._crops = [c for c, k in zip(self._crops, keep) if k] if self._crops else []
 
 
@@ -314,7 +315,7 @@ def track_detections(tracker: Tracker, detections: Detections, image: np.ndarray
     # Boxes need no download; masks come to the host only for a measure that reads them.
     masks = detections.host_masks() if cfg.match == "mask_iou" or cfg.appearance else None
     looks = None
-    if cfg.appearance and image is not None and masks is not None:
+    if masks is not None and cfg.appearance and image is not None:
         looks = appearance.colour_histograms(image, detections.boxes, masks)
     detections.track_ids = tracker.update(detections.boxes, detections.scores, detections.class_ids, masks, looks)
     shown_class, shown_score = tracker.labels()

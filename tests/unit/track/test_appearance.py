@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from track_helpers import MEETING_FRAMES, box, meeting_boxes
 
 from rtseg.core.config import TrackingConfig
 from rtseg.core.structures import Detections
@@ -13,10 +14,6 @@ from rtseg.track import appearance
 from rtseg.track.tracker import Tracker, track_detections
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
-
-
-def box(cx: float, cy: float, w: float = 40.0, h: float = 80.0) -> list[float]:
-    return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
 
 
 def bin_of(colour: tuple[int, int, int]) -> int:
@@ -65,17 +62,12 @@ def test_fusion_raises_only_near_looking_pairs_that_overlap_enough() -> None:
 
 
 def bounce(config: TrackingConfig) -> list[list[int]]:
-    """Two objects of one class and size approach, meet, and go back the way they came. The
-    red one starts on the left, the blue one on the right; at the turn motion points each
-    track at the other object."""
+    """The ids of the two objects of ``meeting_boxes`` (one class): the red one starts on the left,
+    the blue one on the right."""
     tracker = Tracker(config)
-    red, blue = np.eye(appearance.SIZE, dtype=np.float32)[[bin_of(RED), bin_of(BLUE)]]
-    ids = []
-    for t in range(40):
-        shift = 8 * t if t < 18 else 8 * (36 - t)
-        ids.append(tracker.update(np.array([box(100 + shift, 200), box(400 - shift, 200)]), np.array([0.9, 0.9]),
-                                  np.array([0, 0]), None, np.stack([red, blue])).tolist())
-    return ids
+    looks = np.eye(appearance.SIZE, dtype=np.float32)[[bin_of(RED), bin_of(BLUE)]]
+    return [tracker.update(np.array(meeting_boxes(t)), np.array([0.9, 0.9]), np.array([0, 0]), None, looks).tolist()
+            for t in range(MEETING_FRAMES)]
 
 
 def test_appearance_keeps_identities_where_motion_alone_swaps_them() -> None:
@@ -96,9 +88,8 @@ def test_track_detections_describes_each_detection_by_the_frame_pixels_under_its
     ``bounce`` drawn in their colours on a grey frame, masks and all."""
     tracker = Tracker(dataclasses.replace(TrackingConfig(), appearance=True))
     ids = []
-    for t in range(40):
-        shift = 8 * t if t < 18 else 8 * (36 - t)
-        boxes = np.array([box(100 + shift, 200), box(400 - shift, 200)], np.float32)
+    for t in range(MEETING_FRAMES):
+        boxes = np.array(meeting_boxes(t), np.float32)
         image = np.full((400, 600, 3), 128, np.uint8)
         masks = np.zeros((2, 400, 600), bool)
         for mask, (x0, y0, x1, y1) in zip(masks, boxes.astype(int)):

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from track_helpers import MEETING_FRAMES, box, meeting_boxes
 
 from rtseg.core.config import TrackingConfig
 from rtseg.core.errors import ConfigError
@@ -20,10 +21,6 @@ from rtseg.track.tracker import Tracker, track_detections
 
 def make_tracker(**changes: object) -> Tracker:
     return Tracker(dataclasses.replace(TrackingConfig(), **changes))
-
-
-def box(cx: float, cy: float, w: float = 40.0, h: float = 80.0) -> list[float]:
-    return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
 
 
 def step(tracker: Tracker, boxes: list[list[float]], scores: list[float] | None = None,
@@ -564,14 +561,9 @@ def test_fast_movers_keep_their_ids_better_with_speed_dependent_velocity_noise(m
 
 
 def meet_and_turn_back(classes: list[int]) -> list[list[int]]:
-    """Two objects of one size approach, meet and go back the way they came: at the turn, motion
-    points each track at the other object."""
+    """The ids of the two objects of ``meeting_boxes``, of the given classes, frame by frame."""
     tracker = make_tracker()
-    ids = []
-    for t in range(40):
-        shift = 8 * t if t < 18 else 8 * (36 - t)
-        ids.append(step(tracker, [box(100 + shift, 200), box(400 - shift, 200)], classes=classes))
-    return ids
+    return [step(tracker, meeting_boxes(t), classes=classes) for t in range(MEETING_FRAMES)]
 
 
 def test_class_agnostic_association_lets_the_tracks_class_win_a_close_call(monkeypatch: pytest.MonkeyPatch) -> None:
