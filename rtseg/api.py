@@ -4,6 +4,10 @@
 - ``draw``: annotate an image with a ``Detections`` record.
 - ``process``: run the whole pipeline on any source into the chosen sinks.
 - ``stream``: the same, yielding each finished ``Frame`` for use in a loop.
+- ``Pipeline``: the single-stream handle over a ``VideoSource`` and sinks of your own.
+
+Both ``process`` and ``stream`` plan with ``rtseg.pipeline.planner.plan_run`` and
+run a ``PreparedRun``, as every other front door does.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,23 +25,28 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rtseg.core.config import Config, RenderConfig, StreamConfig, apply_overrides, load_config
+from rtseg.core.config import Config, ModelConfig, RenderConfig, StreamConfig, apply_overrides, load_config
 from rtseg.core.errors import OutputError, UsageError
 from rtseg.core.structures import Detections, Frame
-from rtseg.detect.worker import Detector, MaskRCNNDetector
-from rtseg.pipeline.engine import Engine, OpenedStream, Pipeline, StreamPlan
-from rtseg.pipeline.plans import Outputs, RunPlan, detector_settings, plan_run
+from rtseg.detect.base import Detector
+from rtseg.detect.maskrcnn import MaskRCNNDetector
+from rtseg.pipeline.engine import Engine, OpenedStream, Pipeline, StreamStart
+from rtseg.pipeline.factory import stream_start
+from rtseg.pipeline.planner import Outputs, RunPlan, StreamPlan, plan_run
 from rtseg.pipeline.summary import RunSummary, StreamSummary
 from rtseg.render.renderer import Renderer
+from rtseg.render.window import PreviewWindow
+from rtseg.sinks.archive import Manifest
 from rtseg.sinks.base import Sink
 from rtseg.sinks.stats import StatsCollector
-from rtseg.sinks.window import PreviewWindow
 
 log = logging.getLogger(__name__)
 
-# Engine, Pipeline, StreamPlan and OpenedStream run custom sources and sinks (soaks, tests); the rest is the everyday API.
-__all__ = ["Config", "Detections", "Engine", "Frame", "OpenedStream", "Outputs", "Pipeline", "RunResult", "RunSummary",
-           "Segmenter", "StreamConfig", "StreamPlan", "StreamSummary", "draw", "load_config", "process", "stream"]
+# Pipeline runs your own source into your own sinks; Engine, StreamStart and OpenedStream run several such streams
+# (soaks, tests); plan_run, PreparedRun, RunPlan and StreamPlan are the planner every front door goes through.
+__all__ = ["Config", "Detections", "Engine", "Frame", "OpenedStream", "Outputs", "Pipeline", "PreparedRun",
+           "RunPlan", "RunResult", "RunSummary", "Segmenter", "StreamConfig", "StreamPlan", "StreamStart",
+           "StreamSummary", "draw", "load_config", "plan_run", "process", "stream"]
 
 
 class Segmenter:
@@ -79,6 +88,7 @@ def _check_image(image: np.ndarray) -> None:
 
 
 Sources = str | StreamConfig | Sequence[str | StreamConfig]
+DetectorBuilder = Callable[[ModelConfig], Detector]  # builds the run's detector from the planned model settings
 
 
 @dataclass
@@ -100,58 +110,97 @@ class RunResult:
         Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def _source_list(source: Sources, config: Config) -> list[str | StreamConfig]:
+def source_list(source: Sources, config: Config) -> list[str | StreamConfig]:
+    """What the user named as a list; an empty one means the config's ``streams:``."""
     if isinstance(source, (str, StreamConfig)):
         return [source]
     sources = list(source)
     return sources or list(config.streams)
 
 
-def _build(source: Sources, outputs: Outputs, config: Config, detector: Detector | None,
-           extra_sinks: Sequence[Sink] = (), progress: bool = False,
-           realtime: bool = False) -> tuple[Engine, RunPlan]:
-    run = plan_run(_source_list(source, config), outputs, config, extra_sinks, realtime)
-    if not run.plans:
-        raise OutputError("nothing to do: every archive video is finished already (pass --overwrite to redo them)") \
-            if run.skipped else UsageError("no source given")
-    settings = detector_settings(config, [plan.config for plan in run.plans])
-    engine = Engine(detector or (lambda: MaskRCNNDetector(settings)), config, run.plans, progress=progress)
-    engine.summary.skipped = list(run.skipped)
-    engine.start()  # opens the sources (a bad one is reported before the model loads), then loads the model
-    title = run.plans[0].name if len(run.plans) == 1 else f"{len(run.plans)} streams"
-    engine.display = PreviewWindow(f"rtseg - {title}") if outputs.show else None
-    if not any((outputs.output, outputs.save_json, outputs.save_frames, outputs.save_crops, extra_sinks)) \
-            and not any(s.output or s.save_json for s in config.streams) \
-            and (engine.display is None or not engine.display.available):
-        log.warning("no output: nothing is written or shown (pass --output, --save-json, ...)")
-    return engine, run
+class PreparedRun:
+    """A planned run: ``start()`` opens its streams and loads its model, ``run()`` runs it (starting it first if
+    need be), ``stop()`` ends it from any thread, as Ctrl-C does.
 
+    Every front door runs this way: ``process`` and ``stream`` (so the CLI and the
+    page), and the cluster's workers, each over the planner's ``RunPlan``.
+    """
 
-def _result(summary: RunSummary, run: RunPlan) -> RunResult:
-    return RunResult(summary, StatsCollector.merged(run.stats.values()), run.stats)
+    def __init__(self, plan: RunPlan, config: Config, *, detector: Detector | None = None,
+                 build_detector: DetectorBuilder | None = None, show: bool = False, extra_sinks: Sequence[Sink] = (),
+                 progress: bool = False, attempt: int = 1,
+                 on_finish: Callable[[StreamSummary], None] | None = None) -> None:
+        """``detector``, or ``build_detector`` called with the planned model settings (default: Mask R-CNN);
+        ``attempt`` numbers the staging folders of archive videos (a cluster's retries);
+        ``on_finish`` is called with each stream's summary as it ends."""
+        if not plan.streams:
+            raise OutputError("nothing to do: every archive video is finished already (pass --overwrite to redo them)") \
+                if plan.skipped else UsageError("no source given")
+        self.plan = plan
+        self.manifest = Manifest(plan.manifest) if plan.manifest is not None else None
+        self.stats = {stream.name: StatsCollector() for stream in plan.streams}
+        starts = [stream_start(stream, [self.stats[stream.name], *extra_sinks], manifest=self.manifest,
+                               attempt=attempt, on_finish=on_finish) for stream in plan.streams]
+        make = build_detector or MaskRCNNDetector
+        self.engine = Engine(detector, config, starts, progress=progress,
+                             load_detector=None if detector is not None else lambda: make(plan.detector))
+        self.engine.summary.skipped = list(plan.skipped)
+        self._show = show
+        self._extra_sinks = bool(extra_sinks)
+        self._started = False
+
+    def start(self) -> None:
+        """Open the sources (a bad one is reported before the model takes its seconds to load), then load the model."""
+        self._started = True
+        try:
+            self.engine.start()
+        except BaseException:
+            self._close()
+            raise
+        plan = self.plan
+        title = plan.streams[0].name if len(plan.streams) == 1 else f"{len(plan.streams)} streams"
+        self.engine.display = PreviewWindow(f"rtseg - {title}") if self._show else None
+        if not self._extra_sinks and not any(s.outputs.any_written() for s in plan.streams) \
+                and (self.engine.display is None or not self.engine.display.available):
+            log.warning("no output: nothing is written or shown (pass --output, --save-json, ...)")
+
+    def run(self) -> RunResult:
+        """Blocks until every stream has ended."""
+        if not self._started:
+            self.start()
+        try:
+            summary = self.engine.run()
+        finally:
+            self._close()
+        return RunResult(summary, StatsCollector.merged(self.stats.values()), self.stats)
+
+    def stop(self) -> None:
+        self.engine.stop()
+
+    def _close(self) -> None:
+        if self.manifest is not None:
+            self.manifest.close()
 
 
 def process(source: Sources, outputs: Outputs | None = None, *, config: Config | None = None,
-            detector: Detector | None = None, realtime: bool = False, progress: bool = False) -> RunResult:
+            detector: Detector | None = None, build_detector: DetectorBuilder | None = None,
+            realtime: bool = False, progress: bool = False) -> RunResult:
     """Run the whole pipeline on ``source`` into ``outputs``; ``source`` may also be a list (one model, many streams).
 
     A source is a file, camera, stream URL, still images, an archive (a directory or
     glob of videos, one stream each) or a ``StreamConfig`` with its own outputs and
     settings; an empty list runs ``config.streams``. Blocks until every stream ends
     (live ones: until ``stop`` or Ctrl-C). ``realtime`` plays files at their own pace, as live sources.
+    ``build_detector`` builds the detector from the planned model settings (default: Mask R-CNN).
 
     Errors in the inputs raise before any work; a failure while running is in ``result.summary.error``
     (the whole run) or in ``result.summary.streams`` (one stream among others).
     """
     outputs = outputs or Outputs()
     config = config or Config()
-    engine, run = _build(source, outputs, config, detector, progress=progress, realtime=realtime)
-    try:
-        summary = engine.run()
-    finally:
-        if run.manifest is not None:
-            run.manifest.close()
-    result = _result(summary, run)
+    plan = plan_run(source_list(source, config), outputs, config, realtime=realtime)
+    result = PreparedRun(plan, config, detector=detector, build_detector=build_detector, show=outputs.show,
+                         progress=progress).run()
     if outputs.save_stats is not None:
         result.save_stats(outputs.save_stats)
     return result
@@ -161,7 +210,7 @@ class _HandOver:
     """A sink that hands finished frames to the caller's loop through a bounded queue."""
 
     def __init__(self, size: int) -> None:
-        self.frames: queue.Queue = queue.Queue(maxsize=size)
+        self.frames: queue.Queue[Frame] = queue.Queue(maxsize=size)
         self.abandoned = threading.Event()
 
     def write(self, frame: Frame) -> None:
@@ -177,7 +226,8 @@ class _HandOver:
 
 
 def stream(source: Sources, outputs: Outputs | None = None, *, config: Config | None = None,
-           detector: Detector | None = None) -> Iterator[Frame]:
+           detector: Detector | None = None, build_detector: DetectorBuilder | None = None
+           ) -> Generator[Frame, None, None]:
     """Run the pipeline in the background and yield every finished ``Frame`` (with detections and rendering).
 
     With several streams, frames of all of them arrive as they finish; ``frame.stream_id``
@@ -187,9 +237,11 @@ def stream(source: Sources, outputs: Outputs | None = None, *, config: Config | 
     outputs = dataclasses.replace(outputs or Outputs(), show=False)
     config = config or Config()
     hand_over = _HandOver(config.pipeline.sink_queue_size)
-    pipeline, run = _build(source, outputs, config, detector, extra_sinks=[hand_over])
-    results: list[RunSummary] = []
-    runner = threading.Thread(target=lambda: results.append(pipeline.run()), name="rtseg-stream", daemon=True)
+    plan = plan_run(source_list(source, config), outputs, config)
+    prepared = PreparedRun(plan, config, detector=detector, build_detector=build_detector, extra_sinks=[hand_over])
+    prepared.start()  # a source that cannot be opened raises here, before the first frame is asked for
+    results: list[RunResult] = []
+    runner = threading.Thread(target=lambda: results.append(prepared.run()), name="rtseg-stream", daemon=True)
     runner.start()
     try:
         while runner.is_alive() or not hand_over.frames.empty():
@@ -199,9 +251,9 @@ def stream(source: Sources, outputs: Outputs | None = None, *, config: Config | 
                 continue
     finally:
         hand_over.abandoned.set()
-        pipeline.stop()
+        prepared.stop()
         runner.join()
     if results and outputs.save_stats is not None:
-        _result(results[0], run).save_stats(outputs.save_stats)
-    if results and results[0].error is not None:
-        raise results[0].error
+        results[0].save_stats(outputs.save_stats)
+    if results and results[0].summary.error is not None:
+        raise results[0].summary.error

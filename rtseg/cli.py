@@ -20,10 +20,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from rtseg.core.commandline import ArgumentParser, add_model_flags, model_overrides, setup_logging
 from rtseg.core.config import Config, apply_overrides, load_config
 from rtseg.core.errors import RtsegError, TerminationRequest, UsageError
-from rtseg.core.flags import add_device_flags
-from rtseg.core.redaction import CredentialFilter, mask_credentials
+from rtseg.core.redaction import mask_credentials
 
 log = logging.getLogger("rtseg")
 
@@ -59,15 +59,8 @@ exit codes: 0 done, 1 failed while running, 2 bad usage/config/input, 3 some str
 """
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    """argparse that raises UsageError instead of exiting, so every usage error looks alike."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(
+    parser = ArgumentParser(
         prog="rtseg",
         description="Real-time Mask R-CNN instance segmentation for video files, webcams, IP cameras and images.",
         epilog=EXAMPLES,
@@ -89,12 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-crops", metavar="DIR", help="each object cut out as a transparent PNG")
     parser.add_argument("--save-stats", metavar="PATH.json", help="objects and tracks per class as JSON")
     parser.add_argument("--config", help="YAML file overriding configs/default.yaml; flags override both")
-    add_device_flags(parser, default=None)
-    parser.add_argument("--model", choices=("maskrcnn_v1", "maskrcnn_v2"), help="architecture (default maskrcnn_v1)")
-    parser.add_argument("--weights", help="'default' (torchvision COCO, cached download), a local file, or 'none'")
-    parser.add_argument("--score-threshold", type=float, help="drop detections scoring below this (0..1)")
+    add_model_flags(parser)
     parser.add_argument("--classes", help="comma-separated COCO class names to keep, e.g. person,car")
-    parser.add_argument("--size", type=int, help="shorter image side fed to the model (default: a fine-tuned checkpoint's training size, else 800)")
     parser.add_argument("--batch-size", type=int, help="frames per model call for files")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     parser.add_argument("--realtime", action="store_true",
@@ -128,8 +117,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     _check_conflicts(args)
     config = load_config(args.config)
     model: dict[str, Any] = {
-        "device": args.device, "precision": args.precision, "name": args.model, "weights": args.weights,
-        "score_threshold": args.score_threshold, "size": args.size, "batch_size": args.batch_size,
+        **model_overrides(args), "batch_size": args.batch_size,
         "classes": [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes is not None else None,
     }
     overrides: dict[str, dict[str, Any]] = {
@@ -143,16 +131,6 @@ def config_from_args(args: argparse.Namespace) -> Config:
     }
     given = {section: {k: v for k, v in values.items() if v is not None} for section, values in overrides.items()}
     return apply_overrides(config, given, "command line")
-
-
-def _setup_logging(debug: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(CredentialFilter())
-    handler.setFormatter(logging.Formatter("rtseg: %(levelname)s: %(message)s" if not debug
-                                           else "%(asctime)s %(threadName)s %(name)s %(levelname)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -218,13 +196,14 @@ def _signals_as_interrupts() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    _setup_logging(debug)
+    setup_logging(debug)
     try:
         if argv and argv[0] in SUBCOMMANDS:
             import importlib
 
             with _signals_as_interrupts():
-                return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
+                code: int = importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
+                return code
         args = build_parser().parse_args(argv)
         with _signals_as_interrupts():
             return run(args)

@@ -15,7 +15,6 @@ import logging
 import sys
 import time
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,43 +22,15 @@ from typing import Any
 from tqdm import tqdm
 
 from rtseg.cluster.runtime import DetectorFactory, WorkerPool, WorkerTally, shape_workers, short_error
-from rtseg.cluster.workers import ArchiveWorker, FileTask
-from rtseg.core.config import Config, StreamConfig
-from rtseg.core.errors import OutputError, UsageError
-from rtseg.pipeline.plans import Outputs, expand_sources
-from rtseg.sinks.archive import MANIFEST_NAME, Manifest, check_archive_directory
+from rtseg.cluster.workers import ArchiveWorker, FileOutcome, FileTask
+from rtseg.core.config import Config
+from rtseg.core.errors import TerminationRequest
+from rtseg.pipeline.planner import RunPlan
+from rtseg.sinks.archive import Manifest
 
 log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.5
-
-
-def plan_archive(sources: Sequence[str | StreamConfig], outputs: Outputs, config: Config) -> tuple[list[FileTask], list[str], Path]:
-    """The files to do, the names of those finished by an earlier run, and the manifest's path; checked first."""
-    targets = expand_sources(sources, config)
-    if not targets or any(t.archive_input is None and not _is_video_file(t.source) for t in targets):
-        raise UsageError("with --cluster, give archives (directories or globs of videos) or a streams: list of cameras")
-    if outputs.output is None and outputs.save_json is None:
-        raise OutputError("an archive needs --output DIR (or --save-json DIR) for its results")
-    inputs = [Path(t.source) for t in targets]
-    directories = [Path(p) for p in (outputs.output, outputs.save_json) if p is not None]
-    for directory in directories:
-        check_archive_directory(directory, inputs)
-        directory.mkdir(exist_ok=True)
-    tasks, skipped = [], []
-    for target, source in zip(targets, inputs):
-        finals = tuple(Path(d) / f"{target.name}{suffix}" for d, suffix in
-                       ((outputs.output, ".mp4"), (outputs.save_json, ".jsonl")) if d is not None)
-        if not config.output.overwrite and all(p.exists() for p in finals):
-            skipped.append(target.name)
-        else:
-            tasks.append(FileTask(source.resolve(), target.name, tuple(p.resolve() for p in finals)))
-    return tasks, skipped, directories[0] / MANIFEST_NAME
-
-
-def _is_video_file(source: str) -> bool:
-    path = Path(source)
-    return path.is_file() and path.suffix.lower() in (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".ts", ".gif")
 
 
 @dataclass
@@ -117,14 +88,18 @@ class ArchiveResult:
 
 
 class ArchiveRun:
-    """The driver of one archive run; ``workers`` holds the pool's actors once ``run`` has started them."""
+    """The driver of one archive run planned by ``plan_run(..., cluster=True)``; ``workers`` holds the pool's
+    actors once ``run`` has started them."""
 
-    def __init__(self, ray: Any, tasks: Sequence[FileTask], config: Config, manifest_path: Path,
-                 detector_factory: DetectorFactory | None = None, progress: bool = False) -> None:
+    def __init__(self, ray: Any, plan: RunPlan, config: Config, detector_factory: DetectorFactory | None = None,
+                 progress: bool = False) -> None:
+        if plan.manifest is None:
+            raise ValueError("an archive run needs a manifest (plan_run(..., cluster=True) decides it)")
         self.ray = ray
-        self.tasks = list(tasks)
+        self.plan = plan
+        self.tasks = [FileTask(stream) for stream in plan.streams]
         self.config = config
-        self.manifest_path = manifest_path
+        self.manifest_path = plan.manifest
         self.detector_factory = detector_factory
         self.progress = progress
         self.pool: WorkerPool | None = None
@@ -134,14 +109,14 @@ class ArchiveRun:
         return [] if self.pool is None else list(self.pool.actors)
 
     def run(self) -> ArchiveResult:
-        result = ArchiveResult(manifest=self.manifest_path)
+        result = ArchiveResult(manifest=self.manifest_path, skipped=list(self.plan.skipped))
         started = time.monotonic()
         settings = self.config.cluster
         shape = shape_workers(settings, self.ray.cluster_resources(), len(self.tasks))
         log.info("%d file(s) on %d worker(s), %g CPU and %g GPU each", len(self.tasks), shape.count, shape.cpus,
                  shape.gpus)
         self.pool = pool = WorkerPool.start(self.ray, ArchiveWorker, shape, settings.max_restarts,
-                                            lambda i: (self.config, self.detector_factory))
+                                            lambda i: (self.config, self.plan.detector, self.detector_factory))
         manifest = Manifest(self.manifest_path)
         bar = tqdm(total=len(self.tasks), unit="file", file=sys.stderr, dynamic_ncols=True) if self.progress else None
         queue = deque(self.tasks)
@@ -156,8 +131,7 @@ class ArchiveRun:
                 waiting = [*running, *pool.pings]
                 if not pool.alive or not waiting:
                     for task in [*queue, *(t for t, _, _ in running.values())]:
-                        self._record(result, manifest, task, None, {"status": "failed", "frames": 0, "fps": 0.0,
-                                                                     "error": "no worker left in the cluster"})
+                        self._record(result, manifest, task, None, FileOutcome(error="no worker left in the cluster"))
                     break
                 finished, _ = self.ray.wait(waiting, num_returns=1, timeout=_POLL_SECONDS)
                 for ref in finished:
@@ -171,7 +145,7 @@ class ArchiveRun:
                     bar.set_postfix_str(f"{frames} frames, {frames / (time.monotonic() - started):.1f} frames/s",
                                         refresh=False)
         except KeyboardInterrupt as exc:
-            result.stop_reason = "terminated" if exc.__class__.__name__ == "TerminationRequest" else "interrupted"
+            result.stop_reason = "terminated" if isinstance(exc, TerminationRequest) else "interrupted"
             log.warning("%s: %d file(s) unfinished stay under temporary names until a rerun redoes them",
                         result.stop_reason, len(queue) + len(running))
         finally:
@@ -189,38 +163,40 @@ class ArchiveRun:
         task, index, sent_at = submitted
         tally = pool.tallies[index]
         try:
-            outcome = self.ray.get(ref)
+            outcome: FileOutcome = self.ray.get(ref)
         except self.ray.exceptions.RayActorError as exc:
             pool.died(index)
-            outcome = {"status": "failed", "frames": 0, "fps": 0.0, "error": f"{tally.name} died: {short_error(exc)}"}
+            outcome = FileOutcome(error=f"{tally.name} died: {short_error(exc)}")
         except self.ray.exceptions.RayError as exc:
             pool.ready.append(index)
-            outcome = {"status": "failed", "frames": 0, "fps": 0.0, "error": short_error(exc)}
+            outcome = FileOutcome(error=short_error(exc))
         else:
             pool.ready.append(index)
-            tally.busy_seconds += outcome["seconds"]
-            result.file_seconds.append(outcome["seconds"])
-            result.overheads.append(max(0.0, time.monotonic() - sent_at - outcome["seconds"]))
-        if outcome["status"] == "done":
+            tally.busy_seconds += outcome.seconds
+            result.file_seconds.append(outcome.seconds)
+            result.overheads.append(max(0.0, time.monotonic() - sent_at - outcome.seconds))
+        if outcome.done:
             tally.units += 1
-            tally.frames += outcome["frames"]
+            tally.frames += outcome.frames
             self._record(result, manifest, task, index, outcome)
             return
         tally.failed_attempts += 1
         if task.attempt < self.config.cluster.max_attempts:
             log.warning("%s: attempt %d of %d failed (%s); trying again", task.source.name, task.attempt,
-                        self.config.cluster.max_attempts, outcome["error"])
-            queue.append(FileTask(task.source, task.name, task.finals, task.attempt + 1))
+                        self.config.cluster.max_attempts, outcome.error)
+            queue.append(task.retry())
             return
-        log.error("%s: failed %d time(s), giving up: %s", task.source.name, task.attempt, outcome["error"])
+        log.error("%s: failed %d time(s), giving up: %s", task.source.name, task.attempt, outcome.error)
         self._record(result, manifest, task, index, outcome)
 
     def _record(self, result: ArchiveResult, manifest: Manifest, task: FileTask, index: int | None,
-                outcome: dict[str, Any]) -> None:
+                outcome: FileOutcome) -> None:
         worker = None if index is None or self.pool is None else self.pool.tallies[index]
-        record = {"file": str(task.source), "output": str(task.finals[0]) if outcome["status"] == "done" else None,
-                  "worker": None if worker is None else worker.name, "node": outcome.get("node"),
-                  "status": outcome["status"], "frames": outcome["frames"], "fps": outcome["fps"],
-                  "attempts": task.attempt, "error": outcome["error"] if outcome["status"] != "done" else None}
+        done = outcome.done
+        record = {"file": str(task.source), "output": str(task.stream.finals[0]) if done else None,
+                  "worker": None if worker is None else worker.name,
+                  "node": None if outcome.identity is None else outcome.identity.node,
+                  "status": "done" if done else "failed", "frames": outcome.frames, "fps": outcome.fps,
+                  "attempts": task.attempt, "error": None if done else outcome.error or "failed"}
         manifest.append(record)
         result.records.append(record)

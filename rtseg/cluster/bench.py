@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from rtseg.api import Outputs, process
-from rtseg.cluster.archive import ArchiveResult, ArchiveRun, plan_archive
+from rtseg.cluster.archive import ArchiveResult, ArchiveRun
 from rtseg.cluster.runtime import DetectorFactory, build_detector, connected
 from rtseg.core.config import Config
+from rtseg.pipeline.planner import detector_settings, plan_run
 
 
 def make_archive(clip: Path, folder: Path, copies: int) -> list[Path]:
@@ -43,7 +44,7 @@ def _row(mode: str, files: int, frames: int, wall: float, **extra: Any) -> dict[
 def engine_run(archive: Path, out: Path, config: Config, factory: DetectorFactory | None) -> dict[str, Any]:
     """The single-machine engine: one process, one model, ``pipeline.max_open_files`` files at once."""
     started = time.monotonic()
-    detector = build_detector(factory, config)
+    detector = build_detector(factory, detector_settings(config))
     result = process(str(archive), Outputs(output=out), config=config, detector=detector)
     streams = result.summary.streams
     return _row("engine", sum(s.status == "done" for s in streams), result.summary.frames_written,
@@ -56,9 +57,9 @@ def cluster_run(ray: Any, archive: Path, out: Path, config: Config, workers: int
     cpus = ray.cluster_resources().get("CPU", 1.0) / workers
     config = dataclasses.replace(config, cluster=dataclasses.replace(
         config.cluster, workers=workers, cpus_per_worker=cpus, gpus_per_worker=0.0))
-    tasks, _, manifest = plan_archive([str(archive)], Outputs(output=out), config)
+    plan = plan_run([str(archive)], Outputs(output=out), config, cluster=True)
     started = time.monotonic()
-    result: ArchiveResult = ArchiveRun(ray, tasks, config, manifest, factory).run()
+    result: ArchiveResult = ArchiveRun(ray, plan, config, factory).run()
     wall = time.monotonic() - started
     frames = sum(r["frames"] for r in result.done)
     per_frame = sum(result.file_seconds) / frames if frames else 0.0

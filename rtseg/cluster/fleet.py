@@ -10,55 +10,26 @@ camera's state as it changes and sums every segment into the closing summary.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rtseg.cluster.runtime import DetectorFactory, WorkerPool, WorkerTally, shape_workers, short_error
-from rtseg.cluster.workers import FleetWorker, next_segment, segment
-from rtseg.core.config import Config, StreamConfig
-from rtseg.core.errors import OutputError, UsageError
+from rtseg.cluster.workers import CameraState, FleetWorker, GroupOutcome, next_segment, segment
+from rtseg.core.config import Config
+from rtseg.core.errors import TerminationRequest
 from rtseg.core.redaction import mask_credentials
-from rtseg.pipeline.plans import Outputs, stream_name
-from rtseg.sources.factory import parse_source
+from rtseg.pipeline.planner import RunPlan, StreamPlan
+from rtseg.pipeline.summary import StreamSummary
 
 log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.5
 _STATUS_SECONDS = 2.0
 _STOP_GRACE_SECONDS = 30.0  # after a stop request, how long workers get to close their recordings
-
-
-def plan_fleet(sources: Sequence[str | StreamConfig], outputs: Outputs) -> list[StreamConfig]:
-    """Every camera with a unique name and its outputs' base paths (segments are numbered from them)."""
-    taken: set[str] = set()
-    cameras = []
-    for item in sources:
-        entry = item if isinstance(item, StreamConfig) else StreamConfig(source=item)
-        name = entry.name or stream_name(parse_source(entry.source), taken)
-        taken.add(name)
-        output = entry.output or (None if outputs.output is None else str(Path(outputs.output) / f"{name}.mp4"))
-        save_json = entry.save_json or (None if outputs.save_json is None else
-                                        str(Path(outputs.save_json) / f"{name}.jsonl"))
-        cameras.append(dataclasses.replace(entry, name=name, output=output, save_json=save_json))
-    if not cameras:
-        raise UsageError("no camera: give --source several times or a config file with a streams: list")
-    for option, directory in (("--output", outputs.output), ("--save-json", outputs.save_json)):
-        if directory is None:
-            continue
-        if Path(directory).suffix or (Path(directory).exists() and not Path(directory).is_dir()):
-            raise OutputError(f"with --cluster {option} must be a directory (one file per camera): {directory}")
-        Path(directory).mkdir(exist_ok=True)
-    for camera in cameras:
-        for path in (camera.output, camera.save_json):
-            if path is not None and not Path(path).resolve().parent.is_dir():
-                raise OutputError(f"output directory does not exist: {Path(path).parent}")
-    return cameras
 
 
 @dataclass
@@ -77,13 +48,13 @@ class CameraTally:
     reconnects: int = 0
     error: str | None = None
 
-    def add(self, stream: dict[str, Any]) -> None:
+    def add(self, stream: StreamSummary) -> None:
         """Sum one segment's counts (a worker that died mid-segment reports none: its file stands, uncounted)."""
-        self.frames_read += stream["frames_read"]
-        self.frames_written += stream["frames_written"]
-        self.frames_dropped += stream["frames_dropped"]
-        self.reconnects += stream["reconnects"]
-        self.state, self.error = stream["status"], stream["error"]
+        self.frames_read += stream.frames_read
+        self.frames_written += stream.frames_written
+        self.frames_dropped += stream.frames_dropped
+        self.reconnects += stream.reconnects
+        self.state, self.error = stream.status, None if stream.error is None else str(stream.error)
 
     def find_segments(self) -> None:
         """Every segment this run recorded, from the files (those of a worker that died included)."""
@@ -129,14 +100,15 @@ class FleetResult:
 class FleetRun:
     """The driver of one fleet run; ``stop()`` (any thread) ends it as Ctrl-C does, recordings closed."""
 
-    def __init__(self, ray: Any, cameras: Sequence[StreamConfig], config: Config,
+    def __init__(self, ray: Any, plan: RunPlan, config: Config,
                  detector_factory: DetectorFactory | None = None) -> None:
         self.ray = ray
-        self.cameras = list(cameras)
+        self.plan = plan
+        self.cameras = list(plan.streams)
         self.config = config
         self.detector_factory = detector_factory
         self.pool: WorkerPool | None = None
-        self.groups: list[list[StreamConfig]] = []
+        self.groups: list[list[StreamPlan]] = []
         self.states: dict[str, str] = {}  # camera -> its state as last shown
         self._stop = threading.Event()
 
@@ -154,12 +126,13 @@ class FleetRun:
         self.groups = [self.cameras[i::shape.count] for i in range(shape.count)]
         tallies = {}  # numbered before any worker records, so that this run's segments are told from earlier ones
         for i, group in enumerate(self.groups):
-            log.info("worker-%d: %s", i, ", ".join(c.name or "" for c in group))
+            log.info("worker-%d: %s", i, ", ".join(c.name for c in group))
             for camera in group:
-                finals = [Path(p) for p in (camera.output, camera.save_json) if p]
-                tallies[camera.name] = CameraTally(camera.name or "", f"worker-{i}", finals, next_segment(finals))
+                tallies[camera.name] = CameraTally(camera.name, f"worker-{i}", camera.finals,
+                                                   next_segment(camera.finals))
         self.pool = pool = WorkerPool.start(self.ray, FleetWorker, shape, settings.max_restarts,
-                                            lambda i: (self.config, self.groups[i], self.detector_factory))
+                                            lambda i: (self.config, self.groups[i], self.plan.detector,
+                                                       self.detector_factory))
         result = FleetResult(workers=pool.tallies)
         result.cameras = list(tallies.values())
         runs: dict[Any, int] = {}  # a run() call -> its worker
@@ -192,13 +165,13 @@ class FleetRun:
                 except KeyboardInterrupt as exc:
                     if result.stop_reason is not None:
                         raise
-                    result.stop_reason = "terminated" if exc.__class__.__name__ == "TerminationRequest" else "interrupted"
+                    result.stop_reason = "terminated" if isinstance(exc, TerminationRequest) else "interrupted"
                     log.warning("%s: stopping every camera (their recordings are closed first)", result.stop_reason)
                     self._stop.set()
         finally:
             pool.close()
-        for camera in result.cameras:
-            camera.find_segments()
+        for tally in result.cameras:
+            tally.find_segments()
         result.wall_seconds = time.monotonic() - started
         return result
 
@@ -206,35 +179,35 @@ class FleetRun:
         tally = pool.tallies[index]
         group = self.groups[index]
         try:
-            outcome = self.ray.get(ref)
+            outcome: GroupOutcome = self.ray.get(ref)
         except self.ray.exceptions.RayActorError as exc:
             restarts = self.config.cluster.max_restarts
             if self._stop.is_set() or (restarts >= 0 and tally.deaths >= restarts):
                 tally.deaths += 1
                 tally.gone = True
                 for camera in group:
-                    tallies[camera.name or ""].state, tallies[camera.name or ""].error = "failed", f"{tally.name} died"
+                    tallies[camera.name].state, tallies[camera.name].error = "failed", f"{tally.name} died"
                 log.error("%s died (%s); its cameras are lost: %s", tally.name, short_error(exc),
-                          ", ".join(c.name or "" for c in group))
+                          ", ".join(c.name for c in group))
                 return
             pool.died(index)
             log.warning("%s died (%s); Ray restarts it and its cameras resume as new segments: %s", tally.name,
-                        short_error(exc), ", ".join(c.name or "" for c in group))
+                        short_error(exc), ", ".join(c.name for c in group))
             for camera in group:
-                self._show(camera.name or "", "restarting")
+                self._show(camera.name, "restarting")
             return
-        tally.units += len(outcome["streams"])
-        tally.busy_seconds += outcome["seconds"]
-        tally.node = outcome["node"]
-        for stream in outcome["streams"]:
-            tally.frames += stream["frames_written"]
-            tallies[stream["stream"]].add(stream)
-            self._show(stream["stream"], stream["status"])
-        if outcome["error"] is not None:
-            log.error("%s: %s", tally.name, outcome["error"])
-        if outcome["error"] is not None and not outcome["streams"]:  # none of its cameras could start
+        tally.units += len(outcome.streams)
+        tally.busy_seconds += outcome.seconds
+        tally.node = outcome.identity.node
+        for stream in outcome.streams:
+            tally.frames += stream.frames_written
+            tallies[stream.name].add(stream)
+            self._show(stream.name, stream.status)
+        if outcome.error is not None:
+            log.error("%s: %s", tally.name, outcome.error)
+        if outcome.error is not None and not outcome.streams:  # none of its cameras could start
             for camera in group:
-                tallies[camera.name or ""].state, tallies[camera.name or ""].error = "failed", outcome["error"]
+                tallies[camera.name].state, tallies[camera.name].error = "failed", outcome.error
 
     def _show_states(self, pool: WorkerPool, runs: dict[Any, int]) -> None:
         """Ask every recording worker for its cameras' states (one that does not answer at once is skipped)."""
@@ -244,11 +217,11 @@ class FleetRun:
         answered, _ = self.ray.wait(list(asked), num_returns=len(asked), timeout=1.0)
         for ref in answered:
             try:
-                states = self.ray.get(ref)
+                states: dict[str, CameraState] = self.ray.get(ref)
             except self.ray.exceptions.RayError:
                 continue
             for name, state in states.items():
-                self._show(name, state["state"])
+                self._show(name, state.state)
 
     def _show(self, name: str, state: str) -> None:
         if self.states.get(name) != state:

@@ -8,16 +8,17 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from rtseg.core.config import ClusterConfig, Config
+from rtseg.core.commandline import setup_logging
+from rtseg.core.config import ClusterConfig, ModelConfig
 from rtseg.core.errors import UsageError
-from rtseg.core.redaction import CredentialFilter, mask_credentials
-from rtseg.detect.worker import Detector, MaskRCNNDetector
-from rtseg.pipeline.plans import detector_settings
+from rtseg.core.redaction import mask_credentials
+from rtseg.detect.base import Detector
+from rtseg.detect.maskrcnn import MaskRCNNDetector
 
 log = logging.getLogger(__name__)
 
@@ -74,24 +75,20 @@ def detector_factory_from_env() -> DetectorFactory | None:
         return None
     module_name, _, attribute = path.partition(":")
     try:
-        factory = getattr(importlib.import_module(module_name), attribute)
+        factory: DetectorFactory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError, ValueError) as exc:
         raise UsageError(f"{DETECTOR_ENV}={path}: not an importable 'module:callable' ({exc})") from exc
     return factory
 
 
-def build_detector(factory: DetectorFactory | None, config: Config, configs: Sequence[Config] = ()) -> Detector:
-    return factory() if factory is not None else MaskRCNNDetector(detector_settings(config, list(configs)))
+def build_detector(factory: DetectorFactory | None, settings: ModelConfig) -> Detector:
+    """The worker's detector: the factory's stand-in, or Mask R-CNN with the planned settings."""
+    return factory() if factory is not None else MaskRCNNDetector(settings)
 
 
 def setup_worker_logging() -> None:
     """Workers log to stderr, which Ray collects and shows on the driver: masked like the CLI's own lines."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(CredentialFilter())
-    handler.setFormatter(logging.Formatter("rtseg: %(levelname)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
+    setup_logging()
 
 
 def short_error(exc: BaseException) -> str:
@@ -202,7 +199,7 @@ class WorkerPool:
             time.sleep(_PING_RETRY_SECONDS)
             self.ping(index)
             return
-        tally.node, tally.pid = info["node"], info["pid"]
+        tally.node, tally.pid = info.node, info.pid
         self.ready.append(index)
 
     def died(self, index: int) -> None:

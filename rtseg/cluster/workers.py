@@ -1,8 +1,11 @@
 """The Ray actors: plain classes here (``ray.remote`` is applied when a run starts, so this imports without Ray).
 
 Each worker loads the model once in its constructor, which Ray runs again when
-it restarts the actor after its process died. Every answer is plain data with
-credentials masked, never an exception: what crosses to the driver is logged there.
+it restarts the actor after its process died. Workers run the planner's
+``StreamPlan``s through ``rtseg.api.PreparedRun``, as every front door does.
+Every answer is a typed record (``FileOutcome``, ``GroupOutcome``, the streams'
+own ``StreamSummary``) with credentials masked, never an exception: what
+crosses to the driver is logged there.
 """
 
 from __future__ import annotations
@@ -10,105 +13,131 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtseg.api import Engine, Outputs, process
+from rtseg.api import PreparedRun
 from rtseg.cluster.runtime import DetectorFactory, build_detector, setup_worker_logging
-from rtseg.core.config import Config, StreamConfig, stream_config
-from rtseg.core.errors import RtsegError
+from rtseg.core.config import Config, ModelConfig
+from rtseg.core.errors import RtsegError, RuntimeFailure
 from rtseg.core.redaction import mask_credentials
-from rtseg.pipeline.plans import plan_run
+from rtseg.pipeline.engine import Engine
+from rtseg.pipeline.planner import RunPlan, StreamPlan
 from rtseg.pipeline.summary import StreamSummary
-from rtseg.sinks.archive import partial_path
 
 log = logging.getLogger(__name__)
 
 
 def _worker_config(config: Config) -> Config:
-    """Workers show no window; their temporary outputs may be replaced (a retried file starts afresh)."""
-    return dataclasses.replace(config, output=dataclasses.replace(config.output, show=False, overwrite=True))
-
-
-def _identity() -> dict[str, Any]:
-    import ray
-
-    return {"node": ray.util.get_node_ip_address(), "node_id": ray.get_runtime_context().get_node_id(),
-            "pid": os.getpid()}
+    """Workers show no window (the driver's checks have run: a worker only runs what was planned)."""
+    return dataclasses.replace(config, output=dataclasses.replace(config.output, show=False))
 
 
 @dataclass(frozen=True)
-class FileTask:
-    """One archive video: where it is, what its stream is called, and its outputs' final paths."""
+class Identity:
+    """Where a worker runs: its node's address, Ray's node id and its process."""
 
-    source: Path
-    name: str
-    finals: tuple[Path, ...]  # the MP4 and/or the JSON Lines file, under their final names
+    node: str
+    node_id: str
+    pid: int
+
+
+def _identity() -> Identity:
+    import ray
+
+    address: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]  # unannotated in Ray
+    return Identity(address, ray.get_runtime_context().get_node_id(), os.getpid())
+
+
+def crossing(summary: StreamSummary) -> StreamSummary:
+    """A stream's summary as it crosses to the driver: its error as one masked line (a plain ``RuntimeFailure``)."""
+    if summary.error is None:
+        return summary
+    return dataclasses.replace(summary, error=RuntimeFailure(mask_credentials(str(summary.error))))
+
+
+@dataclass
+class FileTask:
+    """One archive video to process: the planner's stream, and which attempt this is."""
+
+    stream: StreamPlan
     attempt: int = 1
 
-    def scratch(self, final: Path) -> Path:
-        """Where this attempt writes ``final``: inside its temporary name, so a retry never meets a half file."""
-        return partial_path(final) / str(self.attempt) / final.name
+    @property
+    def source(self) -> Path:
+        assert self.stream.archive_input is not None, "an archive task is planned from an archive video"
+        return self.stream.archive_input
+
+    def retry(self) -> FileTask:
+        return FileTask(self.stream, self.attempt + 1)
 
 
-def commit(task: FileTask) -> None:
-    """Move each complete output from its temporary place to its final name (atomic, same directory)."""
-    for final in task.finals:
-        os.replace(task.scratch(final), final)
-    for final in task.finals:
-        shutil.rmtree(partial_path(final), ignore_errors=True)
+@dataclass
+class FileOutcome:
+    """One attempt at one archive video, as the worker reports it to the driver."""
+
+    identity: Identity | None = None  # None when the worker died before it could answer
+    summary: StreamSummary | None = None  # None when the run could not start (its error says why)
+    error: str | None = None  # masked
+    seconds: float = 0.0
+
+    @property
+    def done(self) -> bool:
+        return self.error is None and self.summary is not None and self.summary.status == "done"
+
+    @property
+    def frames(self) -> int:
+        return 0 if self.summary is None else self.summary.frames_written
+
+    @property
+    def fps(self) -> float:
+        return 0.0 if self.summary is None else round(self.summary.fps, 3)
 
 
 class ArchiveWorker:
-    """Runs archive files one at a time through the single-file path, ``rtseg.api.process``."""
+    """Runs archive files one at a time through the same run as every front door (``PreparedRun``)."""
 
-    def __init__(self, config: Config, detector_factory: DetectorFactory | None) -> None:
+    def __init__(self, config: Config, settings: ModelConfig, detector_factory: DetectorFactory | None) -> None:
         setup_worker_logging()
         self.config = _worker_config(config)
-        self.detector = build_detector(detector_factory, self.config)
+        self.settings = settings
+        self.detector = build_detector(detector_factory, settings)
         self._current: dict[str, Any] | None = None
 
-    def ready(self) -> dict[str, Any]:
+    def ready(self) -> Identity:
         return _identity()
 
     def current(self) -> dict[str, Any] | None:
         """The file being worked on now, with this worker's process and node (tests kill them mid-file)."""
-        return None if self._current is None else {**self._current, **_identity()}
+        if self._current is None:
+            return None
+        identity = _identity()
+        return {**self._current, "node": identity.node, "node_id": identity.node_id, "pid": identity.pid}
 
-    def process_file(self, task: FileTask) -> dict[str, Any]:
+    def process_file(self, task: FileTask) -> FileOutcome:
+        """Attempt ``task.attempt`` writes in its own staging folder and commits when complete (``StagedOutput``);
+        the manifest is the driver's."""
         started = time.monotonic()
         self._current = {"file": str(task.source), "attempt": task.attempt}
-        outcome: dict[str, Any] = {"status": "failed", "frames": 0, "fps": 0.0, "error": None, **_identity()}
+        outcome = FileOutcome(_identity())
         try:
-            for final in task.finals:
-                shutil.rmtree(partial_path(final), ignore_errors=True)  # what an earlier attempt left
-                task.scratch(final).parent.mkdir(parents=True)
-            scratch = {final.suffix: task.scratch(final) for final in task.finals}
-            result = process(str(task.source), Outputs(output=scratch.get(".mp4"), save_json=scratch.get(".jsonl")),
-                             config=self.config, detector=self.detector)
+            result = PreparedRun(RunPlan([task.stream], self.settings), self.config, detector=self.detector,
+                                 attempt=task.attempt).run()
             summary = result.summary
-            stream = summary.streams[0] if summary.streams else None
-            outcome.update(frames=summary.frames_written, fps=round(summary.fps, 3))
-            error = summary.error or (stream.error if stream is not None else None)
-            if error is None and stream is not None and stream.status == "done":
-                commit(task)
-                outcome["status"] = "done"
-            else:
-                outcome["error"] = mask_credentials(str(error or f"ended {stream.status if stream else 'early'}"))
+            outcome.summary = crossing(summary.streams[0]) if summary.streams else None
+            error = summary.error or (outcome.summary.error if outcome.summary is not None else None)
+            if error is not None or outcome.summary is None or outcome.summary.status != "done":
+                status = outcome.summary.status if outcome.summary is not None else "early"
+                outcome.error = mask_credentials(str(error or f"ended {status}"))
         except (RtsegError, OSError) as exc:
-            outcome["error"] = mask_credentials(str(exc))
+            outcome.error = mask_credentials(str(exc))
         finally:
             self._current = None
-        if outcome["status"] != "done":  # what was processed stays under its temporary name; nothing, nothing
-            for final in task.finals:
-                if not task.scratch(final).exists():
-                    shutil.rmtree(partial_path(final), ignore_errors=True)
-        outcome["seconds"] = time.monotonic() - started
+        outcome.seconds = time.monotonic() - started
         return outcome
 
 
@@ -128,81 +157,93 @@ def next_segment(finals: Sequence[Path]) -> int:
     return number
 
 
+@dataclass
+class GroupOutcome:
+    """One recording run of a worker's cameras: each camera's summary (errors masked), or why none started."""
+
+    identity: Identity
+    streams: list[StreamSummary] = field(default_factory=list)
+    error: str | None = None  # masked
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class CameraState:
+    """A camera's state as the driver shows it: starting, live, reconnecting, or how it ended."""
+
+    state: str
+    frames: int
+
+
 class FleetWorker:
     """One multi-stream engine for a group of cameras; each ``run`` records every camera into a new segment."""
 
-    def __init__(self, config: Config, cameras: list[StreamConfig], detector_factory: DetectorFactory | None) -> None:
+    def __init__(self, config: Config, cameras: list[StreamPlan], settings: ModelConfig,
+                 detector_factory: DetectorFactory | None) -> None:
         setup_worker_logging()
         self.config = dataclasses.replace(_worker_config(config), streams=[])
-        self.config.output = dataclasses.replace(self.config.output, overwrite=False)  # segments never replace
         self.cameras = cameras
-        self.detector = build_detector(detector_factory, self.config,
-                                       [stream_config(self.config, c) for c in cameras])
+        self.settings = settings
+        self.detector = build_detector(detector_factory, settings)
         self._engine: Engine | None = None
         self._ended: dict[str, StreamSummary] = {}
         self._stopping = threading.Event()
         self._lock = threading.Lock()
 
-    def ready(self) -> dict[str, Any]:
+    def ready(self) -> Identity:
         return _identity()
 
-    def _segments(self) -> list[StreamConfig]:
+    def _segments(self) -> list[StreamPlan]:
+        """Each camera's plan with its outputs moved to the first segment none of whose files exists."""
         segments = []
         for camera in self.cameras:
-            finals = [Path(p) for p in (camera.output, camera.save_json) if p]
-            paths = iter(segment(finals, next_segment(finals)))
-            segments.append(dataclasses.replace(camera, output=str(next(paths)) if camera.output else None,
-                                                save_json=str(next(paths)) if camera.save_json else None))
+            paths = iter(segment(camera.finals, next_segment(camera.finals)))
+            outputs = dataclasses.replace(camera.outputs, output=next(paths) if camera.outputs.output else None,
+                                          save_json=next(paths) if camera.outputs.save_json else None)
+            segments.append(dataclasses.replace(camera, outputs=outputs))
             log.info("recording camera %s from %s into %s", camera.name, camera.source,
-                     ", ".join(p for p in (segments[-1].output, segments[-1].save_json) if p) or "no file")
+                     ", ".join(str(p) for p in segments[-1].finals) or "no file")
         return segments
 
-    def run(self) -> dict[str, Any]:
-        """Record every camera of the group until they end or ``stop``; the per-camera summaries as plain data."""
+    def run(self) -> GroupOutcome:
+        """Record every camera of the group until they end or ``stop``; the per-camera summaries."""
         started = time.monotonic()
-        outcome: dict[str, Any] = {"streams": [], "error": None, **_identity()}
+        outcome = GroupOutcome(_identity())
         try:
-            plan = plan_run(self._segments(), Outputs(), self.config)
-            for stream_plan in plan.plans:
-                stream_plan.finish = self._recorder(stream_plan.finish)
-            with self._lock:
+            with self._lock:  # stop() either comes first, or finds the engine to stop (even while it opens cameras)
                 if self._stopping.is_set():
                     return outcome
-                self._engine = Engine(self.detector, self.config, plan.plans)
-            summary = self._engine.run()
-            outcome["streams"] = [{**s.as_dict(), "output": s.output,
-                                   "error": None if s.error is None else mask_credentials(str(s.error))}
-                                  for s in summary.streams]
+                prepared = PreparedRun(RunPlan(self._segments(), self.settings), self.config, detector=self.detector,
+                                       on_finish=self._recorded)
+                self._engine = prepared.engine
+            summary = prepared.run().summary
+            outcome.streams = [crossing(s) for s in summary.streams]
             if summary.error is not None:
-                outcome["error"] = mask_credentials(str(summary.error))
+                outcome.error = mask_credentials(str(summary.error))
         except RtsegError as exc:
-            outcome["error"] = mask_credentials(str(exc))
-        outcome["seconds"] = time.monotonic() - started
+            outcome.error = mask_credentials(str(exc))
+        outcome.seconds = time.monotonic() - started
         return outcome
 
-    def _recorder(self, finish: Any) -> Any:
-        def recorded(summary: StreamSummary) -> None:
-            if finish is not None:
-                finish(summary)
-            self._ended[summary.name] = summary
-        return recorded
+    def _recorded(self, summary: StreamSummary) -> None:
+        self._ended[summary.name] = summary
 
-    def status(self) -> dict[str, dict[str, Any]]:
+    def status(self) -> dict[str, CameraState]:
         """Each camera's state now: starting, live, reconnecting, or how it ended; with its frames written."""
         engine = self._engine
         lanes = {lane.name: lane for lane in (engine.lanes if engine is not None else [])}
         states = {}
         for camera in self.cameras:
-            name = camera.name or camera.source
+            name = camera.name
             if name in self._ended:
                 ended = self._ended[name]
-                states[name] = {"state": ended.status, "frames": ended.frames_written}
+                states[name] = CameraState(ended.status, ended.frames_written)
             elif name in lanes:
                 lane = lanes[name]
-                states[name] = {"state": "reconnecting" if lane.reconnecting else "live",
-                                "frames": lane.summary.frames_written}
+                states[name] = CameraState("reconnecting" if lane.reconnecting else "live",
+                                           lane.summary.frames_written)
             else:
-                states[name] = {"state": "starting", "frames": 0}
+                states[name] = CameraState("starting", 0)
         return states
 
     def stop(self) -> None:

@@ -25,7 +25,7 @@ from rtseg.core.errors import ConfigError
 SectionT = TypeVar("SectionT")
 
 
-def _setting(default: Any, help: str, *, choices: tuple[Any, ...] | None = None,
+def setting(default: Any, help: str, *, choices: tuple[Any, ...] | None = None,
              min: float | None = None, max: float | None = None,
              above: float | None = None, below: float | None = None) -> Any:
     """A dataclass field carrying its one-line comment and its allowed values.
@@ -41,103 +41,103 @@ def _setting(default: Any, help: str, *, choices: tuple[Any, ...] | None = None,
 
 @dataclass
 class ModelConfig:
-    name: str = _setting("maskrcnn_v1", "architecture: maskrcnn_v1 (ResNet-50 FPN) or maskrcnn_v2 (FPN v2: more accurate, slower)",
+    name: str = setting("maskrcnn_v1", "architecture: maskrcnn_v1 (ResNet-50 FPN) or maskrcnn_v2 (FPN v2: more accurate, slower)",
                          choices=("maskrcnn_v1", "maskrcnn_v2"))
-    weights: str = _setting("default", "'default' (torchvision's COCO weights), a local checkpoint file, or 'none' (random)")
-    device: str = _setting("auto", "auto | cpu | cuda | cuda:N (auto = CUDA when available)")
-    precision: str = _setting("auto", "compute precision: auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, or bf16 (changes masks)",
+    weights: str = setting("default", "'default' (torchvision's COCO weights), a local checkpoint file, or 'none' (random)")
+    device: str = setting("auto", "auto | cpu | cuda | cuda:N (auto = CUDA when available)")
+    precision: str = setting("auto", "auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32), fp32, fp16, or bf16",
                               choices=("auto", "fp32", "fp16", "bf16"))
-    score_threshold: float = _setting(0.5, "detections scoring below this are dropped", min=0.0, max=1.0)
-    mask_threshold: float = _setting(0.5, "mask probability above which a pixel belongs to the object", min=0.0, max=1.0)
-    classes: list[str] = _setting([], "COCO class names to keep, e.g. [person, car]; empty keeps all")
-    size: int = _setting(0, "shorter image side fed to the model (0 = a checkpoint's training size, else the architecture's)", min=0, max=4096)
-    max_size: int = _setting(0, "cap on the longer image side (0 = size x 1333 / 800, at least the architecture's own)", min=0, max=8192)
-    batch_size: int = _setting(1, "frames per model call for file sources", min=1, max=64)
-    detections_per_image: int = _setting(100, "most detections kept per frame (the mask head runs once for each)", min=1, max=1000)
-    rpn_post_nms_top_n: int = _setting(0, "region proposals kept for the box head (0 = the architecture's own)", min=0, max=10000)
-    channels_last: bool = _setting(True, "NHWC memory layout for the convolutions (same detections)")
-    threads: int = _setting(0, "torch intra-op threads for the model on the CPU (0 = one per core)", min=0, max=1024)
-    fp16_weights: bool = _setting(False, "CUDA fp16 only: model.half() instead of autocast (every layer computes in fp16)")
-    class_agnostic_nms: float = _setting(0.7, "IoU above which the less likely of two boxes of any classes is dropped (0 = off)", min=0.0, max=1.0)
+    score_threshold: float = setting(0.5, "detections scoring below this are dropped", min=0.0, max=1.0)
+    mask_threshold: float = setting(0.5, "mask probability above which a pixel belongs to the object", min=0.0, max=1.0)
+    classes: list[str] = setting([], "COCO class names to keep, e.g. [person, car]; empty keeps all")
+    size: int = setting(0, "shorter image side fed to the model (0 = a checkpoint's training size, else the architecture's)", min=0, max=4096)
+    max_size: int = setting(0, "cap on the longer image side (0 = size x 1333 / 800, at least the architecture's own)", min=0, max=8192)
+    batch_size: int = setting(1, "frames per model call for file sources", min=1, max=64)
+    detections_per_image: int = setting(100, "most detections kept per frame (the mask head runs once for each)", min=1, max=1000)
+    rpn_post_nms_top_n: int = setting(0, "region proposals kept for the box head (0 = the architecture's own)", min=0, max=10000)
+    channels_last: bool = setting(True, "NHWC memory layout for the convolutions (same detections)")
+    threads: int = setting(0, "torch intra-op threads for the model on the CPU (0 = one per core)", min=0, max=1024)
+    fp16_weights: bool = setting(False, "CUDA fp16 only: model.half() instead of autocast (every layer computes in fp16)")
+    class_agnostic_nms: float = setting(0.7, "IoU above which the less likely of two boxes of any classes is dropped (0 = off)", min=0.0, max=1.0)
 
 
 @dataclass
 class PipelineConfig:
-    capture_queue_size: int = _setting(8, "decoded frames waiting for the model (files; live sources use live.queue_size)", min=1, max=1024)
-    render_queue_size: int = _setting(8, "inferred frames waiting for the renderer", min=1, max=1024)
-    sink_queue_size: int = _setting(8, "rendered frames waiting for the sinks", min=1, max=1024)
-    max_frames: int = _setting(0, "stop after this many frames per stream (0 = no limit)", min=0)
-    batch_timeout_ms: float = _setting(5.0, "after a batch's first frame, wait at most this long for more streams' frames", min=0.0, max=10000.0)
-    max_open_files: int = _setting(4, "archive videos processed at once (each has its own decoder, tracker and encoder)", min=1, max=256)
-    decoder_threads: int = _setting(0, "FFmpeg threads decoding a video file (0 = 1 on up to 4 cores, else FFmpeg's choice)", min=0, max=256)
-    stage_timeout: float = _setting(120.0, "seconds a stage may spend on one frame before the run is stopped as hung", min=0.1)
+    capture_queue_size: int = setting(8, "decoded frames waiting for the model (files; live sources use live.queue_size)", min=1, max=1024)
+    render_queue_size: int = setting(8, "inferred frames waiting for the renderer", min=1, max=1024)
+    sink_queue_size: int = setting(8, "rendered frames waiting for the sinks", min=1, max=1024)
+    max_frames: int = setting(0, "stop after this many frames per stream (0 = no limit)", min=0)
+    batch_timeout_ms: float = setting(5.0, "after a batch's first frame, wait at most this long for more streams' frames", min=0.0, max=10000.0)
+    max_open_files: int = setting(4, "archive videos processed at once (each has its own decoder, tracker and encoder)", min=1, max=256)
+    decoder_threads: int = setting(0, "FFmpeg threads decoding a video file (0 = 1 on up to 4 cores, else FFmpeg's choice)", min=0, max=256)
+    stage_timeout: float = setting(120.0, "seconds a stage may spend on one frame before the run is stopped as hung", min=0.1)
 
 
 @dataclass
 class LiveConfig:
-    queue_size: int = _setting(1, "newest frames waiting for the model; older ones are dropped (and counted)", min=1, max=64)
-    open_timeout: float = _setting(10.0, "seconds to wait for a stream to open (connect and probe)", min=0.1, max=600.0)
-    read_timeout: float = _setting(5.0, "seconds without a frame before a stream counts as disconnected", min=0.1, max=600.0)
-    reconnect_delay: float = _setting(0.5, "seconds before the first reconnect attempt; doubles after each failed one", min=0.0, max=600.0)
-    reconnect_max_delay: float = _setting(30.0, "cap on the wait between reconnect attempts", min=0.0, max=3600.0)
-    reconnect_attempts: int = _setting(0, "reconnect attempts per disconnect before the run fails (0 = unlimited)", min=0)
-    retry_at_start: bool = _setting(False, "retry as after a disconnect when the source cannot be opened at start (default: fail)")
-    rtsp_transport: str = _setting("tcp", "RTSP transport: tcp (reliable, through NAT) or udp (lower latency, may drop packets)", choices=("tcp", "udp"))
-    camera_width: int = _setting(0, "frame width to request from a webcam (0 = the camera's default)", min=0, max=16384)
-    camera_height: int = _setting(0, "frame height to request from a webcam (0 = the camera's default)", min=0, max=16384)
-    camera_fps: float = _setting(0.0, "frame rate to request from a webcam (0 = the camera's default)", min=0.0, max=1000.0)
+    queue_size: int = setting(1, "newest frames waiting for the model; older ones are dropped (and counted)", min=1, max=64)
+    open_timeout: float = setting(10.0, "seconds to wait for a stream to open (connect and probe)", min=0.1, max=600.0)
+    read_timeout: float = setting(5.0, "seconds without a frame before a stream counts as disconnected", min=0.1, max=600.0)
+    reconnect_delay: float = setting(0.5, "seconds before the first reconnect attempt; doubles after each failed one", min=0.0, max=600.0)
+    reconnect_max_delay: float = setting(30.0, "cap on the wait between reconnect attempts", min=0.0, max=3600.0)
+    reconnect_attempts: int = setting(0, "reconnect attempts per disconnect before the run fails (0 = unlimited)", min=0)
+    retry_at_start: bool = setting(False, "retry as after a disconnect when the source cannot be opened at start (default: fail)")
+    rtsp_transport: str = setting("tcp", "RTSP transport: tcp (reliable, through NAT) or udp (lower latency, may drop packets)", choices=("tcp", "udp"))
+    camera_width: int = setting(0, "frame width to request from a webcam (0 = the camera's default)", min=0, max=16384)
+    camera_height: int = setting(0, "frame height to request from a webcam (0 = the camera's default)", min=0, max=16384)
+    camera_fps: float = setting(0.0, "frame rate to request from a webcam (0 = the camera's default)", min=0.0, max=1000.0)
 
 
 @dataclass
 class RenderConfig:
-    alpha: float = _setting(0.5, "opacity of the mask overlay", min=0.0, max=1.0)
-    contours: bool = _setting(True, "draw mask outlines")
-    boxes: bool = _setting(True, "draw bounding boxes")
-    labels: bool = _setting(True, "draw 'class score' labels")
-    color_by: str = _setting("track", "what a colour follows: track (same colour across frames), class, or index (detection order)",
+    alpha: float = setting(0.5, "opacity of the mask overlay", min=0.0, max=1.0)
+    contours: bool = setting(True, "draw mask outlines")
+    boxes: bool = setting(True, "draw bounding boxes")
+    labels: bool = setting(True, "draw 'class score' labels")
+    color_by: str = setting("track", "what a colour follows: track (same colour across frames), class, or index (detection order)",
                              choices=("track", "class", "index"))
-    line_width: int = _setting(2, "thickness in pixels of boxes and contours", min=1, max=32)
+    line_width: int = setting(2, "thickness in pixels of boxes and contours", min=1, max=32)
 
 
 @dataclass
 class OutputConfig:
-    crf: int = _setting(23, "H.264 quality (0 = lossless, 51 = worst; 18-28 is typical)", min=0, max=51)
-    preset: str = _setting("veryfast", "x264 speed/size trade-off (ultrafast ... veryslow)",
+    crf: int = setting(23, "H.264 quality (0 = lossless, 51 = worst; 18-28 is typical)", min=0, max=51)
+    preset: str = setting("veryfast", "x264 speed/size trade-off (ultrafast ... veryslow)",
                            choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"))
-    encoder_threads: int = _setting(0, "libx264 threads (0 = 1 on up to 4 cores, else x264's choice)", min=0, max=256)
-    fragment_seconds: float = _setting(1.0, "seconds per fragment of a fragmented MP4, playable after a crash (0 = classic MP4)", min=0.0, max=60.0)
-    copy_audio: bool = _setting(True, "copy the source's audio track into the MP4 without re-encoding")
-    overwrite: bool = _setting(False, "replace existing output files")
-    frames_every: int = _setting(1, "with --save-frames, keep every Nth annotated frame", min=1)
-    show: bool = _setting(True, "show a live window (skipped with a notice when there is no display)")
+    encoder_threads: int = setting(0, "libx264 threads (0 = 1 on up to 4 cores, else x264's choice)", min=0, max=256)
+    fragment_seconds: float = setting(1.0, "seconds per fragment of a fragmented MP4, playable after a crash (0 = classic MP4)", min=0.0, max=60.0)
+    copy_audio: bool = setting(True, "copy the source's audio track into the MP4 without re-encoding")
+    overwrite: bool = setting(False, "replace existing output files")
+    frames_every: int = setting(1, "with --save-frames, keep every Nth annotated frame", min=1)
+    show: bool = setting(True, "show a live window (skipped with a notice when there is no display)")
 
 
 @dataclass
 class TrackingConfig:
-    enabled: bool = _setting(True, "give each instance a stable id (and so a stable colour) across frames")
-    match: str = _setting("iou", "overlap that pairs detections with tracks: iou (boxes, cheap) or mask_iou (masks, slower)",
+    enabled: bool = setting(True, "give each instance a stable id (and so a stable colour) across frames")
+    match: str = setting("iou", "overlap that pairs detections with tracks: iou (boxes, cheap) or mask_iou (masks, slower)",
                           choices=("iou", "mask_iou"))
-    iou_threshold: float = _setting(0.3, "least IoU with a track's predicted box for a high-score detection to continue it", min=0.0, max=1.0)
-    low_iou_threshold: float = _setting(0.25, "least IoU for a low-score detection to continue a track", min=0.0, max=1.0)
-    high_score: float = _setting(0.5, "detections scoring at least this are matched first and may start new tracks", min=0.0, max=1.0)
-    low_score: float = _setting(0.1, "lowest score still used to keep a track alive (model.score_threshold must let it through)", min=0.0, max=1.0)
-    low_score_claims: bool = _setting(True, "a track keeps its best-fitting low-score detection (false = ByteTrack's high-first order)")
-    min_hits: int = _setting(2, "consecutive frames a new track must be detected before it gets an id", min=1, max=100)
-    max_age: int = _setting(30, "frames a track survives without a detection (occlusion) before it is dropped", min=0, max=10000)
-    class_agnostic: bool = _setting(True, "match across classes; a track shows the class its recent detections vote for")
-    appearance: bool = _setting(False, "also pair by the colours inside each mask (BoT-SORT's gated fusion; downloads GPU masks)")
-    appearance_min_iou: float = _setting(0.3, "least box IoU at which appearance counts for a pair (BoT-SORT: 0.5)", min=0.0, max=1.0)
-    appearance_distance: float = _setting(0.25, "largest colour distance (0-1) at which appearance raises a pair's overlap", min=0.0, max=1.0)
-    vote_half_life: float = _setting(10.0, "detections after which one weighs half in its track's class vote and shown score", min=0.1, max=10000.0)
+    iou_threshold: float = setting(0.3, "least IoU with a track's predicted box for a high-score detection to continue it", min=0.0, max=1.0)
+    low_iou_threshold: float = setting(0.25, "least IoU for a low-score detection to continue a track", min=0.0, max=1.0)
+    high_score: float = setting(0.5, "detections scoring at least this are matched first and may start new tracks", min=0.0, max=1.0)
+    low_score: float = setting(0.1, "lowest score still used to keep a track alive (model.score_threshold must let it through)", min=0.0, max=1.0)
+    low_score_claims: bool = setting(True, "a track keeps its best-fitting low-score detection (false = ByteTrack's high-first order)")
+    min_hits: int = setting(2, "consecutive frames a new track must be detected before it gets an id", min=1, max=100)
+    max_age: int = setting(30, "frames a track survives without a detection (occlusion) before it is dropped", min=0, max=10000)
+    class_agnostic: bool = setting(True, "match across classes; a track shows the class its recent detections vote for")
+    appearance: bool = setting(False, "also pair by the colours inside each mask (BoT-SORT's gated fusion; downloads GPU masks)")
+    appearance_min_iou: float = setting(0.3, "least box IoU at which appearance counts for a pair (BoT-SORT: 0.5)", min=0.0, max=1.0)
+    appearance_distance: float = setting(0.25, "largest colour distance (0-1) at which appearance raises a pair's overlap", min=0.0, max=1.0)
+    vote_half_life: float = setting(10.0, "detections after which one weighs half in its track's class vote and shown score", min=0.1, max=10000.0)
 
 
 @dataclass
 class ClusterConfig:
-    workers: int = _setting(0, "Ray workers (--cluster), each loading the model once; 0 = as many as the cluster holds", min=0, max=100000)
-    gpus_per_worker: float = _setting(-1.0, "GPUs per worker; 0.5 = two share one; 0 = CPU only; -1 = 1 if the cluster has GPUs", min=-1.0, max=64.0)
-    cpus_per_worker: float = _setting(2.0, "CPUs per worker (decoding, tracking, rendering, encoding beside the model)", min=0.0, max=1024.0)
-    max_attempts: int = _setting(3, "archives: tries per file before it is reported failed and left", min=1, max=100)
-    max_restarts: int = _setting(5, "times Ray restarts a dead worker (fleets: its cameras resume); -1 = always", min=-1, max=100000)
+    workers: int = setting(0, "Ray workers (--cluster), each loading the model once; 0 = as many as the cluster holds", min=0, max=100000)
+    gpus_per_worker: float = setting(-1.0, "GPUs per worker; 0.5 = two share one; 0 = CPU only; -1 = 1 if the cluster has GPUs", min=-1.0, max=64.0)
+    cpus_per_worker: float = setting(2.0, "CPUs per worker (decoding, tracking, rendering, encoding beside the model)", min=0.0, max=1024.0)
+    max_attempts: int = setting(3, "archives: tries per file before it is reported failed and left", min=1, max=100)
+    max_restarts: int = setting(5, "times Ray restarts a dead worker (fleets: its cameras resume); -1 = always", min=-1, max=100000)
 
 
 @dataclass
@@ -167,47 +167,8 @@ class Config:
     streams: list[StreamConfig] = field(default_factory=list)  # the sources of a multi-stream run, from a file
 
 
-STREAM_KEYS = {"source": str, "name": str, "output": str, "save_json": str, "live": dict, "tracking": dict}
-
-
-@dataclass
-class TrainConfig:
-    """What a training run (``rtseg train``) learns; saved in last.pt so that --resume reuses it unchanged.
-
-    Validated like the sections of ``Config`` but not one of them (nor in
-    configs/default.yaml): ``rtseg train`` takes it from its flags, or from the
-    last.pt it resumes, and reads no config file. ``None`` = worked out from the
-    data when the run starts.
-    """
-
-    data: str = _setting("", "COCO instances JSON of the training split (required)")
-    images: str = _setting("", "folder with the training images (required)")
-    output_dir: str = _setting("", "folder for last.pt, best.pt and log.jsonl (required)")
-    val_data: str | None = _setting(None, "COCO instances JSON of the validation split (best.pt is chosen on it)")
-    val_images: str | None = _setting(None, "folder with the validation images (None = images)")
-    model: str = _setting("maskrcnn_r18", "architecture", choices=("maskrcnn_v1", "maskrcnn_v2", "maskrcnn_r18"))
-    weights: str = _setting("default", "'default' (torchvision COCO weights), a checkpoint path, or 'none' (random)")
-    epochs: int | None = _setting(None, "passes over the training set (None = 12 unless iterations is set)", min=1)
-    iterations: int | None = _setting(None, "optimizer steps, instead of epochs", min=1)
-    batch_size: int = _setting(4, "images per step", min=1)
-    lr: float | None = _setting(None, "peak learning rate (None = SGD 0.02 x batch size / 16, AdamW 2e-4)", above=0.0)
-    optimizer: str = _setting("sgd", "sgd (the torchvision fine-tuning recipe) or adamw", choices=("sgd", "adamw"))
-    momentum: float = _setting(0.9, "SGD momentum", min=0.0, below=1.0)
-    weight_decay: float = _setting(1e-4, "weight decay", min=0.0)
-    clip_grad: float | None = _setting(None, "cap on the gradients' global norm (None = no clipping)", above=0.0)
-    warmup_iters: int = _setting(100, "iterations of linear learning-rate warm-up", min=0)
-    schedule: str = _setting("cosine", "learning-rate decay after warm-up", choices=("cosine", "step"))
-    lr_steps: list[float] = _setting([0.7, 0.9], "schedule step: increasing fractions of the run where the rate drops 10x",
-                                     above=0.0, below=1.0)
-    size: int | None = _setting(None, "shorter image side (None = the images' median shorter side, at most 800)",
-                                min=32, max=4096)
-    scale_jitter: float = _setting(0.25, "train at sizes up to this fraction above and below size (0 = off)",
-                                   min=0.0, below=1.0)
-    hflip: float = _setting(0.5, "probability of a horizontal flip", min=0.0, max=1.0)
-    trainable_layers: int | None = _setting(None, "ResNet stages trained, from the top (None = 3 pretrained, 5 random)",
-                                            min=0, max=5)
-    eval_every: int | None = _setting(None, "evaluate and save last.pt every N iterations (None = each epoch)", min=1)
-    seed: int = _setting(0, "seed of the initial weights, data order and augmentation")
+# What a streams: entry may hold, by type: derived from StreamConfig, so a new field is accepted where it is declared.
+STREAM_KEYS: dict[str, type] = {f.name: dict if str(f.type).startswith("dict") else str for f in fields(StreamConfig)}
 
 
 SECTION_HELP = {
@@ -236,13 +197,13 @@ def codec_threads(requested: int) -> int:
     return 1 if (os.cpu_count() or 1) <= FEW_CORES else 0
 
 
-def _type_name(f: dataclasses.Field) -> tuple[str, bool]:
+def _type_name(f: dataclasses.Field[Any]) -> tuple[str, bool]:
     """A field's type as written (``int``, ``list[str]``, ...) and whether it may be None."""
     name = f.type if isinstance(f.type, str) else f.type.__name__
     return name.removesuffix(" | None"), name.endswith(" | None")
 
 
-def _coerce(f: dataclasses.Field, value: Any) -> Any:
+def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     """An int where a float is expected becomes that float (YAML and callers write 1 for 1.0)."""
     def as_float(v: Any) -> Any:
         return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
@@ -266,7 +227,7 @@ _TYPE_CHECKS: dict[str, tuple[str, Any]] = {
 }
 
 
-def _check_value(path: str, f: dataclasses.Field, value: Any) -> str | None:
+def _check_value(path: str, f: dataclasses.Field[Any], value: Any) -> str | None:
     """Return a problem description for ``value`` at ``path``, or None if it is valid."""
     expected, optional = _type_name(f)
     if value is None and optional:
@@ -351,7 +312,7 @@ def apply_section_overrides(section: SectionT, values: dict[str, Any], origin: s
                             path_of: Callable[[str], str]) -> SectionT:
     """``apply_overrides`` for one section on its own, each key shown as ``path_of(key)`` (a flag, say)."""
     problems: list[str] = []
-    updated = _section_changes(section, values, path_of, problems)
+    updated: SectionT = _section_changes(section, values, path_of, problems)
     if problems:
         raise ConfigError(f"{origin}: " + "; ".join(problems))
     return updated
@@ -441,13 +402,15 @@ def render_default_yaml() -> str:
         "# Generated from rtseg/core/config.py (python -m rtseg.core.config > configs/default.yaml).",
         "# What each setting costs and buys, with measurements: docs/configuration.md.",
     ]
+    defaults = Config()
     for section in fields(Config):
         if section.name not in SECTION_HELP:
             continue
         lines.append("")
         lines.append(f"{section.name}:  # {SECTION_HELP[section.name]}")
-        for f in fields(section.default_factory()):
-            value = yaml.safe_dump(getattr(section.default_factory(), f.name), default_flow_style=True).strip()
+        values = getattr(defaults, section.name)
+        for f in fields(values):
+            value = yaml.safe_dump(getattr(values, f.name), default_flow_style=True).strip()
             value = value.removesuffix("\n...").removesuffix("...").strip()
             lines.append(f"  {f.name}: {value}  # {f.metadata['help']}")
     lines += ["", "# streams:  # several sources in one run, each with its own outputs and live/tracking overrides",

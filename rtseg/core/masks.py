@@ -21,4 +21,5 @@ def coco_rle(rle: dict[str, Any]) -> dict[str, Any]:
 
 def decode_mask(rle: dict[str, Any]) -> np.ndarray:
     """Boolean (H, W) mask from an RLE written by ``encode_mask``."""
-    return mask_utils.decode(coco_rle(rle)).astype(bool)
+    decoded: np.ndarray = mask_utils.decode(coco_rle(rle))
+    return decoded.astype(bool)

@@ -14,6 +14,8 @@ from fractions import Fraction
 import numpy as np
 import torch
 
+_UNTRACKED = np.zeros(0, np.int64)  # the default of ``Detections.track_ids``, replaced in ``__post_init__``
+
 
 @dataclass
 class Detections:
@@ -34,13 +36,13 @@ class Detections:
     class_ids: np.ndarray
     masks: np.ndarray | torch.Tensor
     class_names: tuple[str, ...] = ()
-    track_ids: np.ndarray | None = None
+    track_ids: np.ndarray = field(default_factory=lambda: _UNTRACKED)  # left out (or None): -1 for every instance
 
     def __post_init__(self) -> None:
         n = len(self.boxes)
         if not (len(self.scores) == len(self.class_ids) == len(self.masks) == n):
             raise ValueError("Detections arrays must have the same length")
-        if self.track_ids is None:
+        if self.track_ids is None or self.track_ids is _UNTRACKED:  # None is taken as left out
             self.track_ids = np.full(n, -1, dtype=np.int64)
 
     def __len__(self) -> int:
@@ -73,7 +75,7 @@ class Detections:
         return Detections(
             boxes=self.boxes[keep], scores=self.scores[keep], class_ids=self.class_ids[keep],
             masks=masks, class_names=self.class_names,
-            track_ids=None if self.track_ids is None else self.track_ids[keep],
+            track_ids=self.track_ids[keep],
         )
 
 

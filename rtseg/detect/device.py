@@ -33,10 +33,16 @@ NATIVE_BF16_FEATURES = ("amx_bf16", "avx512_bf16")  # x86 units oneDNN runs bf16
 BF16_CONVOLUTION_FEATURES = (("avx_ne_convert",), ("avx512_bw", "avx512_vl", "avx512_dq"))
 
 
+def _onednn() -> bool:
+    """Whether torch was built with oneDNN (mkldnn)."""
+    available: bool = torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
+    return available
+
+
 def bf16_convolutions_supported() -> bool:
     """Whether this CPU's oneDNN runs the bf16 convolutions of the CPU's bf16 path at all (an AVX2-only
     CPU does not: ``mkldnn_convolution`` refuses them)."""
-    if not torch.backends.mkldnn.is_available():
+    if not _onednn():
         return False
     capabilities = torch.cpu.get_capabilities()
     return any(all(capabilities.get(name) for name in group) for group in BF16_CONVOLUTION_FEATURES)
@@ -44,7 +50,7 @@ def bf16_convolutions_supported() -> bool:
 
 def native_bf16_features() -> list[str]:
     """This CPU's bf16 instruction sets, as torch's cpuinfo reports them (none: bf16 is emulated, and slower)."""
-    if not torch.backends.mkldnn.is_available():  # oneDNN runs the bf16 convolutions; without it nothing pays
+    if not _onednn():  # oneDNN runs the bf16 convolutions; without it nothing pays
         return []
     capabilities = torch.cpu.get_capabilities()
     return [name for name in NATIVE_BF16_FEATURES if capabilities.get(name)]

@@ -14,6 +14,8 @@ torchvision's modules and answers.
 
 from __future__ import annotations
 
+from typing import TypeAlias, TypeGuard
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,21 +26,26 @@ from torchvision.ops.misc import Conv2dNormActivation, FrozenBatchNorm2d
 _pointwise = torch.ops.mkldnn._convolution_pointwise
 
 
-def _folded(conv: nn.Conv2d, norm: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor]:
+Norm: TypeAlias = "nn.BatchNorm2d | FrozenBatchNorm2d"
+
+
+def _folded(conv: nn.Conv2d, norm: Norm | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(weight, bias) of ``norm(conv(x))`` as a single convolution, computed in float32."""
     weight = conv.weight.detach().to(torch.float32)
     bias = conv.bias.detach().to(torch.float32) if conv.bias is not None else torch.zeros(len(weight))
     if norm is None:
         return weight, bias
-    scale = norm.weight.detach().float() * (norm.running_var.detach().float() + norm.eps).rsqrt()
-    shift = norm.bias.detach().float() - norm.running_mean.detach().float() * scale
+    # BatchNorm2d keeps weight and bias as parameters, FrozenBatchNorm2d as buffers: read both kinds.
+    values = {**dict(norm.named_parameters()), **dict(norm.named_buffers())}
+    scale = values["weight"].detach().float() * (values["running_var"].detach().float() + norm.eps).rsqrt()
+    shift = values["bias"].detach().float() - values["running_mean"].detach().float() * scale
     return weight * scale[:, None, None, None], bias * scale + shift
 
 
 class FusedConv(nn.Module):
     """``relu?(norm?(conv(x)) (+ other))`` in one oneDNN call, in ``dtype``."""
 
-    def __init__(self, conv: nn.Conv2d, norm: nn.Module | None, relu: bool, dtype: torch.dtype) -> None:
+    def __init__(self, conv: nn.Conv2d, norm: Norm | None, relu: bool, dtype: torch.dtype) -> None:
         super().__init__()
         weight, bias = _folded(conv, norm)
         self.weight = nn.Parameter(weight.to(dtype).contiguous(memory_format=torch.channels_last),
@@ -51,16 +58,18 @@ class FusedConv(nn.Module):
         x = x.to(self.weight.dtype)
         unary = "relu" if self.relu else "none"
         if other is None:
-            return _pointwise(x, self.weight, self.bias, *self.geometry, unary, [], "")
-        return _pointwise.binary(x, other.to(x.dtype), self.weight, self.bias, *self.geometry, "add", 1.0,
-                                 unary if self.relu else None, [], "")
+            out: torch.Tensor = _pointwise(x, self.weight, self.bias, *self.geometry, unary, [], "")
+        else:
+            out = _pointwise.binary(x, other.to(x.dtype), self.weight, self.bias, *self.geometry, "add", 1.0,
+                                    unary if self.relu else None, [], "")
+        return out
 
 
-def _is_norm(module: nn.Module) -> bool:
+def _is_norm(module: nn.Module) -> TypeGuard[Norm]:
     return isinstance(module, (nn.BatchNorm2d, FrozenBatchNorm2d))
 
 
-def _fusable(conv: nn.Module) -> bool:
+def _fusable(conv: nn.Module) -> TypeGuard[nn.Conv2d]:
     return (isinstance(conv, nn.Conv2d) and conv.padding_mode == "zeros" and not isinstance(conv.padding, str))
 
 
@@ -74,7 +83,8 @@ class _FusedBottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        return self.conv3(self.conv2(self.conv1(x)), identity)
+        out: torch.Tensor = self.conv3(self.conv2(self.conv1(x)), identity)
+        return out
 
 
 class _FusedBasicBlock(nn.Module):
@@ -86,26 +96,31 @@ class _FusedBasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        return self.conv2(self.conv1(x), identity)
+        out: torch.Tensor = self.conv2(self.conv1(x), identity)
+        return out
 
 
 def _fused_downsample(downsample: nn.Module | None, dtype: torch.dtype) -> FusedConv | None:
     if downsample is None:
         return None
-    conv, norm = downsample  # torchvision's ResNet: Sequential(conv1x1, norm)
+    conv, norm = list(downsample.children())  # torchvision's ResNet: Sequential(conv1x1, norm)
+    if not (_fusable(conv) and _is_norm(norm)):
+        raise TypeError(f"unexpected ResNet downsample {downsample}")
     return FusedConv(conv, norm, False, dtype)
 
 
 def _fused_sequence(block: nn.Sequential, dtype: torch.dtype) -> FusedConv | None:
     """A Conv2dNormActivation (conv, optional norm, optional ReLU) as one FusedConv, or None if it is another kind."""
     layers = list(block)
-    if not layers or not _fusable(layers[0]):
+    conv = layers[0] if layers else None
+    if conv is None or not _fusable(conv):
         return None
-    norm = layers[1] if len(layers) > 1 and _is_norm(layers[1]) else None
+    second = layers[1] if len(layers) > 1 else None
+    norm = second if second is not None and _is_norm(second) else None
     rest = layers[2 if norm is not None else 1:]
     if len(rest) > 1 or (rest and not isinstance(rest[0], nn.ReLU)):
         return None
-    return FusedConv(layers[0], norm, bool(rest), dtype)
+    return FusedConv(conv, norm, bool(rest), dtype)
 
 
 class _FusedFPN(nn.Module):
@@ -146,8 +161,9 @@ def _fuse_children(module: nn.Module, dtype: torch.dtype) -> None:
         if isinstance(child, FeaturePyramidNetwork):
             inner = [_fused_sequence(block, dtype) if isinstance(block, nn.Sequential) else block
                      for block in child.inner_blocks]
-            if all(isinstance(block, FusedConv) and not block.relu for block in inner):
-                setattr(module, name, _FusedFPN(child, inner))
+            fused = [block for block in inner if isinstance(block, FusedConv) and not block.relu]
+            if len(fused) == len(inner):
+                setattr(module, name, _FusedFPN(child, fused))
 
 
 def fuse_for_cpu(model: nn.Module, dtype: torch.dtype) -> None:
@@ -158,10 +174,13 @@ def fuse_for_cpu(model: nn.Module, dtype: torch.dtype) -> None:
     any convolution or linear layer left over keeps its module with weights
     stored in ``dtype``.
     """
-    body = getattr(getattr(model, "backbone", None), "body", None)
-    stem = [getattr(body, name, None) for name in ("conv1", "bn1", "relu")]
-    if _fusable(stem[0]) and _is_norm(stem[1]) and isinstance(stem[2], nn.ReLU):
-        body.conv1 = FusedConv(body.conv1, body.bn1, True, dtype)
+    try:
+        body = model.get_submodule("backbone.body")
+        conv, norm, relu = (body.get_submodule(name) for name in ("conv1", "bn1", "relu"))
+    except AttributeError:  # not a torchvision ResNet backbone: its blocks are still fused below
+        body = None
+    if body is not None and _fusable(conv) and _is_norm(norm) and isinstance(relu, nn.ReLU):
+        body.conv1 = FusedConv(conv, norm, True, dtype)
         body.bn1, body.relu = nn.Identity(), nn.Identity()
     _fuse_children(model, dtype)
     for module in model.modules():

@@ -110,11 +110,12 @@ def _download_state_dict(name: str) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{name} has no pretrained weights: pass --weights PATH for a checkpoint "
                            "trained with 'python -m rtseg train', or --weights none for random weights")
     try:
-        return weights.get_state_dict(progress=True, check_hash=True)
+        state: dict[str, torch.Tensor] = weights.get_state_dict(progress=True, check_hash=True)
+        return state
     except (urllib.error.URLError, OSError, RuntimeError) as exc:
         raise WeightsError(
             f"cannot get the COCO weights for {name}: not in the cache ({_cache_path(weights)}) and the download "
-            f"failed ({exc.__class__.__name__}: {getattr(exc, 'reason', exc)}); copy {Path(weights.url).name} there, "
+            f"failed ({exc.__class__.__name__}: {exc.reason if isinstance(exc, urllib.error.URLError) else exc}); copy {Path(weights.url).name} there, "
             "or pass --weights PATH for a local file (or --weights none for random weights)"
         ) from exc
 
@@ -135,11 +136,11 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         raise WeightsError(f"{path} is not a PyTorch checkpoint") from exc
     except Exception as exc:  # torch.load on arbitrary bytes can raise almost anything
         raise WeightsError(f"{path} is not a PyTorch checkpoint") from exc
+    meta: dict[str, Any] = {}
     if isinstance(data, dict) and isinstance(data.get("model"), dict):
-        meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+        saved_meta = data.get("meta")
+        meta = saved_meta if isinstance(saved_meta, dict) else {}
         data = data["model"]
-    else:
-        meta = {}
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise WeightsError(f"{path} holds no model state dict")
     return data, meta
@@ -182,7 +183,7 @@ def load_model(name: str, weights: str, **detector_kwargs: Any) -> LoadedModel:
         model = build_model(name, len(COCO_CATEGORIES), **detector_kwargs)
         return LoadedModel(model.eval(), COCO_CATEGORIES, {"architecture": name, "weights": "none"})
     if weights == "default":
-        state, meta = _download_state_dict(name), {}
+        state, meta = _download_state_dict(name), dict[str, Any]()
         class_names = COCO_CATEGORIES
     else:
         state, meta = read_checkpoint(weights)

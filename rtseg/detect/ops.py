@@ -28,7 +28,8 @@ def best_after_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tens
         if len(keep) >= limit:
             return top[keep[:limit]]
         k *= 4
-    return box_ops.batched_nms(boxes, scores, labels, iou_threshold)[:limit]
+    kept: torch.Tensor = box_ops.batched_nms(boxes, scores, labels, iou_threshold)
+    return kept[:limit]
 
 
 def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int],

@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -57,9 +57,11 @@ from rtseg.core.config import Config, ModelConfig, codec_threads
 from rtseg.core.errors import DeviceError
 from rtseg.core.structures import Detections
 from rtseg.detect.device import choose_precision, resolve_device
+from rtseg.detect.maskrcnn import MaskRCNNDetector
 from rtseg.detect.models import load_model, set_input_size
-from rtseg.detect.worker import MaskRCNNDetector
 from rtseg.sources.files import FileSource
+
+_Found = TypeVar("_Found")  # what a timed detector returns per image
 
 PIPELINE_STAGES = ("decode", "preprocess", "model", "postprocess", "tracking", "render", "encode")
 STEPS = ("total", "preprocess", "model", "postprocess")
@@ -223,6 +225,16 @@ def agreement(ours: list[Detections], theirs: list[dict[str, np.ndarray]]) -> di
             "mean_matched_mask_iou": statistics.fmean(ious) if ious else 1.0, "max_matched_box_error_px": box_error}
 
 
+def _timed_detect(detect: Callable[[Sequence[np.ndarray]], list[_Found]], batch: Sequence[np.ndarray],
+                  found: list[_Found]) -> float:
+    """Seconds ``detect(batch)`` took; its results are added to ``found`` (after the clock stops)."""
+    started = time.perf_counter()
+    result = detect(batch)
+    elapsed = time.perf_counter() - started
+    found.extend(result)
+    return elapsed
+
+
 def time_model_alone(detector: MaskRCNNDetector, frames: list[np.ndarray], batch_size: int,
                      stock: Stock | None) -> dict[str, Any]:
     """Per-frame times of rtseg (and stock, interleaved, alternating which goes first) on in-memory frames."""
@@ -243,13 +255,15 @@ def time_model_alone(detector: MaskRCNNDetector, frames: list[np.ndarray], batch
             patches.enter_context(timed_method(stock.model.roi_heads, "postprocess_detections", selection["stock"]))
         for index, start in enumerate(range(0, len(frames) - batch_size + 1, batch_size)):
             batch = frames[start: start + batch_size]
-            runs = [("ours", detector), ("stock", stock)] if stock is not None else [("ours", detector)]
+            runs: list[tuple[str, MaskRCNNDetector | Stock]] = [("ours", detector)]
+            if stock is not None:
+                runs.append(("stock", stock))
             for name, runner in runs if index % 2 == 0 else runs[::-1]:
-                started = time.perf_counter()
-                result = runner.detect(batch)
-                elapsed = time.perf_counter() - started
+                if isinstance(runner, Stock):
+                    elapsed = _timed_detect(runner.detect, batch, found_stock)
+                else:
+                    elapsed = _timed_detect(runner.detect, batch, found_ours)
                 record = ours if name == "ours" else theirs
-                (found_ours if name == "ours" else found_stock).extend(result)
                 record["total"] += [elapsed / len(batch)] * len(batch)
                 for step, seconds in runner.last_timings.items():
                     record[step] += [seconds / len(batch)] * len(batch)

@@ -50,7 +50,7 @@ def class_names(coco: COCO) -> tuple[str, ...]:
     return (BACKGROUND, *(coco.cats[c]["name"] for c in category_ids(coco)))
 
 
-class CocoInstances(torch.utils.data.Dataset):
+class CocoInstances(torch.utils.data.Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
     """Images and Mask R-CNN targets of a COCO file.
 
     Items are keyed by ``(index, flip)`` rather than drawing random numbers

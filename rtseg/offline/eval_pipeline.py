@@ -43,7 +43,7 @@ from rtseg.api import Outputs, process
 from rtseg.core.config import Config
 from rtseg.core.errors import RtsegError
 from rtseg.core.masks import coco_rle
-from rtseg.detect.worker import Detector
+from rtseg.detect.base import Detector
 from rtseg.offline.mot_metrics import MotAccumulator, count_colour_changes
 from rtseg.offline.synthetic import CLASS_NAMES, write_video
 

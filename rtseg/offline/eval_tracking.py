@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ def detection_looks(frame: FrameData, object_looks: np.ndarray, rng: np.random.G
 
 
 def run_scene(name: str, seed: int, frames: int, noise: Noise, config: TrackingConfig, tracker_name: str = "rtseg",
-              with_hota: bool = False, simulated: tuple[Scene, Iterable[FrameData]] | None = None) -> dict:
+              with_hota: bool = False, simulated: tuple[Scene, Iterable[FrameData]] | None = None) -> dict[str, Any]:
     """Track one simulated scene with ``tracker_name`` (see :func:`make_tracker`); return its counts, colour
     changes, gap statistics, the tracker's CPU milliseconds per frame and, ``with_hota``, HOTA / DetA / AssA.
 
@@ -173,7 +174,7 @@ CAUSES = {
 }
 
 
-def change_causes(changes: list[ColourChange], owners: list[dict[int, int]]) -> dict[str, int]:
+def change_causes(changes: list[ColourChange[int, int]], owners: list[dict[int, int]]) -> dict[str, int]:
     """Tally the colour changes of continuously detected objects by what became of the id they lost.
 
     ``owners[t]`` maps each confirmed id given out in frame t to the simulated object whose
@@ -194,7 +195,7 @@ def change_causes(changes: list[ColourChange], owners: list[dict[int, int]]) -> 
     return causes
 
 
-def benchmark(config: TrackingConfig, frames: int, noise: Noise) -> dict:
+def benchmark(config: TrackingConfig, frames: int, noise: Noise) -> dict[str, Any]:
     """Milliseconds per ``Tracker.update`` on the 20-object scene (detection simulation not timed); with
     ``appearance``, also those of describing 20 detections' masks in a 1280x720 frame (``appearance_ms``)."""
     scene = make_scene("steady", 0, frames, max_gap=frames)  # all 20 objects, however hidden
@@ -232,7 +233,7 @@ def _histogram_ms(scene: Scene, rng: np.random.Generator, repeats: int = 50) -> 
     return (time.perf_counter() - start) * 1e3 / repeats
 
 
-def _total(rows: list[dict]) -> dict:
+def _total(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Counts and colour changes summed over ``rows`` (results of run_scene)."""
     fields = [f.name for f in dataclasses.fields(MotCounts)]
     return {"counts": sum((MotCounts(**{k: r[k] for k in fields}) for r in rows), MotCounts()),
@@ -243,14 +244,14 @@ def _total(rows: list[dict]) -> dict:
             "tracked": sum(r["tracked_detections"] for r in rows), "class_errors": sum(r["class_errors"] for r in rows)}
 
 
-def _row(label: str, rows: list[dict]) -> str:
+def _row(label: str, rows: list[dict[str, Any]]) -> str:
     t = _total(rows)
     c, colour = t["counts"], t["colour"]
     return (f"{label:<28}{t['objects']:>8}{c.num_gt:>9}{t['gap']:>5}/{t['long_gaps']:<3}{c.mota:>8.3f}{c.idf1:>8.3f}"
             f"{c.idsw:>6}{c.fp:>7}{c.fn:>7}{colour.continuous:>6}{colour.lifetime:>6}")
 
 
-def _summary(rows: list[dict]) -> dict:
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     t = _total(rows)
     c = t["counts"]
     return {"mota": c.mota, "idf1": c.idf1, "idsw": c.idsw, "colour_changes": t["colour"].continuous,
@@ -258,7 +259,7 @@ def _summary(rows: list[dict]) -> dict:
 
 
 def evaluate(scenes: Sequence[str], seeds: Sequence[int], frames: int, noise: Noise, config: TrackingConfig,
-             bench_frames: int, say: Callable[[str], None] = print) -> dict:
+             bench_frames: int, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every scene once per seed, ``say`` the table, totals and benchmark; return every figure as a dict."""
     say(f"detector noise: box jitter {noise.jitter:g} px, {noise.miss:.0%} missed, {noise.low_score:.0%} scored low "
         f"(besides partly hidden objects), {noise.false_positives:g} false positives/frame "
@@ -273,7 +274,7 @@ def evaluate(scenes: Sequence[str], seeds: Sequence[int], frames: int, noise: No
 
     results = [run_scene(s, seed, frames, noise, config) for s in scenes for seed in seeds]
 
-    summary: dict[str, dict] = {}
+    summary: dict[str, dict[str, Any]] = {}
     for s in scenes:
         rows = [r for r in results if r["scene"] == s]
         for r in rows:
@@ -318,12 +319,12 @@ def evaluate(scenes: Sequence[str], seeds: Sequence[int], frames: int, noise: No
 
 
 def compare(scenes: Sequence[str], seeds: Sequence[int], frames: int, noise: Noise, config: TrackingConfig,
-            trackers: Sequence[str], say: Callable[[str], None] = print) -> dict:
+            trackers: Sequence[str], say: Callable[[str], None] = print) -> dict[str, dict[str, dict[str, Any]]]:
     """Run every tracker on every scene and seed (the same detections for all); ``say`` one table per
     scene family and return its figures: {scene: {tracker: summary}}."""
     say(f"seeds {' '.join(map(str, seeds))}, {frames} frames each; colour changes while continuously detected "
         "per 10,000 ground-truth boxes (object-frames); ms: the tracker's CPU time per frame")
-    table: dict[str, dict[str, dict]] = {}
+    table: dict[str, dict[str, dict[str, Any]]] = {}
     for scene in scenes:
         say(f"\n{scene}")
         say(f"{'tracker':<12}{'MOTA':>8}{'IDF1':>8}{'HOTA':>8}{'DetA':>8}{'AssA':>8}{'IDSW':>6}{'colour/10k':>12}{'ms':>8}")

@@ -28,9 +28,9 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchvision.models.detection import MaskRCNN
 
+from rtseg.core.commandline import ArgumentParser, add_device_flags
 from rtseg.core.config import ModelConfig
 from rtseg.core.errors import DataError, OutputError, UsageError
-from rtseg.core.flags import add_device_flags
 from rtseg.core.masks import encode_mask
 from rtseg.detect.device import PRECISION_DTYPES, resolve_device, resolve_precision
 from rtseg.detect.models import load_model, set_input_size
@@ -212,7 +212,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m rtseg evaluate",
         description="Score a Mask R-CNN checkpoint on a COCO-format data set: box and mask AP/AP50/AP75 "
                     "(pycocotools COCOeval) and precision/recall/F1 at a score threshold (IoU 0.5).",

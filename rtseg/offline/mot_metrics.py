@@ -29,11 +29,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from rtseg.track.geometry import box_iou
+
+K = TypeVar("K", bound=Hashable)  # what identifies an object across frames
+C = TypeVar("C", bound=Hashable)  # the colour drawn for an object (or the track id it is a function of)
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,8 @@ class MotAccumulator:
 
         gt_index: dict[Hashable, int] = {}
         hyp_index: dict[Hashable, int] = {}
-        data: dict = {"gt_ids": [], "tracker_ids": [], "similarity_scores": [], "num_timesteps": len(self._frames)}
+        data: dict[str, Any] = {"gt_ids": [], "tracker_ids": [], "similarity_scores": [],
+                                "num_timesteps": len(self._frames)}
         for gt_ids, hyp_ids, iou in self._frames:
             data["gt_ids"].append(np.array([gt_index.setdefault(g, len(gt_index)) for g in gt_ids], int))
             data["tracker_ids"].append(np.array([hyp_index.setdefault(h, len(hyp_index)) for h in hyp_ids], int))
@@ -156,7 +161,7 @@ class ColourChanges:
         return ColourChanges(self.continuous + other.continuous, self.lifetime + other.lifetime)
 
     @classmethod
-    def tally(cls, changes: Iterable[ColourChange]) -> ColourChanges:
+    def tally(cls, changes: Iterable[ColourChange[K, C]]) -> ColourChanges:
         """Count listed changes (from :func:`colour_changes`): all of them over whole lives."""
         continuous = lifetime = 0
         for change in changes:
@@ -166,7 +171,7 @@ class ColourChanges:
 
 
 @dataclass(frozen=True)
-class ColourChange:
+class ColourChange(Generic[K, C]):
     """One change of the colour drawn for an object: in ``frame``, from ``before`` to ``after``.
 
     ``continuous``: within a run of frames in which the object is detected every frame
@@ -175,13 +180,13 @@ class ColourChange:
     """
 
     frame: int
-    key: Hashable
-    before: Hashable
-    after: Hashable
+    key: K
+    before: C
+    after: C
     continuous: bool
 
 
-def colour_changes(frames: Iterable[Mapping[Hashable, Hashable]], neutral: Hashable) -> Iterator[ColourChange]:
+def colour_changes(frames: Iterable[Mapping[K, C]], neutral: C) -> Iterator[ColourChange[K, C]]:
     """Every colour change of every object, in frame order; :func:`count_colour_changes` counts them.
 
     ``frames`` gives, per frame, the colour (or just the track id: colours are a
@@ -189,9 +194,9 @@ def colour_changes(frames: Iterable[Mapping[Hashable, Hashable]], neutral: Hasha
     is what a detection without a confirmed track gets (grey, or id -1). Objects
     missing from a frame were not detected in it.
     """
-    last_frame: dict[Hashable, int] = {}  # object -> last frame it was detected in
-    previous: dict[Hashable, Hashable] = {}  # object -> colour in that frame, once its current run has started
-    last_id_colour: dict[Hashable, Hashable] = {}  # object -> last id colour it showed, any run
+    last_frame: dict[K, int] = {}  # object -> last frame it was detected in
+    previous: dict[K, C] = {}  # object -> colour in that frame, once its current run has started
+    last_id_colour: dict[K, C] = {}  # object -> last id colour it showed, any run
     for t, current in enumerate(frames):
         for key, colour in current.items():
             if last_frame.get(key) != t - 1:  # first frame of a new run
@@ -211,7 +216,7 @@ def colour_changes(frames: Iterable[Mapping[Hashable, Hashable]], neutral: Hasha
                 last_id_colour[key] = colour
 
 
-def count_colour_changes(frames: Iterable[Mapping[Hashable, Hashable]], neutral: Hashable) -> ColourChanges:
+def count_colour_changes(frames: Iterable[Mapping[K, C]], neutral: C) -> ColourChanges:
     """Colour changes of objects, while continuously detected and over their whole life.
 
     ``frames`` and ``neutral`` as for :func:`colour_changes`.

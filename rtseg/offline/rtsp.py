@@ -38,7 +38,8 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]  # (host, port) for AF_INET
+        return port
 
 
 class RtspServer:
@@ -127,11 +128,13 @@ def cut_clip(source: Path, target: Path, seconds: float) -> int:
     """
     with av.open(str(source)) as src, av.open(str(target), "w", format="mp4") as dst:
         stream = src.streams.video[0]
+        time_base = stream.time_base
+        assert time_base is not None  # every demuxed stream has one
         out = dst.add_stream_from_template(stream)
         for packet in src.demux(stream):
             if packet.dts is None:
                 continue
-            if packet.is_keyframe and packet.pts is not None and packet.pts * stream.time_base >= seconds:
+            if packet.is_keyframe and packet.pts is not None and packet.pts * time_base >= seconds:
                 break
             packet.stream = out
             dst.mux(packet)
@@ -147,15 +150,21 @@ def loop_clip(source: Path, target: Path, times: int) -> float:
     """
     with av.open(str(source)) as src:
         stream = src.streams.video[0]
-        packets = [p for p in src.demux(stream) if p.dts is not None]
-        step = max(p.pts + (p.duration or 0) for p in packets) - min(p.pts for p in packets)
+        time_base = stream.time_base
+        assert time_base is not None  # every demuxed stream has one
+        packets: list[tuple[av.Packet[av.VideoStream], int, int]] = []  # (packet, pts, dts), timestamped ones
+        for p in src.demux(stream):
+            if p.dts is not None:
+                assert p.pts is not None  # an MP4 packet with a dts has a pts
+                packets.append((p, p.pts, p.dts))
+        step = max(pts + (p.duration or 0) for p, pts, _ in packets) - min(pts for _, pts, _ in packets)
         with av.open(str(target), "w", format="mp4") as dst:
             out = dst.add_stream_from_template(stream)
             for copy in range(times):
-                for packet in packets:
+                for packet, pts, dts in packets:
                     clone = av.Packet(bytes(packet))
-                    clone.pts, clone.dts = packet.pts + copy * step, packet.dts + copy * step
+                    clone.pts, clone.dts = pts + copy * step, dts + copy * step
                     clone.duration, clone.is_keyframe = packet.duration, packet.is_keyframe
-                    clone.time_base, clone.stream = stream.time_base, out
+                    clone.time_base, clone.stream = time_base, out
                     dst.mux(clone)
-        return float(step * times * stream.time_base)
+        return float(step * times * time_base)

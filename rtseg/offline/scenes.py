@@ -121,8 +121,12 @@ def _sizes(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.stack([w, w * rng.uniform(1.2, 2.5, n)], axis=1)
 
 
+# What ``_simulate`` moves: each object's first frame, centre there, velocity and (width, height).
+_Movers = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
 def _lane_walkers(rng: np.random.Generator, n: int, frames: int, speed: tuple[float, float],
-                  lanes: int) -> tuple[np.ndarray, ...]:
+                  lanes: int) -> _Movers:
     """Objects entering from the left or right on a few shared lanes, so that they cross and overtake."""
     size = _sizes(rng, n)
     lane_y = rng.uniform(150, HEIGHT - 150, lanes)
@@ -134,7 +138,7 @@ def _lane_walkers(rng: np.random.Generator, n: int, frames: int, speed: tuple[fl
     return start, np.stack([x, y], axis=1), np.stack([v, rng.normal(0, 0.2, n)], axis=1), size
 
 
-def _diagonal_walkers(rng: np.random.Generator, n: int, frames: int, speed: tuple[float, float]) -> tuple[np.ndarray, ...]:
+def _diagonal_walkers(rng: np.random.Generator, n: int, frames: int, speed: tuple[float, float]) -> _Movers:
     """Objects entering from the top or bottom at an angle, crossing the lanes."""
     size = _sizes(rng, n)
     downward = rng.random(n) < 0.5
@@ -148,7 +152,7 @@ def _diagonal_walkers(rng: np.random.Generator, n: int, frames: int, speed: tupl
 
 
 def _meeting_pairs(rng: np.random.Generator, pairs: int, frames: int, oblique: bool,
-                   unequal: bool) -> tuple[np.ndarray, ...]:
+                   unequal: bool) -> _Movers:
     """Pairs of person-like objects that meet: head-on, or with paths 30-60 degrees off head-on
     (``oblique``), at one speed or one 1.5-2.5 times the other's (``unequal``); one pair every
     ``frames / pairs`` frames or so, each pair meeting near the frame's middle."""
@@ -195,17 +199,17 @@ def make_scene(name: str, seed: int, frames: int, max_gap: int) -> Scene:
     elif name == "crossing":  # two-way traffic on shared lanes plus diagonal crossers, one class mostly
         parts = [_lane_walkers(rng, 16, frames, (1.5, 6.0), lanes=4), _diagonal_walkers(rng, 6, frames, (2.0, 5.0))]
         boxes = np.concatenate([_simulate(rng, frames, *p, bounds=None) for p in parts], axis=1)
-        classes = (rng.random(boxes.shape[1]) < 0.15).astype(int)
+        classes = (rng.random((boxes.shape[1],)) < 0.15).astype(int)
     elif name == "occlusion":  # objects walk behind pillars (hidden for up to ~max_age frames)
         pillars = _pillars(rng, 4)
         start, centre, velocity, size = _lane_walkers(rng, 16, frames, (2.5, 6.0), lanes=8)
         boxes = _simulate(rng, frames, start, centre, velocity, size, bounds=None)
-        classes = (rng.random(boxes.shape[1]) < 0.15).astype(int)
+        classes = (rng.random((boxes.shape[1],)) < 0.15).astype(int)
     elif name == "crowd":  # crossing traffic behind pillars: both kinds of occlusion at once
         pillars = _pillars(rng, 3)
         parts = [_lane_walkers(rng, 18, frames, (2.0, 6.0), lanes=4), _diagonal_walkers(rng, 6, frames, (2.0, 5.0))]
         boxes = np.concatenate([_simulate(rng, frames, *p, bounds=None) for p in parts], axis=1)
-        classes = (rng.random(boxes.shape[1]) < 0.15).astype(int)
+        classes = (rng.random((boxes.shape[1],)) < 0.15).astype(int)
     elif name == "exit_reenter":  # objects roam beyond the frame edges and come back elsewhere
         n = 10
         size = _sizes(rng, n)
@@ -307,10 +311,10 @@ def _visible_parts(boxes: np.ndarray, depth: np.ndarray, pillars: np.ndarray) ->
     visible = np.full((len(boxes), 4), np.nan)
     cell_w = (boxes[:, 2] - boxes[:, 0]) / GRID
     cell_h = (boxes[:, 3] - boxes[:, 1]) / GRID
-    for i in np.flatnonzero(fraction > 0):
-        cols, rows = np.flatnonzero(seen[i].any(axis=0)), np.flatnonzero(seen[i].any(axis=1))
-        visible[i] = [boxes[i, 0] + cols[0] * cell_w[i], boxes[i, 1] + rows[0] * cell_h[i],
-                      boxes[i, 0] + (cols[-1] + 1) * cell_w[i], boxes[i, 1] + (rows[-1] + 1) * cell_h[i]]
+    for k in np.flatnonzero(fraction > 0):
+        cols, rows = np.flatnonzero(seen[k].any(axis=0)), np.flatnonzero(seen[k].any(axis=1))
+        visible[k] = [boxes[k, 0] + cols[0] * cell_w[k], boxes[k, 1] + rows[0] * cell_h[k],
+                      boxes[k, 0] + (cols[-1] + 1) * cell_w[k], boxes[k, 1] + (rows[-1] + 1) * cell_h[k]]
     return fraction, np.clip(visible, 0, [WIDTH, HEIGHT, WIDTH, HEIGHT])
 
 

@@ -25,12 +25,13 @@ import av
 import numpy as np
 
 # The pipeline itself, through the front door: offline tools never import rtseg.pipeline.
-from rtseg.api import Engine, OpenedStream, Pipeline, RunSummary, StreamPlan
+from rtseg.api import Engine, OpenedStream, Pipeline, RunSummary, StreamStart
 from rtseg.core.config import Config, TrackingConfig
 from rtseg.core.structures import Frame
 from rtseg.offline.rtsp import RtspServer, loop_clip
 from rtseg.offline.stubs import IndexRecordingDetector, SquareDetector, StampedSource
 from rtseg.render.renderer import Renderer
+from rtseg.sinks.base import Sink
 from rtseg.sinks.data import JsonLinesSink
 from rtseg.sinks.mp4 import Mp4Sink
 from rtseg.sources.base import SourceInfo
@@ -54,6 +55,7 @@ class SyntheticStream:
 
     decode_errors = 0
     reconnects = 0
+    reconnecting = False
 
     def __init__(self, frames: int) -> None:
         self.count = frames
@@ -131,22 +133,22 @@ def run_soak(frames: int, slow_sink: float = 0.0, directory: Path | None = None,
         config = Config()
         per_stream = [frames // streams + (1 if i < frames % streams else 0) for i in range(streams)]
 
-        def plan(index: int, count: int) -> StreamPlan:
+        def start(index: int, count: int) -> StreamStart:
             name = "soak" if streams == 1 else f"soak{index}"
 
             def open_stream() -> OpenedStream:
                 source = SyntheticStream(count)
-                sinks = [Mp4Sink(out_dir / f"{name}.mp4", config.output, frame_rate=source.info.frame_rate),
+                sinks: list[Sink] = [Mp4Sink(out_dir / f"{name}.mp4", config.output, frame_rate=source.info.frame_rate),
                          JsonLinesSink(out_dir / f"{name}.jsonl")]
                 if slow_sink:
                     sinks.append(SlowSink(slow_sink))
                 return OpenedStream(source, sinks, Tracker(TrackingConfig()), Renderer(config.render))
 
-            return StreamPlan(name, open_stream, config)
+            return StreamStart(name, open_stream, config)
 
         threads_before = set(threading.enumerate())
         config.pipeline = dataclasses.replace(config.pipeline, max_open_files=streams)
-        engine = Engine(SquareDetector(), config, [plan(i, n) for i, n in enumerate(per_stream)])
+        engine = Engine(SquareDetector(), config, [start(i, n) for i, n in enumerate(per_stream)])
         engine.start()
         queues = engine.queues()
         queue_max = {name: 0 for name in queues}
@@ -250,6 +252,12 @@ class LiveSoakReport:
         return out
 
 
+def _seconds(frame: av.VideoFrame) -> float:
+    """A decoded frame's timestamp in seconds (every frame of the recording has one)."""
+    assert frame.pts is not None and frame.time_base is not None
+    return float(frame.pts * frame.time_base)
+
+
 def run_live_soak(clip: Path, minutes: float, model_seconds: float,
                   say: Callable[[str], None] = print) -> LiveSoakReport:
     """Serve ``clip`` looped over RTSP for ``minutes`` into a model of ``model_seconds`` per frame.
@@ -292,5 +300,5 @@ def run_live_soak(clip: Path, minutes: float, model_seconds: float,
                 finished.set()
                 reporter.join()
         with av.open(str(recording)) as container:
-            times = [float(f.pts * f.time_base) for f in container.decode(video=0)]
+            times = [_seconds(f) for f in container.decode(video=0)]
     return LiveSoakReport(summary, len(detector.indices) - len(set(detector.indices)), times, rows)

@@ -9,18 +9,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from rtseg.core.structures import Detections, Frame
+from rtseg.detect.base import DetectorBase
 from rtseg.sources.base import VideoSource
 
-SHAPE_CLASSES = ("__background__", "square")
+SHAPE_CLASSES: tuple[str, ...] = ("__background__", "square")
 SHAPE_LEVELS = (255, 160)  # grey levels of the two squares that ``TwoSquaresDetector`` tells apart
 BRIGHT_LEVEL = 180  # pixels brighter than this (mean over channels) belong to ``SquareDetector``'s square
 
 
-class SquareDetector:
+class SquareDetector(DetectorBase):
     """Finds the one bright square on a darker background by thresholding; can be slow, fail or hang on request.
 
     ``fail_at`` / ``hang_at``: raise, or wait on ``release`` (at most 60 s), once that many images were seen.
@@ -49,7 +51,7 @@ class SquareDetector:
             self.seen += 1
             mask = image.mean(axis=2) > BRIGHT_LEVEL
             if not mask.any():
-                results.append(Detections.empty(*image.shape[:2], self.class_names))
+                results.append(Detections.empty(image.shape[0], image.shape[1], self.class_names))
                 continue
             ys, xs = np.nonzero(mask)
             results.append(Detections(
@@ -59,7 +61,7 @@ class SquareDetector:
         return results
 
 
-class TwoSquaresDetector:
+class TwoSquaresDetector(DetectorBase):
     """One 'square' per grey level of ``SHAPE_LEVELS``, in a shuffled order (the order must not decide colours)."""
 
     class_names = SHAPE_CLASSES
@@ -98,7 +100,7 @@ class StampedSource:
     def __init__(self, source: VideoSource) -> None:
         self._source = source
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:  # the wrapped source's other members, whatever they are
         return getattr(self._source, name)
 
     def frames(self) -> Iterator[Frame]:
@@ -109,7 +111,7 @@ class StampedSource:
             yield frame
 
 
-class IndexRecordingDetector:
+class IndexRecordingDetector(DetectorBase):
     """Takes ``delay`` seconds per frame, finds nothing, and records the stamped index of each frame it gets."""
 
     class_names = SHAPE_CLASSES
@@ -123,11 +125,11 @@ class IndexRecordingDetector:
         for image in images:
             self.indices.append(read_stamp(image))
             time.sleep(self.delay)
-            results.append(Detections.empty(*image.shape[:2], self.class_names))
+            results.append(Detections.empty(image.shape[0], image.shape[1], self.class_names))
         return results
 
 
-class BatchCostDetector:
+class BatchCostDetector(DetectorBase):
     """A stand-in that costs what a batched model costs: a fixed part per call plus a part per image, and no CPU.
 
     On a CPU, Mask R-CNN gains nothing from batching, so the engine's batching is measured with this stand-in
@@ -145,7 +147,7 @@ class BatchCostDetector:
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         self.batch_sizes.append(len(images))
         time.sleep(self.per_call + self.per_image * len(images))
-        return [Detections.empty(*image.shape[:2], self.class_names) for image in images]
+        return [Detections.empty(image.shape[0], image.shape[1], self.class_names) for image in images]
 
     def capacity(self, batch_size: int) -> float:
         """Frames per second this detector can do at full batches of ``batch_size``."""

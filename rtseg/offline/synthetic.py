@@ -71,7 +71,8 @@ def shape_mask(shape: Shape, height: int, width: int) -> np.ndarray:
 def _random_color(rng: np.random.Generator) -> tuple[int, int, int]:
     """A saturated colour, so shapes stand out from the muted backgrounds."""
     hsv = np.array([[[rng.integers(0, 180), rng.integers(150, 256), rng.integers(150, 256)]]], np.uint8)
-    return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+    red, green, blue = (int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+    return red, green, blue
 
 
 def random_shape(rng: np.random.Generator, height: int, width: int,
@@ -92,8 +93,8 @@ def random_shape(rng: np.random.Generator, height: int, width: int,
 def background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """A muted, blotchy, noisy RGB texture: no flat colour the model could key on."""
     base = rng.uniform(70, 180, size=3)
-    blotches = rng.normal(0, 30, size=(height // 16 + 2, width // 16 + 2, 3)).astype(np.float32)
-    blotches = cv2.resize(blotches, (width, height), interpolation=cv2.INTER_CUBIC)
+    coarse = rng.normal(0, 30, size=(height // 16 + 2, width // 16 + 2, 3)).astype(np.float32)
+    blotches = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
     grain = rng.normal(0, 10, size=(height, width, 3))
     return np.clip(base + blotches + grain, 0, 255).astype(np.uint8)
 

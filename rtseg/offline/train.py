@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 import torch
@@ -45,13 +45,16 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 from tqdm import tqdm
 
-from rtseg.core.config import TrainConfig, apply_section_overrides, setting_choices
+from rtseg.core.commandline import ArgumentParser, add_device_flags
+from rtseg.core.config import apply_section_overrides, setting_choices
 from rtseg.core.errors import DataError, DeviceError, OutputError, RuntimeFailure, UsageError, WeightsError
-from rtseg.core.flags import add_device_flags
 from rtseg.detect.device import resolve_device
 from rtseg.detect.models import ARCHITECTURES, build_model, load_model, max_size_for
 from rtseg.offline.coco import CocoInstances
 from rtseg.offline.evaluate import evaluate_predictions, predict
+from rtseg.offline.train_settings import TrainConfig
+
+_T = TypeVar("_T")
 
 STAGES = ["layer4", "layer3", "layer2", "layer1", "conv1"]  # backbone stages, unfrozen from the top
 EXIT_INTERRUPTED = 130
@@ -68,6 +71,13 @@ class TrainResult:
     stopped: str  # "done", "time limit" or "interrupted"
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     best_ap: float | None = None
+
+
+def _resolved(value: _T | None, key: str) -> _T:
+    """A setting that ``resolve_settings`` fills in when it is ``None``, as training reads it."""
+    if value is None:
+        raise ValueError(f"training setting {key!r} is unresolved: pass the settings through resolve_settings")
+    return value
 
 
 def _flag(key: str) -> str:
@@ -109,7 +119,7 @@ def resolve_settings(settings: TrainConfig, train_set: CocoInstances) -> TrainCo
 def lr_factor(settings: TrainConfig, iteration: int) -> float:
     """Multiplier of the base learning rate at ``iteration``: linear warm-up, then cosine or step decay."""
     warmup = min(1.0, 0.001 + 0.999 * iteration / settings.warmup_iters) if settings.warmup_iters else 1.0
-    progress = iteration / settings.iterations
+    progress = iteration / _resolved(settings.iterations, "iterations")
     if settings.schedule == "cosine":
         return warmup * 0.5 * (1 + math.cos(math.pi * progress))
     return warmup * 0.1 ** sum(progress >= step for step in settings.lr_steps)
@@ -117,7 +127,7 @@ def lr_factor(settings: TrainConfig, iteration: int) -> float:
 
 def detector_kwargs(settings: TrainConfig) -> dict[str, Any]:
     """Resize settings: scale jitter is torchvision's multi-size training, the last size is used in eval."""
-    size = settings.size
+    size = _resolved(settings.size, "size")
     jitter = {int(round(size * f)) for f in np.linspace(1 - settings.scale_jitter, 1 + settings.scale_jitter, 5)}
     return {"min_size": (*sorted(jitter - {size}), size), "max_size": max_size_for(size)}
 
@@ -141,7 +151,7 @@ def freeze_backbone(model: MaskRCNN, trainable_layers: int, freeze_all_batchnorm
     train = STAGES[:trainable_layers] + (["bn1"] if trainable_layers == 5 else [])
     for name, param in model.backbone.body.named_parameters():
         param.requires_grad_(any(name.startswith(stage) for stage in train))
-    frozen = []
+    frozen: list[nn.Module] = []
     for module in model.backbone.body.modules():
         if isinstance(module, nn.BatchNorm2d) and (
                 freeze_all_batchnorm or not any(p.requires_grad for p in module.parameters())):
@@ -177,7 +187,10 @@ def _epoch_batches(settings: TrainConfig, n: int, epoch: int) -> list[list[tuple
     return [keys[i:i + settings.batch_size] for i in range(0, n, settings.batch_size)]
 
 
-def _collate(batch: list[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tuple[list, list]:
+_Batch = tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]  # images and their targets
+
+
+def _collate(batch: list[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> _Batch:
     return [image for image, _ in batch], [target for _, target in batch]
 
 
@@ -187,7 +200,7 @@ def _ignore_sigint(_worker_id: int) -> None:
 
 
 def _batches(settings: TrainConfig, dataset: CocoInstances, start: int, per_epoch: int,
-             workers: int) -> Iterator[tuple[list, list]]:
+             workers: int) -> Iterator[_Batch]:
     """Batches from iteration ``start`` on, epoch after epoch, never ending."""
     epoch, skip = divmod(start, per_epoch)
     while True:
@@ -351,9 +364,10 @@ def _saved_model(settings: TrainConfig, splits: _Splits, checkpoint: dict[str, A
 
 
 def _make_optimizer(settings: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    lr = _resolved(settings.lr, "lr")
     if settings.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
-    return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=settings.weight_decay)
 
 
 class _Run:
@@ -372,13 +386,14 @@ class _Run:
         except OSError as exc:
             raise OutputError(f"cannot create output folder {self.out_dir}: {exc.strerror}") from exc
         self.model = model.to(session.device)
-        self.frozen = freeze_backbone(model, settings.trainable_layers, freeze_all_batchnorm=settings.weights != "none")
+        self.frozen = freeze_backbone(model, _resolved(settings.trainable_layers, "trainable_layers"),
+                                      freeze_all_batchnorm=settings.weights != "none")
         self.optimizer = _make_optimizer(settings, [p for p in model.parameters() if p.requires_grad])
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, functools.partial(lr_factor, settings))
         self.scaler = torch.amp.GradScaler(session.device.type, enabled=session.amp)
         self.meta = {"architecture": settings.model, "class_names": list(splits.class_names),
                      "input_size": settings.size}
-        self.result = TrainResult(self.out_dir, 0, 0, settings.iterations, "done")
+        self.result = TrainResult(self.out_dir, 0, 0, _resolved(settings.iterations, "iterations"), "done")
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         """Carry on from a last.pt: optimizer, scheduler, scaler, RNG state, iteration and evaluations."""
@@ -425,16 +440,16 @@ class _Run:
         self.result.iteration += 1
         return losses
 
-    def evaluate(self, log: IO[str]) -> None:
-        """Score the validation split; keep best.pt. Forks the RNG so evaluating never changes training."""
+    def evaluate(self, val: CocoInstances, log: IO[str]) -> None:
+        """Score the validation split ``val``; keep best.pt. Forks the RNG so evaluating never changes training."""
         tick = time.monotonic()
         dev = self.session.device
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            predictions = predict(self.model, self.splits.val, self.splits.class_names, dev,
+            predictions = predict(self.model, val, self.splits.class_names, dev,
                                   self.settings.batch_size, torch.float16 if self.session.amp else torch.float32)
         self.train_mode()
         result = self.result
-        summary = {"iteration": result.iteration, **_summary(evaluate_predictions(self.splits.val.coco, predictions))}
+        summary = {"iteration": result.iteration, **_summary(evaluate_predictions(val.coco, predictions))}
         result.evaluations.append(summary)
         ap = summary["mask_AP"] if summary["mask_AP"] is not None else -1.0
         improved = result.best_ap is None or ap > result.best_ap
@@ -474,26 +489,27 @@ def _log_losses(run: _Run, window: list[dict[str, float]], seconds: float, log: 
 def _loop(run: _Run, log: IO[str], bar: tqdm, stop: _StopRequest, log_every: int) -> str:
     """Train until done, Ctrl-C or the time limit, evaluating and saving every --eval-every; why it stopped."""
     settings, result = run.settings, run.result
+    total, eval_every = _resolved(settings.iterations, "iterations"), _resolved(settings.eval_every, "eval_every")
     per_epoch = math.ceil(len(run.splits.train) / settings.batch_size)
     batches = _batches(settings, run.splits.train, result.iteration, per_epoch, run.session.workers)
     window: list[dict[str, float]] = []
     tick = time.monotonic()
-    while result.iteration < settings.iterations:
+    while result.iteration < total:
         losses = run.step(*next(batches))
         window.append(losses)
         bar.update()
         bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
-        if result.iteration % log_every == 0 or result.iteration == settings.iterations:
+        if result.iteration % log_every == 0 or result.iteration == total:
             _log_losses(run, window, time.monotonic() - tick, log)
             window, tick = [], time.monotonic()
-        if result.iteration % settings.eval_every == 0:
+        if result.iteration % eval_every == 0:
             if run.splits.val is not None:
-                run.evaluate(log)
+                run.evaluate(run.splits.val, log)
             run.save_last()
         if stop.requested:
             return "interrupted"
         deadline = run.session.deadline
-        if deadline is not None and time.monotonic() > deadline and result.iteration < settings.iterations:
+        if deadline is not None and time.monotonic() > deadline and result.iteration < total:
             return "time limit"
     return "done"
 
@@ -504,7 +520,7 @@ def _finish(run: _Run, log: IO[str]) -> None:
     if run.splits.val is None:  # nothing to choose by: the final model is the one to use
         run.save_best()
     elif not (result.evaluations and result.evaluations[-1]["iteration"] == result.iteration):
-        run.evaluate(log)
+        run.evaluate(run.splits.val, log)
 
 
 def train(settings: TrainConfig, *, device: str = "auto", precision: str = "auto", workers: int | None = None,
@@ -540,7 +556,7 @@ _SETTINGS_FLAGS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m rtseg train",
         description="Train Mask R-CNN on a COCO-format instance-segmentation data set (fine-tune from COCO "
                     "weights or a checkpoint, or train from random weights). Writes last.pt (resumable), "

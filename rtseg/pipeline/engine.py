@@ -1,7 +1,7 @@
 """The engine: any number of streams, one shared model; a single source is the case N = 1.
 
 Each stream has its own lane (capture, tracking + rendering, sinks: see
-``lanes``); one inference worker serves them all (``batching``). The main
+``lanes``); one inference worker serves them all (``inference``). The main
 thread supervises: it opens streams (live ones in parallel, archive files as
 slots free up), drives the window (OpenCV GUI calls belong to one thread),
 watches for hung stages, and turns Ctrl-C into a clean stop.
@@ -18,7 +18,6 @@ handed on, so every output keeps all that was processed.
 from __future__ import annotations
 
 import logging
-import queue
 import sys
 import threading
 import time
@@ -30,14 +29,14 @@ from tqdm import tqdm
 
 from rtseg.core.config import Config
 from rtseg.core.errors import RtsegError, RuntimeFailure, SourceError, StageError, TerminationRequest
-from rtseg.detect.worker import Detector
-from rtseg.pipeline.batching import InferenceWorker
-from rtseg.pipeline.lanes import STAGE_ORDER, StreamLane
-from rtseg.pipeline.stages import END, INTERRUPTS, JOIN_TIMEOUT, POLL_SECONDS, SINK_CLOSE_TIMEOUT, RunState, Stage
+from rtseg.detect.base import Detector
+from rtseg.pipeline.inference import InferenceWorker
+from rtseg.pipeline.lanes import StreamLane
+from rtseg.pipeline.stages import INTERRUPTS, JOIN_TIMEOUT, POLL_SECONDS, SINK_CLOSE_TIMEOUT, Queue, RunState, Stage
 from rtseg.pipeline.summary import RunSummary, StreamSummary
 from rtseg.render.renderer import Renderer
+from rtseg.render.window import PreviewWindow, compose_mosaic
 from rtseg.sinks.base import Sink
-from rtseg.sinks.window import PreviewWindow, compose_mosaic
 from rtseg.sources.base import VideoSource
 from rtseg.track.tracker import Tracker
 
@@ -57,19 +56,20 @@ class OpenedStream:
 
 
 @dataclass
-class StreamPlan:
-    """How to start one stream. ``open`` opens its source and sinks, or raises an ``RtsegError`` naming the problem.
+class StreamStart:
+    """How the engine starts one stream. ``open`` opens its source and sinks, or raises an ``RtsegError`` naming
+    the problem (``pipeline.factory`` builds these from the planner's ``StreamPlan``s).
 
-    ``is_file`` streams count against ``pipeline.max_open_files`` and are opened as
-    slots free up; ``finish`` runs once the stream has ended (archives: rename the
-    outputs, append to the manifest). ``config`` carries the stream's own live and
-    tracking settings.
+    Streams that are not ``live`` count against ``pipeline.max_open_files`` and
+    are opened as slots free up; ``finish`` runs once the stream has ended
+    (archives: commit the outputs, append to the manifest). ``config`` carries
+    the stream's own live and tracking settings.
     """
 
     name: str
     open: Callable[[], OpenedStream]
     config: Config
-    is_file: bool = True
+    live: bool = False
     finish: Callable[[StreamSummary], None] | None = None
     frame_count: int | None = None  # for the progress bar, when known before opening
 
@@ -77,19 +77,24 @@ class StreamPlan:
 class Engine:
     """One run over many streams with one detector; ``run()`` blocks until every stream has ended."""
 
-    def __init__(self, detector: Detector | Callable[[], Detector], config: Config, plans: Sequence[StreamPlan],
-                 display: PreviewWindow | None = None, progress: bool = False) -> None:
-        """``detector`` may be a function that loads it: it is called once the streams are open, so a source
+    def __init__(self, detector: Detector | None, config: Config, starts: Sequence[StreamStart],
+                 display: PreviewWindow | None = None, progress: bool = False, *,
+                 load_detector: Callable[[], Detector] | None = None) -> None:
+        """Give ``detector``, or ``load_detector``: a function called once the streams are open, so that a source
         that cannot be opened is reported before the model takes its seconds to load (and decoding overlaps it)."""
-        self._load_detector = None if hasattr(detector, "detect") else detector
+        if (detector is None) == (load_detector is None):
+            raise ValueError("give the engine either a detector or a function that loads one")
+        self._load_detector = load_detector
         self.config = config
         self.display = display
         self.progress = progress
-        self._pending = list(plans)
-        self._planned = len(plans)
+        self._pending = list(starts)
+        self._planned = len(starts)
         self._next_id = 0
         self.lanes: list[StreamLane] = []  # the streams running now
-        self._plans: dict[int, StreamPlan] = {}  # stream id -> its plan
+        self._starts: dict[int, StreamStart] = {}  # stream id -> how it was started
+        self._owed_ends: dict[int, str] = {}  # stream id -> the stage whose output queue is owed an END
+        self._left_at: dict[int, float] = {}  # stream id -> when the supervisor gave up waiting for its hung sinks
         self._ended: list[StreamSummary] = []
         self._state = RunState()  # the shared model's stage and run-wide stop requests
         self._moved = threading.Event()  # a frame moved in some stream's queues: wakes the worker
@@ -99,7 +104,7 @@ class Engine:
         self._shown_frames = 0
         self._ended_status: dict[int, str] = {}  # the view's status line of each ended stream, as it last read
         self.summary = RunSummary()
-        self.worker = InferenceWorker(detector, lambda: list(self.lanes), self._state, self._moved,  # type: ignore[arg-type]
+        self.worker = InferenceWorker(detector, lambda: list(self.lanes), self._state, self._moved,
                                       self._no_more_lanes, config.model.batch_size,
                                       config.pipeline.batch_timeout_ms / 1000)
 
@@ -112,8 +117,8 @@ class Engine:
     def start(self) -> None:
         """Open every live stream (in parallel) and the first files; raise if none of them could be opened."""
         self._started = True
-        live = [plan for plan in self._pending if not plan.is_file]
-        self._pending = [plan for plan in self._pending if plan.is_file]
+        live = [start for start in self._pending if start.live]
+        self._pending = [start for start in self._pending if not start.live]
         if len(live) == 1:
             self._launch(live[0], self._open(live[0]))
         elif live:
@@ -135,33 +140,32 @@ class Engine:
             except BaseException:
                 self._stopping = True
                 for lane in self.lanes:
-                    for stage in lane.stages:
-                        stage.halt()
+                    lane.halt()
                 for lane in list(self.lanes):
                     for stage in lane.stages:
                         stage.join(JOIN_TIMEOUT)
                 raise
 
     @staticmethod
-    def _open(plan: StreamPlan) -> OpenedStream | RtsegError:
+    def _open(start: StreamStart) -> OpenedStream | RtsegError:
         """The opened stream, or the error that names why it could not be opened."""
         try:
-            return plan.open()
+            return start.open()
         except RtsegError as exc:
             return exc
 
-    def _launch(self, plan: StreamPlan, opened: OpenedStream | RtsegError) -> None:
+    def _launch(self, start: StreamStart, opened: OpenedStream | RtsegError) -> None:
         stream_id, self._next_id = self._next_id, self._next_id + 1
         if isinstance(opened, RtsegError):
             if self._planned > 1:
-                log.warning("stream %s not started: %s", plan.name, opened)
-            failed = StreamSummary(stream_id, plan.name, live=not plan.is_file, status="failed", error=opened)
+                log.warning("stream %s not started: %s", start.name, opened)
+            failed = StreamSummary(stream_id, start.name, live=start.live, status="failed", error=opened)
             self._ended.append(failed)
-            self._finish_plan(plan, failed)
+            self._finish_stream(start, failed)
             return
-        lane = StreamLane(stream_id, plan.name, opened.source, opened.sinks, plan.config, opened.tracker,
+        lane = StreamLane(stream_id, start.name, opened.source, opened.sinks, start.config, opened.tracker,
                           opened.renderer, self._moved)
-        self._plans[stream_id] = plan
+        self._starts[stream_id] = start
         self.lanes.append(lane)
         lane.start()
 
@@ -169,24 +173,24 @@ class Engine:
         """Open pending files while fewer than ``pipeline.max_open_files`` are running."""
         limit = self.config.pipeline.max_open_files
         while self._pending and not self._stopping:
-            if sum(1 for lane in self.lanes if self._plans[lane.stream_id].is_file) >= limit:
+            if sum(1 for lane in self.lanes if not self._starts[lane.stream_id].live) >= limit:
                 break
-            plan = self._pending.pop(0)
-            self._launch(plan, self._open(plan))
+            start = self._pending.pop(0)
+            self._launch(start, self._open(start))
         if self._stopping:
             self._pending = []
         if not self._pending:
             self._no_more_lanes.set()
 
     @staticmethod
-    def _finish_plan(plan: StreamPlan, summary: StreamSummary) -> None:
-        if plan.finish is None:
+    def _finish_stream(start: StreamStart, summary: StreamSummary) -> None:
+        if start.finish is None:
             return
         try:
-            plan.finish(summary)
+            start.finish(summary)
         except (OSError, RtsegError) as exc:
-            summary.status, summary.error = "failed", RuntimeFailure(f"cannot finish the outputs of {plan.name}: {exc}")
-            log.warning("stream %s: %s", plan.name, summary.error)
+            summary.status, summary.error = "failed", RuntimeFailure(f"cannot finish the outputs of {start.name}: {exc}")
+            log.warning("stream %s: %s", start.name, summary.error)
 
     # -- supervision ------------------------------------------------------------------------------
 
@@ -211,7 +215,7 @@ class Engine:
     def _supervise(self, worker: Stage, bar: tqdm | None) -> None:
         """Show frames, watch for hangs, turn failures and stop requests into halts, retire finished streams."""
         state, timeout = self._state, self.config.pipeline.stage_timeout
-        owed_ends: dict[int, queue.Queue] = {}  # stream id -> the queue still owed an END
+        owed_ends = self._owed_ends
         while self.lanes or (self._pending and not self._stopping):
             try:
                 self._show()
@@ -225,17 +229,13 @@ class Engine:
                     self._no_more_lanes.set()
                     worker.halt()
                     for lane in self.lanes:
-                        lane.stages[0].halt()
-                        owed_ends[lane.stream_id] = lane.inferred
+                        owed_ends[lane.stream_id] = lane.stop_capture()
                 for lane in list(self.lanes):
-                    self._watch_lane(lane, timeout, owed_ends)
-                    if lane.stream_id in owed_ends:
-                        try:
-                            owed_ends[lane.stream_id].put(END, timeout=POLL_SECONDS / 4)
-                            del owed_ends[lane.stream_id]
-                        except queue.Full:
-                            pass
-                    if lane.finished or (lane.left_at is not None and time.monotonic() > lane.left_at + JOIN_TIMEOUT):
+                    self._watch_lane(lane, timeout)
+                    if lane.stream_id in owed_ends and lane.offer_end(owed_ends[lane.stream_id]):
+                        del owed_ends[lane.stream_id]
+                    left_at = self._left_at.get(lane.stream_id)
+                    if lane.finished or (left_at is not None and time.monotonic() > left_at + JOIN_TIMEOUT):
                         self._retire(lane)
                 self._open_files()
                 if bar is not None:
@@ -246,7 +246,7 @@ class Engine:
                         lane.state.fail("sinks", StageError("sinks", "interrupted twice while finishing"))
                 state.request_stop("terminated" if isinstance(exc, TerminationRequest) else "interrupted")
 
-    def _watch_lane(self, lane: StreamLane, timeout: float, owed_ends: dict[int, queue.Queue]) -> None:
+    def _watch_lane(self, lane: StreamLane, timeout: float) -> None:
         """A stream's own failure or hang halts the stages up to it; the ones after it drain and close."""
         hung = lane.state.hung_stage(timeout)
         if hung is not None and lane.state.error is None:
@@ -260,18 +260,16 @@ class Engine:
             return
         if len(self.lanes) + len(self._ended) + len(self._pending) > 1:
             log.warning("stream %s failed: %s; the other streams go on", lane.name, error)
-        position = STAGE_ORDER.get(error.stage, 0)
-        for stage in lane.stages[: position + 1]:
-            stage.halt()
-        if position >= 1:
-            lane.detached = True
-        if position < len(lane.stages) - 1:
-            owed_ends[lane.stream_id] = lane.stages[position].output  # type: ignore[assignment]
+        owed = lane.contain(error)
+        if owed is not None:
+            self._owed_ends[lane.stream_id] = owed
         elif lane.stages[-1].is_alive() and "hung" in error.cause:
-            lane.left_at = time.monotonic()
+            self._left_at[lane.stream_id] = time.monotonic()
 
     def _retire(self, lane: StreamLane) -> None:
         self.lanes.remove(lane)
+        self._owed_ends.pop(lane.stream_id, None)
+        left_behind = self._left_at.pop(lane.stream_id, None) is not None
         for stage in lane.stages[:-1]:  # halted or done by now: their threads end within a poll
             stage.join(JOIN_TIMEOUT)
         if len(self._ended_status) < 64:  # bounded: an archive may hold thousands of videos
@@ -281,7 +279,7 @@ class Engine:
         summary.timers = dict(lane.state.timers)
         summary.decode_errors = lane.source.decode_errors
         summary.reconnects = lane.source.reconnects
-        if lane.left_at is not None:
+        if left_behind:
             log.warning("stream %s: sinks stage did not stop in time; leaving it behind", lane.name)
         if lane.state.error is not None:
             summary.status, summary.error = "failed", lane.state.error
@@ -292,13 +290,12 @@ class Engine:
         else:
             summary.status = "done"
         self._ended.append(summary)
-        self._finish_plan(self._plans.pop(lane.stream_id), summary)
+        self._finish_stream(self._starts.pop(lane.stream_id), summary)
 
     def _halt_everything(self, worker: Stage) -> None:
         worker.halt()
         for lane in self.lanes:
-            for stage in lane.stages:
-                stage.halt()
+            lane.halt()
 
     def _finish(self, worker: Stage) -> None:
         """Wait for the threads to end: sinks get time to finalise files, the rest ``JOIN_TIMEOUT``."""
@@ -307,7 +304,7 @@ class Engine:
         for lane in list(self.lanes):
             for stage in lane.stages[:-1]:
                 stage.join(max(0.0, deadline - time.monotonic()))
-            lane.stages[-1].join(JOIN_TIMEOUT if lane.left_at is not None else SINK_CLOSE_TIMEOUT)
+            lane.stages[-1].join(JOIN_TIMEOUT if lane.stream_id in self._left_at else SINK_CLOSE_TIMEOUT)
             self._retire(lane)
         for thread in [worker, *(stage for lane in self.lanes for stage in lane.stages)]:
             if thread.is_alive():
@@ -322,7 +319,7 @@ class Engine:
         summary.wall_seconds = wall_seconds
         summary.model_calls = self.worker.calls
         summary.model_busy_seconds = self.worker.busy_seconds
-        summary.precision_note = getattr(self.worker.detector, "precision_note", None)
+        summary.precision_note = None if self.worker.detector is None else self.worker.detector.precision_note
         summary.stop_reason = self._state.stop_reason
         failed = summary.failed_streams
         if self._state.error is not None:
@@ -346,9 +343,9 @@ class Engine:
             time.sleep(POLL_SECONDS / 5)
         else:
             self._shown_frames = written
-            if len(self.lanes) == 1 and self.lanes[0].latest is not None:
-                lane = self.lanes[0]
-                still_open = display.show(lane.latest.rendered, lane.status_text())
+            latest = self.lanes[0].latest if len(self.lanes) == 1 else None
+            if latest is not None and latest.rendered is not None:
+                still_open = display.show(latest.rendered, self.lanes[0].status_text())
             else:
                 tiles = [(None if lane.reconnecting or lane.latest is None else lane.latest.rendered, lane.name,
                           "reconnecting..." if lane.reconnecting else lane.status_text()) for lane in self.lanes]
@@ -356,10 +353,9 @@ class Engine:
         if not still_open:
             self._state.request_stop("window closed")
 
-    def queues(self) -> dict[str, queue.Queue]:
+    def queues(self) -> dict[str, Queue]:
         """Every running stream's bounded queues by '<stream>/<stage it feeds>' (soaks check their bounds)."""
-        return {f"{lane.name}/{stage}": q for lane in self.lanes
-                for stage, q in (("capture", lane.captured), ("render", lane.inferred), ("sinks", lane.rendered))}
+        return {f"{lane.name}/{stage}": q for lane in self.lanes for stage, q in lane.queues().items()}
 
     def frames_written(self) -> int:
         """Frames written so far by every stream, running or ended."""
@@ -375,7 +371,7 @@ class Engine:
     def _progress_bar(self) -> tqdm | None:
         if not self.progress:
             return None
-        counts = [lane.source.info.frame_count for lane in self.lanes] + [p.frame_count for p in self._pending]
+        counts = [lane.source.info.frame_count for lane in self.lanes] + [s.frame_count for s in self._pending]
         limit = self.config.pipeline.max_frames
         total = sum((min(c, limit) if limit else c) for c in counts if c) if counts and all(counts) else None
         # Only built when shown: even a disabled tqdm starts its monitor thread, which would outlive the run.
@@ -388,12 +384,17 @@ class Engine:
 
 
 class Pipeline(Engine):
-    """The engine with one already opened source: ``Pipeline(source, detector, config, sinks).run()``."""
+    """The single-stream handle: the engine over one source you opened yourself, into sinks you chose.
+
+    ``Pipeline(source, detector, config, sinks).run()`` runs any ``VideoSource``
+    (your own reader, a test's synthetic one) through the same lane, model
+    worker and supervision as every other run; ``stop()`` ends it from any thread.
+    """
 
     def __init__(self, source: VideoSource, detector: Detector, config: Config, sinks: Sequence[Sink],
                  display: PreviewWindow | None = None, progress: bool = False,
                  tracker: Tracker | None = None) -> None:
         opened = OpenedStream(source, list(sinks), tracker, Renderer(config.render, tracked=tracker is not None))
-        plan = StreamPlan(source.info.name, lambda: opened, config, is_file=not source.info.is_live,
-                          frame_count=source.info.frame_count)
-        super().__init__(detector, config, [plan], display, progress)
+        start = StreamStart(source.info.name, lambda: opened, config, live=source.info.is_live,
+                            frame_count=source.info.frame_count)
+        super().__init__(detector, config, [start], display, progress)

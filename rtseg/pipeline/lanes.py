@@ -21,7 +21,7 @@ import numpy as np
 from rtseg.core.config import Config
 from rtseg.core.errors import StageError
 from rtseg.core.structures import Detections, Frame
-from rtseg.pipeline.stages import END, RunState, Stage
+from rtseg.pipeline.stages import END, POLL_SECONDS, EndOfStream, Item, Queue, RunState, Stage
 from rtseg.pipeline.summary import StreamSummary
 from rtseg.render.renderer import Renderer
 from rtseg.sinks.base import Sink
@@ -33,11 +33,16 @@ STAGE_ORDER = {"capture": 0, "tracking": 1, "render": 1, "sinks": 2}
 
 
 class StreamLane:
-    """Capture, tracking + rendering, and sinks of one stream, each stage in its own thread."""
+    """Capture, tracking + rendering, and sinks of one stream, each stage in its own thread.
+
+    The shared inference worker takes the lane's frames with ``next_for_model``
+    and hands results back with ``deliver``; the engine (the supervisor) contains
+    a failure with ``contain``, stops capture with ``stop_capture`` and passes the
+    lane's stages their ``END`` with ``offer_end``. Nobody else touches its queues.
+    """
 
     def __init__(self, stream_id: int, name: str, source: VideoSource, sinks: Sequence[Sink], config: Config,
-                 tracker: Tracker | None, renderer: Renderer, moved: threading.Event,
-                 score_threshold: float | None = None) -> None:
+                 tracker: Tracker | None, renderer: Renderer, moved: threading.Event) -> None:
         self.stream_id = stream_id
         self.name = name
         self.source = source
@@ -49,26 +54,25 @@ class StreamLane:
         self.state = RunState()
         self.summary = StreamSummary(stream_id, name, live=self.live)
         # The detector may keep lower scores than this stream shows (for the tracker's second stage).
-        self.score_threshold = config.model.score_threshold if score_threshold is None else score_threshold
+        self.score_threshold = config.model.score_threshold
         sizes = config.pipeline
-        self.captured: queue.Queue = queue.Queue(maxsize=config.live.queue_size if self.live else sizes.capture_queue_size)
-        self.inferred: queue.Queue = queue.Queue(maxsize=sizes.render_queue_size)
-        self.rendered: queue.Queue = queue.Queue(maxsize=sizes.sink_queue_size)
+        self._captured: Queue = Queue(maxsize=config.live.queue_size if self.live else sizes.capture_queue_size)
+        self._inferred: Queue = Queue(maxsize=sizes.render_queue_size)
+        self._rendered: Queue = Queue(maxsize=sizes.sink_queue_size)
         self.latest: Frame | None = None  # the newest written frame, for the live view
         self.written_at: deque[float] = deque(maxlen=64)  # recent write times, for the view's FPS
         label = f"{stream_id}-"
         self.stages = [
-            Stage("capture", self.state, self._capture, self.captured, on_halt=source.stop, moved=moved, label=label),
-            Stage("render", self.state, self._render, self.rendered, moved=moved, label=label),
+            Stage("capture", self.state, self._capture, self._captured, on_halt=source.stop, moved=moved, label=label),
+            Stage("render", self.state, self._render, self._rendered, moved=moved, label=label),
             Stage("sinks", self.state, self._write, None, label=label),
         ]
-        # Kept by the shared inference worker only.
-        self.capture_done = False  # the worker has passed on this stream's END
-        self.detached = False  # the worker must not feed this stream any more (its later stages failed)
-        self.held: Frame | None = None  # a frame taken but left for a batch of its own size
+        # Where an END may be owed: after capture (to the model), after the model, after rendering.
+        self._end_queues = {"capture": self._captured, "inference": self._inferred, "render": self._rendered}
+        self._capture_done = False  # the model has taken this stream's END (written by the inference worker)
+        self._detached = False  # the model must not feed this stream any more: its later stages failed
+        self._held: Frame | None = None  # a frame taken but left for a batch of its own size
         self.started_at = 0.0
-        self.end_owed = False  # the supervisor still owes the lane's later stages an END
-        self.left_at: float | None = None  # when the supervisor gave up waiting for a hung sink stage
 
     def start(self) -> None:
         self.started_at = time.monotonic()
@@ -82,7 +86,92 @@ class StreamLane:
 
     @property
     def reconnecting(self) -> bool:
-        return bool(getattr(self.source, "reconnecting", False))
+        return self.source.reconnecting
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(height, width) as the source announced it (0 when unknown before the first frame)."""
+        return self.source.info.height, self.source.info.width
+
+    # -- what the shared inference worker uses ---------------------------------------------------
+
+    @property
+    def wants_model(self) -> bool:
+        """Whether the model should still look at this stream: its END not yet taken, its later stages alive."""
+        return not self._capture_done and not self._detached
+
+    def next_for_model(self, shape: tuple[int, ...] | None, reserved: int) -> Item | None:
+        """The next frame (or ``END``) if there is one, room after the model for it, and it fits the batch.
+
+        ``reserved``: this lane's frames already in the batch being formed (their places are taken);
+        ``shape``: the batch's image shape, None while it is empty. A frame of another size is held
+        back for a batch of its own. Taking ``END`` means capture is done for the model.
+        """
+        if self._inferred.maxsize - self._inferred.qsize() - reserved <= 0:
+            return None
+        item: Item | None = self._held
+        if item is None:
+            try:
+                item = self._captured.get_nowait()
+            except queue.Empty:
+                return None
+        if isinstance(item, Frame) and shape is not None and item.image.shape != shape:
+            self._held = item
+            return None
+        self._held = None
+        if isinstance(item, EndOfStream):
+            self._capture_done = True
+        return item
+
+    def deliver(self, frame: Frame, detections: Detections) -> None:
+        """The model's result for a frame this lane gave it (its place was counted when it was taken)."""
+        frame.detections = detections
+        self.summary.frames_inferred += 1
+        if not self._detached:
+            self._inferred.put_nowait(frame)
+
+    def deliver_end(self) -> None:
+        """Pass the taken ``END`` on to tracking and rendering (its place was counted when it was taken)."""
+        self._inferred.put_nowait(END)
+
+    # -- what the supervisor uses -------------------------------------------------------------------
+
+    def contain(self, error: StageError) -> str | None:
+        """Halt the stages up to the failed one and stop feeding what comes after it.
+
+        Returns the stage whose output queue is now owed an ``END`` (so the later
+        stages drain and close), or None when the sinks themselves failed.
+        """
+        position = STAGE_ORDER.get(error.stage, 0)
+        for stage in self.stages[: position + 1]:
+            stage.halt()
+        if position >= 1:
+            self._detached = True
+        return self.stages[position].stage if position < len(self.stages) - 1 else None
+
+    def stop_capture(self) -> str:
+        """Stop reading frames (a run-wide stop); the frames the model hands on are still written.
+
+        Returns the queue now owed an ``END``: the one after the model.
+        """
+        self.stages[0].halt()
+        return "inference"
+
+    def offer_end(self, after: str) -> bool:
+        """Put ``END`` after the stage ``after`` ('capture', 'inference' or 'render') without waiting; True if put."""
+        try:
+            self._end_queues[after].put(END, timeout=POLL_SECONDS / 4)
+        except queue.Full:
+            return False
+        return True
+
+    def halt(self) -> None:
+        for stage in self.stages:
+            stage.halt()
+
+    def queues(self) -> dict[str, Queue]:
+        """The lane's bounded queues by the stage each feeds (soaks check their bounds)."""
+        return {"capture": self._captured, "render": self._inferred, "sinks": self._rendered}
 
     # -- stages ---------------------------------------------------------------------------------
 
@@ -113,7 +202,7 @@ class StreamLane:
 
     def _render(self, stage: Stage) -> None:
         state = self.state
-        while (frame := stage.get(self.inferred)) is not END:
+        while not isinstance(frame := stage.get(self._inferred), EndOfStream):
             assert frame.detections is not None
             with state.busy("tracking"):
                 frame.detections = self._track(frame.detections, frame.image)
@@ -142,7 +231,7 @@ class StreamLane:
     def _write(self, stage: Stage) -> None:
         state, summary = self.state, self.summary
         try:
-            while (frame := stage.get(self.rendered)) is not END:
+            while not isinstance(frame := stage.get(self._rendered), EndOfStream):
                 with state.busy("sinks", "write"):
                     for sink in self.sinks:
                         sink.write(frame)

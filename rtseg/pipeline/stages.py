@@ -8,14 +8,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from rtseg.core.errors import StageError
+from rtseg.core.structures import Frame
 from rtseg.pipeline.summary import StageTimer
 
 log = logging.getLogger(__name__)
 
-END = object()  # sentinel: the source is exhausted, finish the frames in flight and stop
+class EndOfStream:
+    """The type of ``END``, the one item after a stream's last frame: finish the frames in flight and stop."""
+
+
+END = EndOfStream()
+Item = Frame | EndOfStream  # what travels through a lane's queues
+Queue = queue.Queue[Item]
 POLL_SECONDS = 0.05  # seconds between checks of the stop event while waiting on a queue
 JOIN_TIMEOUT = 2.0  # how long a stopped stage may take to notice the stop event
 INTERRUPTS = ("interrupted", "terminated")  # stop reasons that end the process with 128 + signal number
@@ -91,7 +97,7 @@ class Stage(threading.Thread):
     """
 
     def __init__(self, name: str, state: RunState, body: Callable[[Stage], None],
-                 output: queue.Queue | None, on_halt: Callable[[], None] | None = None,
+                 output: Queue | None, on_halt: Callable[[], None] | None = None,
                  moved: threading.Event | None = None, label: str = "") -> None:
         super().__init__(name=f"rtseg-{label}{name}", daemon=True)
         self.stage = name
@@ -116,7 +122,7 @@ class Stage(threading.Thread):
             log.debug("%s stage failed", self.stage, exc_info=True)
             self._state.fail(self.stage, exc)
 
-    def put(self, item: Any) -> None:
+    def put(self, item: Item) -> None:
         assert self.output is not None
         while not self.halted.is_set():
             try:
@@ -131,7 +137,7 @@ class Stage(threading.Thread):
         if self._moved is not None:
             self._moved.set()
 
-    def put_newest(self, item: Any) -> int:
+    def put_newest(self, item: Item) -> int:
         """Put without waiting, dropping the oldest waiting items to make room; returns how many were dropped.
 
         Only the capture stage puts into its queue, so after one drop the put succeeds
@@ -153,7 +159,7 @@ class Stage(threading.Thread):
             except queue.Empty:
                 pass
 
-    def get(self, source: queue.Queue) -> Any:
+    def get(self, source: Queue) -> Item:
         while not self.halted.is_set():
             try:
                 item = source.get(timeout=POLL_SECONDS)

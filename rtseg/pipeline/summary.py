@@ -6,7 +6,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from rtseg.core.errors import StageError
+from rtseg.core.errors import RtsegError
 
 
 class StageTimer:
@@ -62,7 +62,7 @@ class StreamSummary:
     decode_errors: int = 0
     reconnects: int = 0
     status: str = "running"
-    error: StageError | None = None
+    error: RtsegError | None = None
     output: str | None = None  # the main output file, for manifests
     wall_seconds: float = 0.0
     latency: StageTimer = field(default_factory=StageTimer)  # captured -> written to the sinks and offered to the window
@@ -118,7 +118,7 @@ class RunSummary:
     wall_seconds: float = 0.0
     stage_timers: dict[str, StageTimer] = field(default_factory=dict)
     latency: StageTimer = field(default_factory=StageTimer)
-    error: StageError | None = None
+    error: RtsegError | None = None
     stop_reason: str | None = None  # 'interrupted' (Ctrl-C), 'terminated' (SIGTERM), 'window closed', 'stopped', ... or None
     streams: list[StreamSummary] = field(default_factory=list)
     model_calls: int = 0

@@ -37,7 +37,8 @@ def instance_color(detections: Detections, i: int, color_by: str = "track") -> t
 
 def mask_bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
     """(x, y, width, height) of a boolean mask's set pixels, (0, 0, 0, 0) when none: one fast scan by OpenCV."""
-    return cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))
+    x, y, width, height = cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))  # stub: Sequence[int]
+    return x, y, width, height
 
 
 def instance_label(detections: Detections, i: int) -> str:

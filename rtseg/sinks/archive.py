@@ -2,9 +2,9 @@
 
 An archive run (a folder of videos) or a cluster worker may stop anywhere: Ctrl-C,
 a crash, a killed machine, a retried task. A file under its final name is
-therefore always complete: outputs are written as ``.NAME.partial`` beside their
-final name and renamed (atomically, same directory) only when their stream ended
-normally. What was processed before a fault stays playable under the temporary
+therefore always complete: outputs are written inside ``.NAME.partial/`` beside
+their final name (``StagedOutput``) and renamed (atomically, same directory) only
+when their stream ended normally. What was processed before a fault stays playable under the temporary
 name until a rerun redoes it. The manifest is JSON Lines, one object per finished
 input, appended and flushed as each one finishes, so a reader can tail it and a
 crash leaves only whole lines.
@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,17 +28,46 @@ MANIFEST_NAME = "rtseg-manifest.jsonl"
 PARTIAL_SUFFIX = ".partial"
 
 
-def partial_path(final: Path) -> Path:
-    """Where an output is written until it is complete: a hidden name beside the final one."""
-    return final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
+@dataclass(frozen=True)
+class StagedOutput:
+    """One output written away from its final name until its stream completes: the one layout every run uses.
 
+    Attempt N of ``DIR/NAME`` writes ``DIR/.NAME.partial/N/NAME`` (same directory, so the rename is atomic; a
+    directory per attempt, so a retry on another worker never meets a half file of an earlier one).
+    """
 
-def commit_outputs(finals: Iterable[Path]) -> None:
-    """Rename each complete output from its temporary name to its final name."""
-    for final in finals:
-        partial = partial_path(final)
-        if partial.exists():
-            os.replace(partial, final)
+    final: Path
+    attempt: int = 1
+
+    @property
+    def directory(self) -> Path:
+        return self.final.with_name(f".{self.final.name}{PARTIAL_SUFFIX}")
+
+    @property
+    def path(self) -> Path:
+        """Where this attempt writes."""
+        return self.directory / str(self.attempt) / self.final.name
+
+    def prepare(self) -> None:
+        """Clear what an earlier attempt left (a file of an older layout too) and make this attempt's folder."""
+        try:
+            if self.directory.is_symlink() or self.directory.is_file():
+                self.directory.unlink()
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.path.parent.mkdir(parents=True)
+        except OSError as exc:
+            raise OutputError(f"cannot prepare {self.directory} for {self.final.name}: {exc.strerror or exc}") from exc
+
+    def commit(self) -> None:
+        """Move the complete output to its final name (a sink that got no frame wrote none), then drop the folder."""
+        if self.path.exists():
+            os.replace(self.path, self.final)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def discard_if_empty(self) -> None:
+        """An attempt that wrote nothing leaves nothing behind; what it did write stays until a rerun redoes it."""
+        if not self.path.exists():
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def check_archive_directory(directory: Path, inputs: Sequence[Path]) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rtseg.core.errors import OutputError
+from rtseg.core.media import MP4_SUFFIXES
 from rtseg.core.structures import Frame
 
 
@@ -17,7 +18,7 @@ class Sink(Protocol):
 
 
 def check_output_path(output: str | Path, source: str | Path | None, overwrite: bool,
-                      suffixes: tuple[str, ...] = (".mp4", ".m4v", ".mov")) -> Path:
+                      suffixes: tuple[str, ...] = MP4_SUFFIXES) -> Path:
     """Refuse outputs that would destroy data or fail late: existing files, the input itself, missing dirs."""
     path = Path(output)
     if path.suffix.lower() not in suffixes:

@@ -46,7 +46,7 @@ class _AudioCopier:
             raise
         self._output = output
         self._packets = self._input.demux(self._in_stream)
-        self._pending: av.Packet | None = None
+        self._pending: av.Packet[av.AudioStream] | None = None
 
     def copy_until(self, seconds: float) -> None:
         """Mux every audio packet that starts before ``seconds``."""
@@ -57,7 +57,8 @@ class _AudioCopier:
                 return
             if packet.dts is None or packet.pts is None or (self._skip_priming and packet.pts < 0):
                 continue  # negative = encoder priming, which only an edit list (not in fragmented MP4) can hide
-            if packet.pts * self._in_stream.time_base >= seconds:
+            time_base = self._in_stream.time_base
+            if time_base is not None and packet.pts * time_base >= seconds:
                 self._pending = packet
                 return
             packet.stream = self._out_stream

@@ -31,8 +31,15 @@ class SourceInfo:
 
 class VideoSource(Protocol):
     info: SourceInfo
-    decode_errors: int
     reconnects: int
+
+    @property
+    def decode_errors(self) -> int:
+        """Undecodable packets (or unreadable images) skipped so far; read-only to readers of the source."""
+
+    @property
+    def reconnecting(self) -> bool:
+        """True between a lost connection and the next one (the live view shows so); files never reconnect."""
 
     def frames(self) -> Iterator[Frame]: ...
 

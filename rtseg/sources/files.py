@@ -26,6 +26,7 @@ import numpy as np
 
 from rtseg.core.config import codec_threads
 from rtseg.core.errors import SourceError
+from rtseg.core.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from rtseg.core.structures import Frame
 from rtseg.sources.base import SourceInfo, check_readable_file, ffmpeg_reason
 
@@ -36,6 +37,7 @@ class FileSource:
     """A video file decoded with PyAV, frames in presentation order with source timestamps."""
 
     reconnects = 0
+    reconnecting = False
 
     def __init__(self, path: str | Path, threads: int = 0) -> None:
         """``threads``: decoder threads, as ``pipeline.decoder_threads`` (0 = automatic, see ``codec_threads``)."""
@@ -109,6 +111,7 @@ class RealtimeFileSource:
     """
 
     reconnects = 0
+    reconnecting = False
 
     def __init__(self, path: str | Path, threads: int = 0) -> None:
         self._file = FileSource(path, threads=threads)
@@ -152,9 +155,6 @@ def _next_pts(pts: int | None, last_pts: int | None, step: int) -> int:
     return max(pts, last_pts + 1)
 
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-
-
 class ImageSource:
     """Still images (one file, a directory, or a glob) read with OpenCV, one ``Frame`` each.
 
@@ -163,6 +163,7 @@ class ImageSource:
     """
 
     reconnects = 0
+    reconnecting = False
 
     def __init__(self, paths: list[Path], name: str) -> None:
         self.paths = paths
@@ -202,10 +203,6 @@ class ImageSource:
         """Each image is read and released in ``frames``; nothing stays open."""
 
 
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".ts", ".mts", ".mpg", ".mpeg", ".flv", ".wmv",
-                    ".gif")
-
-
 def _collection(source: str) -> list[Path] | None:
     """The files a glob or directory names, sorted; None when the source is neither."""
     if any(ch in source for ch in "*?["):
@@ -217,12 +214,12 @@ def _collection(source: str) -> list[Path] | None:
 
 
 def _split_collection(source: str, files: list[Path]) -> tuple[list[Path], list[Path]]:
-    images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
-    videos = [p for p in files if p.suffix.lower() in VIDEO_EXTENSIONS]
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    videos = [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES]
     if images and videos:
         raise SourceError(f"{source} holds both images and videos; name one kind with a glob (e.g. '{source}/*.mp4')")
     if not images and not videos:
-        kinds = f"images: {', '.join(IMAGE_EXTENSIONS)}; videos: {', '.join(VIDEO_EXTENSIONS)}"
+        kinds = f"images: {', '.join(IMAGE_SUFFIXES)}; videos: {', '.join(VIDEO_SUFFIXES)}"
         if any(ch in source for ch in "*?["):
             raise SourceError(f"no images or videos match {source} ({kinds})")
         raise SourceError(f"source is a directory with no images or videos ({kinds}): {source}")
@@ -236,7 +233,7 @@ def image_paths(source: str) -> list[Path] | None:
         images, _ = _split_collection(source, files)
         return images or None
     path = Path(source)
-    if path.suffix.lower() in IMAGE_EXTENSIONS:
+    if path.suffix.lower() in IMAGE_SUFFIXES:
         check_readable_file(path)
         return [path]
     return None

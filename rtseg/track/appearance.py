@@ -64,4 +64,5 @@ def blend(track_looks: np.ndarray, looks: np.ndarray) -> np.ndarray:
     """Tracks' appearance moved towards their new detections' (rows paired), back to unit length."""
     mixed = _MOMENTUM * track_looks + (1.0 - _MOMENTUM) * looks
     norm = np.linalg.norm(mixed, axis=1, keepdims=True)
-    return np.divide(mixed, norm, out=np.zeros_like(mixed), where=norm > 0)
+    unit: np.ndarray = np.divide(mixed, norm, out=np.zeros_like(mixed), where=norm > 0)
+    return unit

@@ -221,8 +221,10 @@ def _last_resort(overlap: np.ndarray, t_idx: np.ndarray, predicted: np.ndarray, 
 def nested(boxes: np.ndarray, class_ids: np.ndarray, used: np.ndarray) -> np.ndarray:
     """(N, N) bool: detection i is nested in detection j (see _NESTED), both used, same class."""
     box_area = area(boxes)
-    inside = (intersection(boxes, boxes) >= _NESTED * box_area[:, None]) & (box_area[:, None] < _NESTED_AREA * box_area[None, :])
-    return inside & (class_ids[:, None] == class_ids[None, :]) & used[:, None] & used[None, :]
+    inside = ((intersection(boxes, boxes) >= _NESTED * box_area[:, None])
+              & (box_area[:, None] < _NESTED_AREA * box_area[None, :]))
+    pairs: np.ndarray = inside & (class_ids[:, None] == class_ids[None, :]) & used[:, None] & used[None, :]
+    return pairs
 
 
 def prefer_containers(overlap: np.ndarray, predicted: np.ndarray, boxes: np.ndarray, nested: np.ndarray) -> None:
@@ -237,11 +239,12 @@ def prefer_containers(overlap: np.ndarray, predicted: np.ndarray, boxes: np.ndar
     def misfit(detections: np.ndarray) -> np.ndarray:
         ratio = size[detections] - track_size  # (T, pairs, 2) log size ratios
         growth = np.maximum(ratio - _GROWTH_TOLERANCE, 0.0) * (_GROWTH_MISFIT - 1.0)
-        return (np.abs(ratio) + growth).sum(axis=-1)
+        total: np.ndarray = (np.abs(ratio) + growth).sum(axis=-1)
+        return total
 
     misfit_outer, misfit_inner = misfit(outer), misfit(inner)  # (T, pairs)
     blocked = (misfit_outer < misfit_inner) & (overlap[:, outer] > 0)
-    for k in nonzero(blocked.any(axis=0)):
+    for k in nonzero(blocked.any(axis=0)):  # type: ignore[arg-type]  # numpy stub: any(axis=) may be 0-d; 2-d here
         overlap[blocked[:, k], inner[k]] = 0.0
 
 

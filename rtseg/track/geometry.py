@@ -25,7 +25,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(M, N) area shared by every box in ``a`` (M, 4) and every box in ``b`` (N, 4), xyxy."""
-    w = np.minimum(a[:, 2, None], b[:, 2]) - np.maximum(a[:, 0, None], b[:, 0])
+    w: np.ndarray = np.minimum(a[:, 2, None], b[:, 2]) - np.maximum(a[:, 0, None], b[:, 0])
     h = np.minimum(a[:, 3, None], b[:, 3]) - np.maximum(a[:, 1, None], b[:, 1])
     np.maximum(w, 0.0, out=w)
     np.maximum(h, 0.0, out=h)
@@ -35,7 +35,8 @@ def intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def area(boxes: np.ndarray) -> np.ndarray:
     """(N,) area of each xyxy box, 0 for empty ones."""
-    return np.maximum(boxes[:, 2] - boxes[:, 0], 0.0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0.0)
+    sizes: np.ndarray = np.maximum(boxes[:, 2] - boxes[:, 0], 0.0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0.0)
+    return sizes
 
 
 def share_inside(outer: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -46,12 +47,14 @@ def share_inside(outer: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 def log_size(boxes: np.ndarray) -> np.ndarray:
     """(N, 2) log of each xyxy box's width and height (empty sides count as tiny)."""
-    return np.log(np.maximum(boxes[:, 2:] - boxes[:, :2], 1e-9))
+    sides: np.ndarray = np.log(np.maximum(boxes[:, 2:] - boxes[:, :2], 1e-9))
+    return sides
 
 
 def size_misfit(reference: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """(T, D) |log(size ratio)| of each box with each reference box on the axis where they agree best."""
-    return np.abs(log_size(reference)[:, None, :] - log_size(boxes)[None]).min(axis=-1)
+    misfit: np.ndarray = np.abs(log_size(reference)[:, None, :] - log_size(boxes)[None]).min(axis=-1)
+    return misfit
 
 
 def nonzero(mask: np.ndarray) -> np.ndarray:

@@ -116,6 +116,8 @@ overlaps). The tuning behind the constants is in docs/tracking.md.
 
 from __future__ import annotations
 
+from typing import SupportsIndex
+
 import numpy as np
 
 from rtseg.core.config import TrackingConfig
@@ -175,6 +177,21 @@ class Tracker:
         """Number of tracks held, tentative and lost ones included."""
         return len(self._ints)
 
+    @property
+    def ids_issued(self) -> int:
+        """Track ids given out since the last ``reset`` (confirmed tracks only get one)."""
+        return self._next_id - 1
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Every per-track array by name, one row per track held (for memory checks and diagnostics)."""
+        return {"box": self._box, "velocity": self._velocity, "var": self._var, "class": self._class,
+                "id": self._id, "hits": self._hits, "misses": self._misses, "looks": self._looks}
+
+    def predicted_centres(self) -> np.ndarray:
+        """(N, 2) centre of each track one frame on, as the motion model predicts it."""
+        centres: np.ndarray = self._box[:, :2] + self._velocity
+        return centres
+
     def labels(self) -> tuple[np.ndarray, np.ndarray]:
         """(class_ids, scores) to show for each detection of the last ``update``: its confirmed
         track's voted class and fading mean score, or the detection's own where it has none."""
@@ -195,6 +212,8 @@ class Tracker:
         use_looks = self.config.appearance
         if use_looks and (looks is None or len(looks) != n):
             raise ValueError("appearance needs one appearance vector per detection")
+        if not use_looks:
+            looks = None  # unused without appearance; from here ``looks is not None`` is ``use_looks``
 
         cfg = self.config
         seen = self._misses == 0  # matched last frame
@@ -202,14 +221,16 @@ class Tracker:
         high = scores >= cfg.high_score
         low = (scores >= cfg.low_score) & ~high
         used = high | low
-        crops = [MaskCrop(masks[i], boxes[i]) if used[i] else None for i in range(n)] if use_masks else []
+        crops: list[MaskCrop | None] = []
+        if use_masks and masks is not None:  # masks is never None with use_masks (checked above)
+            crops = [MaskCrop(masks[i], boxes[i]) if used[i] else None for i in range(n)]
         tracks = len(self._ints)
         track_class, track_id, track_misses = self._ints[:, 0], self._ints[:, 1], self._ints[:, 3]
         fragment = np.zeros(n, bool)
         if n > 1:
             nest = nested(boxes, class_ids, used)
             # A piece of a more confident detection of the same class never starts a track.
-            fragment = (nest & (scores[None, :] > scores[:, None])).any(axis=1)
+            (nest & (scores[None, :] > scores[:, None])).any(axis=1, out=fragment)
         starts = high & ~fragment
 
         if tracks and n:
@@ -220,7 +241,7 @@ class Tracker:
                                     crops, seen.nonzero()[0])
             if n > 1:
                 prefer_containers(overlap, predicted, boxes, nest)
-            if use_looks:
+            if looks is not None:
                 appearance.fuse(overlap, self._looks, looks, cfg.appearance_min_iou, cfg.appearance_distance)
             confirmed = track_id >= 0
             last_resort = high & ~fragment
@@ -245,8 +266,8 @@ class Tracker:
                 track_misses[matched_tracks] = 0
                 if use_masks:
                     for t, d in zip(matched_tracks, matched_dets):
-                        self._crops[t] = crops[d]
-                if use_looks:
+                        self._crops[t] = _used_crop(crops, d)
+                if looks is not None:
                     self._looks[matched_tracks] = appearance.blend(self._looks[matched_tracks], looks[matched_dets])
         else:
             track_of = np.full(n, -1, np.int64)
@@ -269,8 +290,9 @@ class Tracker:
         new = (starts & (track_of < 0)).nonzero()[0]
         if len(new):
             first = len(self._ints)
-            self._start(boxes[new], class_ids[new], scores[new], [crops[d] for d in new] if use_masks else [],
-                        looks[new] if use_looks else None)
+            self._start(boxes[new], class_ids[new], scores[new],
+                        [_used_crop(crops, d) for d in new] if use_masks else [],
+                        looks[new] if looks is not None else None)
             self._confirm()  # with min_hits == 1 a new track is confirmed at once
             ids[new] = self._ints[first:, 1]
         return ids
@@ -302,6 +324,13 @@ class Tracker:
         if self.config.appearance:
             self._looks = self._looks[keep]
         self._crops = [c for c, k in zip(self._crops, keep) if k] if self._crops else []
+
+
+def _used_crop(crops: list[MaskCrop | None], d: SupportsIndex) -> MaskCrop:
+    """Detection ``d``'s crop: every detection a track takes or starts from is used, so has one."""
+    crop = crops[d]
+    assert crop is not None, "an unused detection was matched"
+    return crop
 
 
 def track_detections(tracker: Tracker, detections: Detections, image: np.ndarray | None = None) -> None:

@@ -54,7 +54,8 @@ class ClassVotes:
 
     def score(self, tracks: np.ndarray) -> np.ndarray:
         """Fading mean of the scores of each track's detections."""
-        return self.votes[tracks].sum(axis=1) / self.weight[tracks]
+        mean: np.ndarray = self.votes[tracks].sum(axis=1) / self.weight[tracks]
+        return mean
 
     def _fit(self, class_ids: np.ndarray) -> None:
         """Widen the vote table to hold every class id in ``class_ids``."""

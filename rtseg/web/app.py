@@ -35,7 +35,8 @@ from starlette.concurrency import run_in_threadpool
 
 from rtseg.core.config import Config
 from rtseg.core.errors import SourceError, UsageError
-from rtseg.detect.worker import Detector, class_ids_for
+from rtseg.detect.base import Detector
+from rtseg.detect.maskrcnn import class_ids_for
 from rtseg.sinks.data import frame_record
 from rtseg.sources.factory import open_source
 from rtseg.web.images import (

@@ -12,10 +12,11 @@ import dataclasses
 import logging
 import socket
 from collections.abc import Sequence
-from typing import Any
 
+from rtseg.core.commandline import ArgumentParser, add_model_flags, model_overrides
 from rtseg.core.config import Config, apply_overrides, load_config
 from rtseg.core.errors import UsageError
+from rtseg.pipeline.planner import detector_settings
 from rtseg.web.sharing import MIN_SCORE
 
 log = logging.getLogger("rtseg")
@@ -25,15 +26,8 @@ _WEB_PACKAGES = ("fastapi", "starlette", "uvicorn", "websockets")
 _WILDCARDS = ("0.0.0.0", "::")
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    """argparse that raises UsageError instead of exiting, so the CLI prints its one line."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(prog="rtseg serve", description="Serve the browser page: images, videos and the "
+    parser = ArgumentParser(prog="rtseg serve", description="Serve the browser page: images, videos and the "
                                                               "webcam through one shared model.")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only; anything else exposes "
@@ -43,12 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a further host name the page may be opened as (repeatable; needed with --host "
                              "0.0.0.0 for the names clients use)")
     parser.add_argument("--config", help="YAML file overriding configs/default.yaml; flags override both")
-    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
-    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), help="network precision")
-    parser.add_argument("--model", choices=("maskrcnn_v1", "maskrcnn_v2"), help="architecture")
-    parser.add_argument("--weights", help="'default' (torchvision COCO, cached download), a local file, or 'none'")
-    parser.add_argument("--size", type=int, help="shorter image side fed to the model")
-    parser.add_argument("--score-threshold", type=float, help="the slider's starting value (default 0.5)")
+    add_model_flags(parser, score_help="the slider's starting value (default 0.5)")
     parser.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload accepted (default 200)")
     parser.add_argument("--queue-size", type=int, default=4,
                         help="image requests, video jobs and webcams admitted at once; more get 503 (default 4)")
@@ -64,13 +53,11 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Config, Config]:
         raise UsageError("--max-upload-mb and --keep-minutes must be positive, --queue-size at least 1")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
-    model: dict[str, Any] = {"device": args.device, "precision": args.precision, "name": args.model,
-                             "weights": args.weights, "size": args.size, "score_threshold": args.score_threshold}
-    config = apply_overrides(load_config(args.config),
-                             {"model": {k: v for k, v in model.items() if v is not None}, "output": {"show": False}},
+    config = apply_overrides(load_config(args.config), {"model": model_overrides(args), "output": {"show": False}},
                              "command line")
-    floor = min(MIN_SCORE, config.model.score_threshold)
-    shared = dataclasses.replace(config, model=dataclasses.replace(config.model, score_threshold=floor, classes=[]))
+    # The shared model keeps every score the slider can choose, and every class: each request picks its own.
+    floor = detector_settings(config, floor=MIN_SCORE)
+    shared = dataclasses.replace(config, model=dataclasses.replace(floor, classes=[]))
     return config, shared
 
 
@@ -104,7 +91,7 @@ def main(argv: Sequence[str]) -> int:
         if (exc.name or "").split(".")[0] in _WEB_PACKAGES:
             raise UsageError(INSTALL_HINT) from None
         raise
-    from rtseg.detect.worker import MaskRCNNDetector
+    from rtseg.detect.maskrcnn import MaskRCNNDetector
     from rtseg.web.security import LOOPBACK_NAMES
 
     sock = listen(args.host, args.port)

@@ -9,7 +9,7 @@ from collections.abc import Collection, Sequence
 import numpy as np
 
 from rtseg.core.structures import Detections
-from rtseg.detect.worker import Detector
+from rtseg.detect.base import Detector, DetectorBase
 
 MIN_SCORE = 0.05  # the shared model keeps everything scoring at least this; each user's threshold picks from there up
 
@@ -56,12 +56,13 @@ class FairLock:
         self.release()
 
 
-class SharedModel:
+class SharedModel(DetectorBase):
     """The one detector of the server; every caller (image request, video job, webcam) goes through ``detect``."""
 
     def __init__(self, detector: Detector) -> None:
         self.detector = detector
         self.class_names = detector.class_names
+        self.precision_note = detector.precision_note
         self.lock = FairLock()
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
@@ -69,12 +70,13 @@ class SharedModel:
             return self.detector.detect(images)
 
 
-class FilteredDetector:
+class FilteredDetector(DetectorBase):
     """A view of the shared model that keeps one job's score floor and classes (the model itself keeps everything)."""
 
     def __init__(self, model: SharedModel, min_score: float, class_ids: Collection[int] | None) -> None:
         self.model = model
         self.class_names = model.class_names
+        self.precision_note = model.precision_note
         self.min_score = min_score
         self.class_ids = class_ids
 

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from rtseg.api import Outputs, stream
-from rtseg.core.config import Config
+from rtseg.core.config import Config, ModelConfig
 from rtseg.core.errors import RtsegError
-from rtseg.pipeline.plans import detector_settings
 from rtseg.web.sharing import FilteredDetector, SharedModel
 
 log = logging.getLogger(__name__)
@@ -126,14 +125,15 @@ class VideoWorker:
         if job.cancel_requested.is_set():
             job.finish(CANCELLED)
             return
-        config = job.config
-        # With tracking the pipeline wants detections down to tracking.low_score: the same floor as the CLI's.
-        floor = detector_settings(config).score_threshold
-        detector = FilteredDetector(self.model, floor, job.class_ids)
         job.state, job.started_at = RUNNING, time.monotonic()
+
+        def detector(settings: ModelConfig) -> FilteredDetector:
+            """The planner's score floor (down to tracking.low_score, as for the CLI) over the shared model."""
+            return FilteredDetector(self.model, settings.score_threshold, job.class_ids)
+
         try:
             outputs = Outputs(output=job.video, save_json=job.records)
-            with closing(stream(str(job.upload), outputs, config=config, detector=detector)) as frames:
+            with closing(stream(str(job.upload), outputs, config=job.config, build_detector=detector)) as frames:
                 for _ in frames:
                     job.frames_done += 1
                     if job.cancel_requested.is_set():

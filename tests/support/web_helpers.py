@@ -11,6 +11,7 @@ import torch
 
 from rtseg.core.config import RenderConfig
 from rtseg.core.structures import Detections
+from rtseg.detect.base import DetectorBase
 from rtseg.render.colors import color_for_id
 
 KNOWN_CLASSES = ("__background__", "square", "disc")
@@ -48,7 +49,7 @@ def known_detections(height: int, width: int) -> Detections:
                       class_ids=np.array([1, 2]), masks=masks, class_names=KNOWN_CLASSES)
 
 
-class KnownObjectsDetector:
+class KnownObjectsDetector(DetectorBase):
     """Stub detector: a 'square' (0.9) and a 'disc' (0.6) at fixed places in every image; counts its calls.
 
     With ``hold=True`` every call waits until ``gate`` is set (``entered`` tells that a call has begun),

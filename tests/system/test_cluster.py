@@ -16,11 +16,12 @@ import pytest
 from helpers import SquareDetector, make_clip, read_video
 
 from rtseg.api import Outputs
-from rtseg.cluster.archive import ArchiveRun, plan_archive
-from rtseg.cluster.fleet import FleetRun, plan_fleet
+from rtseg.cluster.archive import ArchiveRun
+from rtseg.cluster.fleet import FleetRun
 from rtseg.cluster.runtime import import_ray
 from rtseg.core.config import Config, StreamConfig
 from rtseg.offline.rtsp import RtspServer
+from rtseg.pipeline.planner import plan_run
 from rtseg.sinks.archive import read_manifest
 
 STORE = 80 * 1024 * 1024
@@ -82,8 +83,8 @@ def test_a_killed_fleet_worker_is_restarted_and_its_cameras_resume_as_new_segmen
     try:
         for server in servers:
             server.start()
-        cameras = plan_fleet([StreamConfig(source=s.url("viewer:s3cret"), name=f"cam{i}") for i, s in enumerate(servers)],
-                             Outputs(output=rec))
+        cameras = plan_run([StreamConfig(source=s.url("viewer:s3cret"), name=f"cam{i}") for i, s in enumerate(servers)],
+                           Outputs(output=rec), _config(), cluster=True)
         fleet = FleetRun(ray, cameras, _config(), functools.partial(SquareDetector))
         runner = threading.Thread(target=lambda: results.append(fleet.run()))
         runner.start()
@@ -121,8 +122,9 @@ def test_a_node_removed_mid_archive_leaves_the_rest_to_the_other(two_nodes, tmp_
     (tmp_path / "archive").mkdir()
     clips = [make_clip(tmp_path / "archive" / f"clip{i}.mp4", frames=40, width=64, height=48) for i in range(6)]
     out = tmp_path / "out"
-    tasks, _, manifest = plan_archive([str(tmp_path / "archive")], Outputs(output=out), _config())
-    run = ArchiveRun(ray, tasks, _config(), manifest, functools.partial(SquareDetector, delay=0.04))
+    plan = plan_run([str(tmp_path / "archive")], Outputs(output=out), _config(), cluster=True)
+    manifest = plan.manifest
+    run = ArchiveRun(ray, plan, _config(), functools.partial(SquareDetector, delay=0.04))
     results = []
     runner = threading.Thread(target=lambda: results.append(run.run()))
     runner.start()

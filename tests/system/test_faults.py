@@ -254,12 +254,12 @@ def test_an_archive_interrupted_midway_is_finished_by_the_same_command(tmp_path)
     deadline = time.monotonic() + 60
     while not (out / "a.mp4").exists() and time.monotonic() < deadline and child.poll() is None:
         time.sleep(0.05)
-    _wait_for_frames(out / ".b.mp4.partial", 10, child)
+    _wait_for_frames(out / ".b.mp4.partial" / "1" / "b.mp4", 10, child)  # the one staging layout
     child.send_signal(signal.SIGINT)
     _, stderr = child.communicate(timeout=60)
     assert child.returncode == 130, stderr
     assert (out / "a.mp4").exists() and not (out / "b.mp4").exists()  # only complete outputs have final names
-    assert len(read_video(out / ".b.mp4.partial")[0]) >= 10  # what was done is kept, playable
+    assert len(read_video(out / ".b.mp4.partial" / "1" / "b.mp4")[0]) >= 10  # what was done is kept, playable
     finished_at = (out / "a.mp4").stat().st_mtime_ns
 
     rerun = _start_cli([*args, "--config", str(config)], delay=0.0)

@@ -35,8 +35,8 @@ from rtseg.core.structures import Frame
 from rtseg.offline.rtsp import RtspServer, cut_clip, free_port
 from rtseg.offline.stubs import IndexRecordingDetector, StampedSource
 from rtseg.pipeline.engine import Pipeline
+from rtseg.render.window import draw_status
 from rtseg.sinks.mp4 import Mp4Sink
-from rtseg.sinks.window import draw_status
 from rtseg.sources.base import SourceSpec
 from rtseg.sources.factory import open_source, parse_source
 from rtseg.sources.files import FileSource, RealtimeFileSource

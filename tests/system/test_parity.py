@@ -28,9 +28,9 @@ from torchvision.ops import batched_nms, box_iou
 from rtseg.core.config import ModelConfig
 from rtseg.core.structures import Detections
 from rtseg.detect.device import bf16_convolutions_supported
+from rtseg.detect.maskrcnn import MaskRCNNDetector
 from rtseg.detect.models import load_model
 from rtseg.detect.ops import best_after_nms, paste_masks
-from rtseg.detect.worker import MaskRCNNDetector
 
 SETTINGS = dict(weights="none", device="cpu", precision="fp32", size=128, max_size=256, score_threshold=0.0, detections_per_image=8)
 

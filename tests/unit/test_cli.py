@@ -11,7 +11,7 @@ import pytest
 from helpers import read_video
 
 from rtseg.cli import build_parser, main
-from rtseg.core.flags import PRECISIONS
+from rtseg.core.commandline import PRECISIONS
 from rtseg.detect.device import PRECISION_DTYPES
 from rtseg.offline import evaluate, train
 
@@ -94,7 +94,7 @@ def test_runtime_failure_exits_1_with_the_stage_named(clip, tmp_path, capsys, mo
     def explode(self, images):
         raise RuntimeError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr("rtseg.detect.worker.MaskRCNNDetector.detect", explode)
+    monkeypatch.setattr("rtseg.detect.maskrcnn.MaskRCNNDetector.detect", explode)
     out = tmp_path / "out.mp4"
     assert main(["--source", str(clip), "--output", str(out), *FAST]) == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]

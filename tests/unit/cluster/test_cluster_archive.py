@@ -17,12 +17,13 @@ from helpers import SquareDetector, make_clip, read_video
 
 from rtseg.api import Outputs, process
 from rtseg.cli import EXIT_PARTIAL, main
-from rtseg.cluster.archive import ArchiveRun, plan_archive
+from rtseg.cluster.archive import ArchiveRun
 from rtseg.cluster.front import run_cluster
 from rtseg.cluster.runtime import DETECTOR_ENV, import_ray
 from rtseg.core.config import Config
 from rtseg.core.redaction import MASK
 from rtseg.offline.rtsp import free_port
+from rtseg.pipeline.planner import plan_run
 from rtseg.sinks.archive import MANIFEST_NAME, read_manifest
 
 STUB = "rtseg.offline.stubs:SquareDetector"
@@ -102,9 +103,10 @@ def test_an_archive_on_two_workers_matches_single_runs_and_a_rerun_skips_it(ray_
 def test_a_worker_killed_mid_file_has_that_file_redone(ray_cluster, tmp_path):
     clips = _archive(tmp_path / "archive", 6, frames=30)
     out = tmp_path / "out"
-    tasks, skipped, manifest = plan_archive([str(tmp_path / "archive")], Outputs(output=out, save_json=out), _config())
-    assert len(tasks) == 6 and skipped == []
-    run = ArchiveRun(ray_cluster, tasks, _config(), manifest, functools.partial(SquareDetector, delay=0.04))
+    plan = plan_run([str(tmp_path / "archive")], Outputs(output=out, save_json=out), _config(), cluster=True)
+    assert len(plan.streams) == 6 and plan.skipped == []
+    manifest = plan.manifest
+    run = ArchiveRun(ray_cluster, plan, _config(), functools.partial(SquareDetector, delay=0.04))
     results = []
     runner = threading.Thread(target=lambda: results.append(run.run()))
     runner.start()

@@ -11,8 +11,9 @@ import yaml
 from rtseg.cli import build_parser, config_from_args
 from rtseg.core.config import (
     SECTION_HELP,
+    STREAM_KEYS,
     Config,
-    TrainConfig,
+    StreamConfig,
     apply_overrides,
     apply_section_overrides,
     config_to_dict,
@@ -20,6 +21,7 @@ from rtseg.core.config import (
     render_default_yaml,
 )
 from rtseg.core.errors import ConfigError
+from rtseg.offline.train_settings import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -161,3 +163,8 @@ def test_fuzz_yaml_text_only_raises_config_errors(tmp_path_factory, text):
         load_config(path)
     except ConfigError:
         pass
+
+
+def test_a_streams_entry_takes_exactly_the_fields_stream_config_declares():
+    assert list(STREAM_KEYS) == [f.name for f in fields(StreamConfig)]
+    assert STREAM_KEYS["live"] is dict and STREAM_KEYS["source"] is str

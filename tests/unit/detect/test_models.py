@@ -12,8 +12,8 @@ import torch
 
 from rtseg.core.config import ModelConfig
 from rtseg.core.errors import ConfigError, WeightsError
+from rtseg.detect.maskrcnn import MaskRCNNDetector
 from rtseg.detect.models import COCO_CATEGORIES, build_model, load_model, read_checkpoint, set_input_size
-from rtseg.detect.worker import MaskRCNNDetector
 
 
 class Exploit:

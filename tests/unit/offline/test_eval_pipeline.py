@@ -11,6 +11,7 @@ import pytest
 from rtseg.core.config import Config
 from rtseg.core.masks import encode_mask
 from rtseg.core.structures import Detections
+from rtseg.detect.base import DetectorBase
 from rtseg.offline.eval_pipeline import evaluate_pipeline, report_lines, score
 from rtseg.offline.synthetic import CLASS_NAMES, video_frames
 
@@ -53,7 +54,7 @@ def test_an_export_missing_frames_is_refused() -> None:
         score({"num_frames": 2, "tracks": [], "frames": []}, [{"instances": []}], 0.5)
 
 
-class _KnowsTheAnswers:
+class _KnowsTheAnswers(DetectorBase):
     """Reports exactly the shapes the synthetic video shows, frame after frame."""
 
     class_names = ("__background__", *CLASS_NAMES)

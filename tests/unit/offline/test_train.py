@@ -11,11 +11,12 @@ import pytest
 import torch
 
 import rtseg.offline.train as train_module
-from rtseg.core.config import TrainConfig, setting_choices
+from rtseg.core.config import setting_choices
 from rtseg.core.errors import ConfigError, OutputError, UsageError, WeightsError
 from rtseg.detect.models import ARCHITECTURES, load_model
 from rtseg.offline.synthetic import write_image_dataset
 from rtseg.offline.train import checked_settings, main, read_training_checkpoint, train
+from rtseg.offline.train_settings import TrainConfig
 
 CLASSES = ("__background__", "circle", "square", "triangle")
 

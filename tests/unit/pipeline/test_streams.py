@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from helpers import SquareDetector, make_clip, read_video
 
-from rtseg.api import Engine, OpenedStream, Outputs, StreamPlan, process
+from rtseg.api import Engine, OpenedStream, Outputs, StreamStart, process
 from rtseg.cli import EXIT_PARTIAL, main
 from rtseg.core.config import Config, StreamConfig
 from rtseg.core.structures import Detections
+from rtseg.detect.base import DetectorBase
 from rtseg.render.colors import color_for_id
 from rtseg.render.renderer import Renderer
 from rtseg.sinks.archive import MANIFEST_NAME, read_manifest
@@ -29,7 +30,7 @@ LEVELS = (40, 90, 140)  # each stream's background grey: the stub below turns it
 CLASSES = ("__background__", "first", "second", "third")
 
 
-class LevelDetector:
+class LevelDetector(DetectorBase):
     """One detection per image, a fixed rectangle, whose class is the stream's (read from the background level).
 
     Records the image sizes of every call, so a test can see how batches were formed.
@@ -119,13 +120,13 @@ class FailingSink:
         """Nothing to finalise."""
 
 
-def _file_plan(name: str, clip: Path, config: Config, sinks: list) -> StreamPlan:
+def _file_plan(name: str, clip: Path, config: Config, sinks: list) -> StreamStart:
     def open_stream() -> OpenedStream:
         source = FileSource(clip)
         return OpenedStream(source, [Mp4Sink(sinks[0], config.output, frame_rate=source.info.frame_rate), *sinks[1:]],
                             None, Renderer(config.render, tracked=False))
 
-    return StreamPlan(name, open_stream, config)
+    return StreamStart(name, open_stream, config)
 
 
 def test_one_streams_failing_sink_ends_that_stream_only(tmp_path):
@@ -161,11 +162,11 @@ def test_live_streams_share_the_model_equally_and_files_take_what_they_leave(tmp
     live_clips = [make_clip(tmp_path / f"live{i}.mp4", frames=60, fps=20) for i in range(2)]  # 3 s each at 20 fps
     archive = [make_clip(tmp_path / f"file{i}.mp4", frames=300) for i in range(2)]
 
-    def plan(name: str, clip: Path, realtime: bool) -> StreamPlan:
+    def plan(name: str, clip: Path, realtime: bool) -> StreamStart:
         def open_stream() -> OpenedStream:
             return OpenedStream(open_source(str(clip), config.live, realtime=realtime), [], None,
                                 Renderer(config.render, tracked=False))
-        return StreamPlan(name, open_stream, config, is_file=not realtime)
+        return StreamStart(name, open_stream, config, live=realtime)
 
     # The model (40 ms a frame) cannot keep up with two 20 fps cameras: they must split it evenly.
     detector = SquareDetector(delay=0.04)
@@ -289,10 +290,10 @@ def test_several_live_streams_are_shown_as_a_mosaic_and_closing_it_stops_them_al
     config = _config()
     clips = [make_clip(tmp_path / f"cam{i}.mp4", frames=100, fps=20) for i in range(2)]
 
-    def plan(clip: Path) -> StreamPlan:
+    def plan(clip: Path) -> StreamStart:
         def open_stream() -> OpenedStream:
             return OpenedStream(open_source(str(clip), config.live, realtime=True), [], None, Renderer(config.render))
-        return StreamPlan(clip.stem, open_stream, config, is_file=False)
+        return StreamStart(clip.stem, open_stream, config, live=True)
 
     window = RecordingWindow(frames=8)
     summary = Engine(SquareDetector(), config, [plan(c) for c in clips], display=window).run()

@@ -391,7 +391,7 @@ def test_same_input_same_ids_and_reset_starts_over() -> None:
 
 
 def _state_bytes(tracker: Tracker) -> int:
-    return sum(v.nbytes for v in vars(tracker).values() if isinstance(v, np.ndarray))
+    return sum(a.nbytes for a in tracker.state().values())
 
 
 def test_state_stays_bounded_over_100k_frames() -> None:
@@ -414,10 +414,9 @@ def test_state_stays_bounded_over_100k_frames() -> None:
             traced_start = tracemalloc.get_traced_memory()[0]
     traced_growth = tracemalloc.get_traced_memory()[0] - traced_start
     tracemalloc.stop()
-    assert tracker._next_id > 2000  # thousands of tracks were confirmed over the run ...
+    assert tracker.ids_issued > 2000  # thousands of tracks were confirmed over the run ...
     assert most_tracks <= 20  # ... but only those matched lately are held: 4 objects, the last max_age frames' leavers, clutter
-    assert all(len(a) == len(tracker) for a in (tracker._box, tracker._velocity, tracker._var, tracker._class,
-                                                 tracker._id, tracker._hits, tracker._misses))
+    assert all(len(a) == len(tracker) for name, a in tracker.state().items() if name != "looks")
     assert max(state_bytes.values()) <= 20 * 200  # about 170 bytes of arrays per track
     assert traced_growth < 16 * 1024  # i.e. under 8 bytes retained per frame
 
@@ -532,7 +531,7 @@ def test_lost_tracks_are_found_again_only_in_their_class() -> None:
             step(tracker, [box(100 + 10 * t, 100)])
         for _ in range(20):
             step(tracker, [])
-        predicted = float(tracker._box[0, 0] + tracker._velocity[0, 0])
+        predicted = float(tracker.predicted_centres()[0, 0])
         assert step(tracker, [box(predicted + 40, 100)], classes=[c]) == [expected]
 
 

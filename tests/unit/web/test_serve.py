@@ -52,7 +52,7 @@ def started(monkeypatch):
         given.update(app=self.config.app, address=sockets[0].getsockname())
 
     monkeypatch.setattr(uvicorn.Server, "run", run)
-    monkeypatch.setattr("rtseg.detect.worker.MaskRCNNDetector",
+    monkeypatch.setattr("rtseg.detect.maskrcnn.MaskRCNNDetector",
                         lambda config: given.setdefault("model", (config, KnownObjectsDetector()))[1])
     return given
 

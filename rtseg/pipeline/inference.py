@@ -18,20 +18,23 @@ Rules, in the order the worker applies them when it forms a batch:
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 
-from rtseg.detect.worker import Detector
+from rtseg.core.errors import RuntimeFailure
+from rtseg.core.structures import Frame
+from rtseg.detect.base import Detector
 from rtseg.pipeline.lanes import StreamLane
-from rtseg.pipeline.stages import END, POLL_SECONDS, RunState, Stage, Stopped
+from rtseg.pipeline.stages import POLL_SECONDS, RunState, Stage, Stopped
+
+Batch = list[tuple[StreamLane, Frame]]  # the frames of one model call, with the lane each came from
 
 
 class InferenceWorker:
-    """The body of the shared ``inference`` stage."""
+    """The body of the shared ``inference`` stage; ``detector`` may be set after construction (loaded late)."""
 
-    def __init__(self, detector: Detector, lanes: Callable[[], Sequence[StreamLane]], state: RunState,
+    def __init__(self, detector: Detector | None, lanes: Callable[[], Sequence[StreamLane]], state: RunState,
                  moved: threading.Event, no_more_lanes: threading.Event, batch_size: int,
                  batch_timeout: float) -> None:
         self.detector = detector
@@ -46,9 +49,15 @@ class InferenceWorker:
         self._last_served = {True: -1, False: -1}  # live / file: the stream id served last
         self._warmed: set[tuple[int, int]] = set()
 
+    @property
+    def model(self) -> Detector:
+        if self.detector is None:
+            raise RuntimeFailure("the inference stage started before its detector was loaded")
+        return self.detector
+
     def run(self, stage: Stage) -> None:
         while True:
-            lanes = [lane for lane in self._lanes() if not lane.capture_done and not lane.detached]
+            lanes = [lane for lane in self._lanes() if lane.wants_model]
             if not lanes and self._no_more_lanes.is_set():
                 return
             self._warm_up(lanes)
@@ -56,21 +65,20 @@ class InferenceWorker:
             if batch:
                 self._infer(batch)
             for lane in ends:
-                lane.inferred.put_nowait(END)  # its place was counted when the END was taken
+                lane.deliver_end()
 
     def _warm_up(self, lanes: Sequence[StreamLane]) -> None:
         """Let the detector prepare for each new frame size once (CUDA kernels, buffers), untimed."""
-        warm_up = getattr(self.detector, "warm_up", None)
         for lane in lanes:
-            size = (lane.source.info.height, lane.source.info.width)
-            if warm_up is None or size in self._warmed or not all(size):
+            size = lane.frame_size
+            if size in self._warmed or not all(size):
                 continue
             self._warmed.add(size)
             with self._state.busy("inference", timed=False):
-                warm_up(size[0], size[1], 1 if lane.live else self.batch_size)
+                self.model.warm_up(size[0], size[1], 1 if lane.live else self.batch_size)
 
-    def _collect(self, stage: Stage, lanes: Sequence[StreamLane]) -> tuple[list[tuple[StreamLane, object]], list[StreamLane]]:
-        batch: list[tuple[StreamLane, object]] = []
+    def _collect(self, stage: Stage, lanes: Sequence[StreamLane]) -> tuple[Batch, list[StreamLane]]:
+        batch: Batch = []
         ends: list[StreamLane] = []
         deadline: float | None = None
         while True:
@@ -92,7 +100,7 @@ class InferenceWorker:
                 self._moved.wait(POLL_SECONDS)
                 return batch, ends  # look at the streams again: some may have ended or started
 
-    def _take(self, lanes: Sequence[StreamLane], batch: list, ends: list[StreamLane]) -> bool:
+    def _take(self, lanes: Sequence[StreamLane], batch: Batch, ends: list[StreamLane]) -> bool:
         """One round over the streams in their turn; True if anything was taken."""
         took = False
         in_batch = {id(lane) for lane, _ in batch}
@@ -109,12 +117,12 @@ class InferenceWorker:
                         break
                     if live and id(lane) in in_batch or lane in ends:
                         continue  # one frame per camera per batch
-                    item = self._next(lane, batch)
+                    reserved = sum(1 for other, _ in batch if other is lane)
+                    item = lane.next_for_model(batch[0][1].image.shape if batch else None, reserved)
                     if item is None:
                         continue
                     took = progress = True
-                    if item is END:
-                        lane.capture_done = True
+                    if not isinstance(item, Frame):  # END: capture is done
                         ends.append(lane)
                         continue
                     batch.append((lane, item))
@@ -124,34 +132,14 @@ class InferenceWorker:
                     break
         return took
 
-    def _next(self, lane: StreamLane, batch: list) -> object | None:
-        """The lane's next frame (or END) if it has one, there is room after the model, and its size fits the batch."""
-        reserved = sum(1 for other, _ in batch if other is lane)
-        if lane.inferred.maxsize - lane.inferred.qsize() - reserved <= 0:
-            return None
-        item = lane.held
-        if item is None:
-            try:
-                item = lane.captured.get_nowait()
-            except queue.Empty:
-                return None
-        if item is not END and batch and item.image.shape != batch[0][1].image.shape:
-            lane.held = item
-            return None
-        lane.held = None
-        return item
-
-    def _infer(self, batch: list[tuple[StreamLane, object]]) -> None:
+    def _infer(self, batch: Batch) -> None:
         state, frames = self._state, [frame for _, frame in batch]
         started = time.monotonic()
         with state.busy("inference", frames=len(frames)):
-            results = self.detector.detect([frame.image for frame in frames])
+            results = self.model.detect([frame.image for frame in frames])
         self.busy_seconds += time.monotonic() - started
         self.calls += 1
-        for step, seconds in getattr(self.detector, "last_timings", {}).items():
+        for step, seconds in self.model.last_timings.items():
             state.record(step, seconds, len(frames))
         for (lane, frame), detections in zip(batch, results):
-            frame.detections = detections
-            lane.summary.frames_inferred += 1
-            if not lane.detached:
-                lane.inferred.put_nowait(frame)
+            lane.deliver(frame, detections)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtseg.sinks.window import compose_mosaic
+from rtseg.render.window import compose_mosaic
 
 
 def test_a_mosaic_holds_every_stream_in_a_grid_and_a_reconnecting_one_shows_no_stale_image():

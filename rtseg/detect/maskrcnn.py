@@ -1,4 +1,4 @@
-"""Inference stage: a torchvision Mask R-CNN turning RGB frames into ``Detections``.
+"""The Mask R-CNN detector: a torchvision Mask R-CNN turning RGB frames into ``Detections``.
 
 The model is torchvision's, weights and modules unchanged, but its inference
 forward pass is driven here step by step so that the work around the network
@@ -30,7 +30,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -44,6 +43,7 @@ from torchvision.ops import boxes as box_ops
 from rtseg.core.config import ModelConfig
 from rtseg.core.errors import ConfigError, DeviceError, UsageError
 from rtseg.core.structures import Detections
+from rtseg.detect.base import DetectorBase
 from rtseg.detect.device import bf16_convolutions_supported, choose_precision, resolve_device
 from rtseg.detect.fusion import fuse_for_cpu
 from rtseg.detect.models import load_model, set_input_size
@@ -52,18 +52,6 @@ from rtseg.detect.ops import best_after_nms, paste_masks, pool_rois
 log = logging.getLogger(__name__)
 
 TIMED_STEPS = ("preprocess", "model", "postprocess")
-
-
-class Detector(Protocol):
-    """Anything that finds instances in a batch of RGB uint8 images (stubs in tests).
-
-    A detector may also offer ``last_timings`` (seconds per step of the last
-    call) and ``warm_up(height, width, batch_size)``; the pipeline uses them when present.
-    """
-
-    class_names: tuple[str, ...]
-
-    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]: ...
 
 
 def class_ids_for(names: Sequence[str], class_names: Sequence[str]) -> list[int]:
@@ -81,7 +69,7 @@ def class_ids_for(names: Sequence[str], class_names: Sequence[str]) -> list[int]
     return ids
 
 
-class MaskRCNNDetector:
+class MaskRCNNDetector(DetectorBase):
     """torchvision Mask R-CNN configured from ``ModelConfig`` (device, precision, thresholds, classes).
 
     ``sync_timings`` makes ``last_timings`` exact on CUDA by synchronising
@@ -89,15 +77,14 @@ class MaskRCNNDetector:
     """
 
     def __init__(self, config: ModelConfig, *, sync_timings: bool = False) -> None:
-        for key in ("size", "max_size"):
-            if 0 < getattr(config, key) < 32:
-                raise ConfigError(f"model.{key} must be 0 (automatic) or at least 32, got {getattr(config, key)}")
+        for key, value in (("size", config.size), ("max_size", config.max_size)):
+            if 0 < value < 32:
+                raise ConfigError(f"model.{key} must be 0 (automatic) or at least 32, got {value}")
         self.config = config
         self.device = resolve_device(config.device)
         self.dtype, self.precision_note = choose_precision(config.precision, self.device)
         log.debug("%s; CPU capability %s", self.precision_note, torch.backends.cpu.get_cpu_capability())
         self.sync_timings = sync_timings
-        self.last_timings: dict[str, float] = {}
         if config.threads and self.device.type == "cpu":
             torch.set_num_threads(config.threads)  # process-wide: the model is what torch runs here
         proposals = {"rpn_post_nms_top_n_test": config.rpn_post_nms_top_n} if config.rpn_post_nms_top_n else {}
@@ -178,7 +165,7 @@ class MaskRCNNDetector:
             torch.cuda.synchronize(self.device)
         return time.perf_counter()
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
         if self.dtype == torch.float32 or self._half_weights:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
@@ -225,9 +212,10 @@ class MaskRCNNDetector:
         shapes = [torch.empty((0, 0, *m.shape[-2:]), device=self.device) for m in maps]
         anchors = rpn.anchor_generator(batch, shapes)
         per_level = [o[0].numel() for o in objectness]
-        objectness, deltas = concat_box_prediction_layers(objectness, deltas)
-        proposals = rpn.box_coder.decode(deltas.to(torch.float32), anchors).view(len(anchors), -1, 4)
-        boxes, _ = rpn.filter_proposals(proposals, objectness.to(torch.float32), batch.image_sizes, per_level)
+        scores, offsets = concat_box_prediction_layers(objectness, deltas)
+        proposals = rpn.box_coder.decode(offsets.to(torch.float32), anchors).view(len(anchors), -1, 4)
+        boxes: list[torch.Tensor]
+        boxes, _ = rpn.filter_proposals(proposals, scores.to(torch.float32), batch.image_sizes, per_level)
         return boxes
 
     def best_boxes(self, class_logits: torch.Tensor, box_regression: torch.Tensor, proposals: list[torch.Tensor],
@@ -240,7 +228,7 @@ class MaskRCNNDetector:
         scores_all = F.softmax(class_logits.to(torch.float32), -1)
         classes = scores_all.shape[-1]
         found = []
-        for boxes, scores, size in zip(boxes_all.split(counts), scores_all.split(counts), image_sizes):
+        for boxes, scores, size in zip(boxes_all.split(counts), scores_all.split_with_sizes(counts), image_sizes):
             boxes = box_ops.clip_boxes_to_image(boxes, size)[:, 1:].reshape(-1, 4)
             labels = torch.arange(1, classes, device=self.device).repeat(len(scores))
             scores = scores[:, 1:].reshape(-1)
@@ -292,10 +280,10 @@ class MaskRCNNDetector:
             mask_logits = heads.mask_predictor(heads.mask_head(pooled))
         # Only each detection's own class is kept: selected before the sigmoid and the float32 cast, same values.
         chosen = mask_logits[torch.arange(len(mask_logits), device=self.device), torch.cat(labels)]
-        masks = chosen.to(torch.float32).sigmoid().split([len(lab) for lab in labels])
+        masks = chosen.to(torch.float32).sigmoid().split_with_sizes([len(lab) for lab in labels])
         return [(b, s, lab, m) for (b, s, lab), m in zip(found, masks)]
 
-    def to_detections(self, found: list[tuple[torch.Tensor, ...]], model_sizes: list[tuple[int, int]],
+    def to_detections(self, found: Sequence[tuple[torch.Tensor, ...]], model_sizes: list[tuple[int, int]],
                        original_size: tuple[int, int]) -> list[Detections]:
         """Boxes back at source resolution, masks pasted, and one download of every small array.
 

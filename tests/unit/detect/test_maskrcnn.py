@@ -12,8 +12,8 @@ from rtseg.core.config import ModelConfig
 from rtseg.core.errors import DeviceError, UsageError
 from rtseg.detect.device import bf16_convolutions_supported, choose_precision, resolve_device, resolve_precision
 from rtseg.detect.fusion import FusedConv
+from rtseg.detect.maskrcnn import MaskRCNNDetector, class_ids_for
 from rtseg.detect.models import COCO_CATEGORIES
-from rtseg.detect.worker import MaskRCNNDetector, class_ids_for
 
 
 def _detector(**overrides) -> MaskRCNNDetector:

@@ -1,0 +1,66 @@
+"""The one home for command-line pieces that ``rtseg``, ``rtseg serve``, ``rtseg train``/``evaluate`` and the
+cluster's workers share: the parser, the model flags, flags to settings, and logging.
+
+Choices come from the config's metadata, so every command accepts the same
+values as the configuration file does; every usage error is a ``UsageError``,
+so every command prints it as one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any, NoReturn
+
+from rtseg.core.config import ModelConfig, setting_choices
+from rtseg.core.errors import UsageError
+from rtseg.core.redaction import CredentialFilter
+
+PRECISIONS: tuple[str, ...] = setting_choices(ModelConfig, "precision")
+ARCHITECTURES: tuple[str, ...] = setting_choices(ModelConfig, "name")
+PRECISION_HELP = ("compute precision: auto = fp16 on CUDA, bf16 on CPUs with native bf16 (AVX512-BF16 or AMX), "
+                  "else fp32; bf16 (inference only) changes masks slightly")
+WEIGHTS_HELP = "'default' (torchvision COCO, cached download), a local file, or 'none' (random weights)"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises ``UsageError`` instead of exiting, so every usage error looks alike."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def add_device_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: str | None = "auto") -> None:
+    """--device and --precision; ``default`` None leaves both to the configuration (rtseg, rtseg serve)."""
+    parser.add_argument("--device", default=default, help="auto | cpu | cuda | cuda:N (default auto)")
+    parser.add_argument("--precision", default=default, choices=PRECISIONS, help=PRECISION_HELP)
+
+
+def add_model_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+                    score_help: str = "drop detections scoring below this (0..1)") -> None:
+    """The model's flags as ``rtseg`` and ``rtseg serve`` take them; ``model_overrides`` reads them back."""
+    add_device_flags(parser, default=None)
+    parser.add_argument("--model", choices=ARCHITECTURES, help="architecture (default maskrcnn_v1)")
+    parser.add_argument("--weights", help=WEIGHTS_HELP)
+    parser.add_argument("--size", type=int, help="shorter image side fed to the model (default: a fine-tuned "
+                                                 "checkpoint's training size, else 800)")
+    parser.add_argument("--score-threshold", type=float, help=score_help)
+
+
+def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``model`` settings the flags of ``add_model_flags`` gave (those left out are not in it)."""
+    given = {"device": args.device, "precision": args.precision, "name": args.model, "weights": args.weights,
+             "size": args.size, "score_threshold": args.score_threshold}
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def setup_logging(debug: bool = False) -> None:
+    """Log lines on stderr as ``rtseg: LEVEL: message`` (with --debug: time, thread, logger), credentials masked."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(CredentialFilter())
+    handler.setFormatter(logging.Formatter("rtseg: %(levelname)s: %(message)s" if not debug
+                                           else "%(asctime)s %(threadName)s %(name)s %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.INFO)

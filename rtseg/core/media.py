@@ -1,0 +1,16 @@
+"""File-name suffixes by what rtseg does with the file: the one place each list is written.
+
+Reading goes by what FFmpeg (videos) and OpenCV (images) decode; writing an
+annotated video goes by what the MP4 sink produces, an ISO-BMFF container;
+detections go to JSON Lines, statistics to JSON.
+"""
+
+from __future__ import annotations
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".ts", ".mts", ".mpg", ".mpeg", ".flv", ".wmv",
+                  ".gif")  # videos rtseg reads (a directory or glob of them is an archive)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")  # still images rtseg reads
+MP4_SUFFIXES = (".mp4", ".m4v", ".mov")  # annotated videos rtseg writes
+RECORDS_SUFFIXES = (".json", ".jsonl")  # --save-json
+STATS_SUFFIXES = (".json",)  # --save-stats
+FILE_SUFFIXES = (*MP4_SUFFIXES, *RECORDS_SUFFIXES)  # an output named so is a file, never a directory of streams

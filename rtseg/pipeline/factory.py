@@ -1,0 +1,125 @@
+"""The stream factory: opens what a ``StreamPlan`` names (source, sinks, tracker, renderer) when the engine asks.
+
+The planner decided everything that can be decided without opening anything;
+this module does the opening, and the finishing: an archive video's staged
+outputs are committed to their final names when its stream is done, and its
+line is appended to the manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rtseg.core.errors import OutputError
+from rtseg.pipeline.engine import OpenedStream, StreamStart
+from rtseg.pipeline.planner import Outputs, StreamPlan
+from rtseg.pipeline.summary import StreamSummary
+from rtseg.render.renderer import Renderer
+from rtseg.sinks.archive import Manifest, StagedOutput
+from rtseg.sinks.base import Sink
+from rtseg.sinks.data import CropsSink, FramesSink, JsonLinesSink
+from rtseg.sinks.mp4 import Mp4Sink
+from rtseg.sources.base import VideoSource
+from rtseg.sources.factory import open_source
+from rtseg.sources.files import ImageSource
+from rtseg.track.tracker import Tracker
+
+log = logging.getLogger(__name__)
+
+
+def stream_start(plan: StreamPlan, sinks: Sequence[Sink] = (), *, manifest: Manifest | None = None,
+                 attempt: int = 1, on_finish: Callable[[StreamSummary], None] | None = None) -> StreamStart:
+    """How the engine starts ``plan``'s stream: ``sinks`` are added to those its outputs name (statistics, a
+    caller's hand-over); ``attempt`` numbers the staging folder of an archive video (cluster retries)."""
+    config = plan.config
+    written = plan.written(attempt)
+    staged = plan.staged(attempt)
+
+    def open_stream() -> OpenedStream:
+        for output in staged:
+            output.prepare()
+        source = open_source(plan.source, config.live, realtime=plan.live,
+                             decoder_threads=config.pipeline.decoder_threads)
+        try:
+            opened = _open_sinks(source, plan.source, written, plan)
+        except BaseException:
+            source.close()
+            raise
+        # Still images are unrelated to each other: each is segmented on its own, untracked.
+        tracked = config.tracking.enabled and not isinstance(source, ImageSource)
+        tracker = Tracker(config.tracking) if tracked else None
+        return OpenedStream(source, [*opened, *sinks], tracker, Renderer(config.render, tracked=tracked))
+
+    def finish(summary: StreamSummary) -> None:
+        summary.output = None if plan.outputs.output is None else str(plan.outputs.output)
+        try:
+            if plan.archive_input is not None:
+                _settle(plan, staged, written, summary)
+        finally:  # the manifest records every archive video, a failure to commit included
+            if manifest is not None and plan.archive_input is not None:
+                manifest.append({"file": str(plan.archive_input), "output": summary.output, "status": summary.status,
+                                 "frames": summary.frames_written, "fps": round(summary.fps, 3),
+                                 "error": None if summary.error is None else str(summary.error)})
+            if on_finish is not None:
+                on_finish(summary)
+
+    return StreamStart(plan.name, open_stream, config, live=plan.live, finish=finish)
+
+
+def _settle(plan: StreamPlan, staged: Sequence[StagedOutput], written: Outputs, summary: StreamSummary) -> None:
+    """An ended archive video: complete outputs take their final names; what a fault cut short stays staged."""
+    if summary.status == "done":
+        try:
+            for output in staged:
+                output.commit()
+        except OSError as exc:
+            summary.status, summary.error = "failed", OutputError(f"cannot finish the outputs of {plan.name}: {exc}")
+            log.warning("stream %s: %s", plan.name, summary.error)
+        return
+    for output in staged:
+        output.discard_if_empty()
+    if written.output is not None and Path(written.output).exists():
+        log.warning("%s: what was processed is kept in %s until a rerun redoes it", plan.name, written.output)
+
+
+def _open_sinks(source: VideoSource, source_name: str, outputs: Outputs, plan: StreamPlan) -> list[Sink]:
+    """The stream's sinks, after the checks that need the opened source (still images' directory)."""
+    config = plan.config
+    overwrite = config.output.overwrite
+    images = isinstance(source, ImageSource)
+    if outputs.output is not None and isinstance(source, ImageSource):
+        _check_image_directory(Path(outputs.output), source.paths, overwrite)
+    for directory in (outputs.save_frames, outputs.save_crops):
+        if directory is not None and Path(directory).exists() and not Path(directory).is_dir():
+            raise OutputError(f"not a directory: {directory}")
+    sinks: list[Sink] = []
+    try:
+        if outputs.output is not None:
+            sinks.append(FramesSink(outputs.output) if images else
+                         Mp4Sink(outputs.output, config.output, audio_source=source_name if source.info.is_file else None,
+                                 frame_rate=source.info.frame_rate))
+        if outputs.save_json is not None:
+            sinks.append(JsonLinesSink(outputs.save_json))
+        if outputs.save_frames is not None:
+            sinks.append(FramesSink(outputs.save_frames, every=config.output.frames_every))
+        if outputs.save_crops is not None:
+            sinks.append(CropsSink(outputs.save_crops))
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+    return sinks
+
+
+def _check_image_directory(directory: Path, inputs: Sequence[Path], overwrite: bool) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise OutputError(f"for still images --output must be a directory: {directory}")
+    if not directory.parent.is_dir():
+        raise OutputError(f"output directory's parent does not exist: {directory.parent}")
+    if any(p.parent.resolve() == directory.resolve() for p in inputs):
+        raise OutputError(f"output directory {directory} holds the input images; choose another")
+    clashes = [p.name for p in inputs if (directory / p.name).exists()]
+    if clashes and not overwrite:
+        raise OutputError(f"{directory / clashes[0]} exists; pass --overwrite to replace it")

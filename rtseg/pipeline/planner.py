@@ -1,0 +1,302 @@
+"""The one planner: from what the user named (sources, outputs, settings) to typed ``StreamPlan``s, checked first.
+
+Every front door plans here: ``rtseg.api.process``/``stream`` (and so the CLI
+and the page's video jobs) and the cluster's archives and fleets. The planner
+decides each stream's name, its outputs' final paths, whether an archive video
+is finished already (skip if complete), where outputs are written until they
+are complete (``sinks.archive.StagedOutput``: one layout everywhere) and the
+detector's settings; it opens nothing (``pipeline.factory`` does).
+
+One source runs exactly as it always has: its outputs are the paths given. With
+several streams (``--source`` given more than once, a ``streams:`` list, or an
+archive: a directory or glob of videos) every output option names a directory
+and each stream writes its own files there, named after the stream. Archive
+videos are written under a temporary name and renamed when complete, a manifest
+records each one as it finishes, and a rerun skips the ones already complete.
+On a cluster every output option names a directory, whatever the stream count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from rtseg.core.config import Config, ModelConfig, StreamConfig, stream_config
+from rtseg.core.errors import OutputError, UsageError
+from rtseg.core.media import FILE_SUFFIXES, RECORDS_SUFFIXES, STATS_SUFFIXES, VIDEO_SUFFIXES
+from rtseg.sinks.archive import MANIFEST_NAME, StagedOutput, check_archive_directory
+from rtseg.sinks.base import check_output_path
+from rtseg.sources.base import SourceSpec
+from rtseg.sources.factory import parse_source
+from rtseg.sources.files import image_paths, video_paths
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outputs:
+    """Where a run's results go; every field is optional.
+
+    With one stream: ``output`` is an MP4 for videos, a directory for still images.
+    With several: every path is a directory that gets one file (or folder) per stream.
+    """
+
+    output: str | Path | None = None
+    save_json: str | Path | None = None
+    save_frames: str | Path | None = None
+    save_crops: str | Path | None = None
+    save_stats: str | Path | None = None
+    show: bool = False
+
+    def any_written(self) -> bool:
+        """Whether any file is written (statistics aside)."""
+        return any(p is not None for p in (self.output, self.save_json, self.save_frames, self.save_crops))
+
+
+@dataclass
+class StreamPlan:
+    """One stream, decided before anything opens; plain data, so it crosses to cluster workers as it is.
+
+    ``outputs`` are the final paths. An archive video (``archive_input``) writes
+    its MP4 and JSON Lines staged (``staged``) and commits them when complete.
+    """
+
+    name: str
+    source: str
+    config: Config
+    outputs: Outputs
+    live: bool = False  # frames at the source's pace (cameras, streams, --realtime files): never waited for
+    stills: bool = False  # a still image or a folder of them: ``outputs.output`` is a directory
+    archive_input: Path | None = None
+
+    @property
+    def finals(self) -> list[Path]:
+        """The outputs that stand under their final names only once complete (archive videos)."""
+        return [Path(p) for p in (self.outputs.output, self.outputs.save_json) if p is not None]
+
+    def staged(self, attempt: int = 1) -> list[StagedOutput]:
+        return [StagedOutput(final, attempt) for final in self.finals] if self.archive_input is not None else []
+
+    def written(self, attempt: int = 1) -> Outputs:
+        """Where the sinks write: the final paths, or for an archive video its staged ones."""
+        if self.archive_input is None:
+            return self.outputs
+        staged = {s.final: s.path for s in self.staged(attempt)}
+        output, save_json = self.outputs.output, self.outputs.save_json
+        return dataclasses.replace(self.outputs, output=None if output is None else staged[Path(output)],
+                                   save_json=None if save_json is None else staged[Path(save_json)])
+
+    def complete(self) -> bool:
+        """An archive video is finished when all its outputs stand under their final names (only whole ones do)."""
+        finals = self.finals
+        return bool(finals) and all(path.exists() for path in finals)
+
+
+@dataclass
+class RunPlan:
+    """Every stream of a run, the archive's manifest, what an earlier run finished, and the detector's settings."""
+
+    streams: list[StreamPlan]
+    detector: ModelConfig
+    skipped: list[str] = field(default_factory=list)
+    manifest: Path | None = None
+
+
+def detector_settings(config: Config, configs: Sequence[Config] = (), floor: float | None = None) -> ModelConfig:
+    """The model keeps detections down to the lowest ``tracking.low_score`` of any tracked stream, and ``floor``.
+
+    Each stream's lane drops again what its tracker did not claim (``StreamLane``);
+    the page (``floor``) keeps every score its slider can choose.
+    """
+    lows = [c.tracking.low_score for c in (configs or [config]) if c.tracking.enabled]
+    if floor is not None:
+        lows.append(floor)
+    lowest = min(lows, default=config.model.score_threshold)
+    if lowest >= config.model.score_threshold:
+        return config.model
+    return dataclasses.replace(config.model, score_threshold=lowest)
+
+
+def stream_name(spec: SourceSpec, taken: set[str]) -> str:
+    """A short name safe for file names and logs: a file's stem, 'camera0', or a stream URL's host and path."""
+    if spec.kind == "file":
+        base = Path(spec.target.rstrip("/")).stem or "stream"
+    elif spec.camera_index is not None:
+        base = f"camera{spec.camera_index}"
+    elif spec.kind == "camera":
+        base = Path(spec.target).name
+    else:
+        parts = urlsplit(spec.target)
+        base = "-".join(filter(None, [parts.hostname, str(parts.port or ""), *parts.path.split("/")]))
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-.") or "stream"
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    taken.add(name)
+    return name
+
+
+def _expand(sources: Sequence[str | StreamConfig], config: Config, realtime: bool) -> list[StreamPlan]:
+    """Every stream of the run with its name and its own outputs: archives give one stream per video."""
+    streams: list[StreamPlan] = []
+    taken: set[str] = set()
+    for item in sources:
+        entry = item if isinstance(item, StreamConfig) else StreamConfig(source=item)
+        settings = stream_config(config, entry)
+        spec = parse_source(entry.source)
+        videos = video_paths(spec.target) if spec.kind == "file" else None
+        if videos is None:
+            name = entry.name or stream_name(spec, taken)
+            taken.add(name)
+            stills = spec.kind == "file" and image_paths(spec.target) is not None
+            streams.append(StreamPlan(name, entry.source, settings, Outputs(output=entry.output, save_json=entry.save_json),
+                                      live=spec.kind != "file" or realtime, stills=stills))
+            continue
+        for video in videos:
+            name = stream_name(parse_source(str(video)), taken)
+            streams.append(StreamPlan(name, str(video), settings, Outputs(), live=realtime, archive_input=video))
+    return streams
+
+
+def _per_stream(directory: str | Path | None, name: str, suffix: str) -> Path | None:
+    return None if directory is None else Path(directory) / f"{name}{suffix}"
+
+
+def _check_directory(option: str, path: str | Path | None, why: str = "with several streams") -> None:
+    if path is None:
+        return
+    directory = Path(path)
+    if directory.suffix.lower() in FILE_SUFFIXES or (directory.exists() and not directory.is_dir()):
+        raise OutputError(f"{why} {option} must be a directory (one file per stream is written there): {directory}")
+    parent = directory.parent if str(directory.parent) else Path(".")
+    if not directory.exists() and not parent.is_dir():
+        raise OutputError(f"output directory's parent does not exist: {parent}")
+
+
+def plan_run(sources: Sequence[str | StreamConfig], outputs: Outputs, config: Config, *, realtime: bool = False,
+             cluster: bool = False) -> RunPlan:
+    """The streams of a run, every output checked before any of them opens.
+
+    ``cluster``: every output option is a directory, and a run is either an archive (videos, one task each)
+    or cameras, never both.
+    """
+    streams = _expand(sources, config, realtime)
+    if not streams:
+        raise UsageError("no source given")
+    run = RunPlan(streams=[], detector=config.model)
+    if cluster:
+        _check_cluster(streams, outputs)
+    if len(streams) == 1 and not cluster:
+        stream = streams[0]
+        own = stream.outputs
+        stream.outputs = dataclasses.replace(outputs, output=own.output or outputs.output,
+                                             save_json=own.save_json or outputs.save_json)
+        _check_single(stream)
+        run.streams.append(stream)
+    else:
+        _plan_several(streams, outputs, config, run, "with --cluster" if cluster else "with several streams",
+                      fleet=cluster and streams[0].live)
+    if cluster:  # workers on other machines, in other working directories, read and write the same paths
+        run.streams = [_absolute(stream) for stream in run.streams]
+        run.manifest = None if run.manifest is None else run.manifest.resolve()
+    run.detector = detector_settings(config, [s.config for s in run.streams])
+    return run
+
+
+def _absolute(stream: StreamPlan) -> StreamPlan:
+    outputs = stream.outputs
+    return dataclasses.replace(
+        stream, source=str(stream.archive_input.resolve()) if stream.archive_input is not None else stream.source,
+        archive_input=None if stream.archive_input is None else stream.archive_input.resolve(),
+        outputs=dataclasses.replace(outputs, output=None if outputs.output is None else Path(outputs.output).resolve(),
+                                    save_json=None if outputs.save_json is None else Path(outputs.save_json).resolve()))
+
+
+def _check_cluster(streams: list[StreamPlan], outputs: Outputs) -> None:
+    """A cluster run is an archive (every stream a video file) or a fleet (every stream live), with directories."""
+    files = {not s.live for s in streams}
+    if len(files) > 1:
+        raise UsageError("with --cluster, give either archives of videos or cameras, not both in one run")
+    for stream in streams:
+        if files == {True} and stream.archive_input is None:
+            path = Path(stream.source)
+            if not (path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES):
+                raise UsageError("with --cluster, give archives (directories or globs of videos) or a streams: list "
+                                 "of cameras")
+            stream.archive_input = path
+    unsupported = [flag for flag, value in (("--save-frames", outputs.save_frames), ("--save-crops", outputs.save_crops),
+                                            ("--save-stats", outputs.save_stats)) if value is not None]
+    if unsupported:
+        raise UsageError(f"{', '.join(unsupported)} not available with --cluster (it writes --output and --save-json)")
+
+
+def _plan_several(streams: list[StreamPlan], outputs: Outputs, config: Config, run: RunPlan, why: str,
+                  fleet: bool) -> None:
+    """Several streams (or any cluster run): every output option is a directory holding a file per stream.
+
+    ``fleet``: cameras on a cluster record numbered segments from these paths (never over an earlier one),
+    so an existing file is no obstacle.
+    """
+    for option, path in (("--output", outputs.output), ("--save-json", outputs.save_json),
+                         ("--save-frames", outputs.save_frames), ("--save-crops", outputs.save_crops)):
+        _check_directory(option, path, why)
+    overwrite = config.output.overwrite
+    archive = [s.archive_input for s in streams if s.archive_input is not None]
+    if archive:
+        home = outputs.output or outputs.save_json
+        if home is None:
+            raise OutputError("an archive needs --output DIR (or --save-json DIR) for its results")
+        for directory in (outputs.output, outputs.save_json):
+            if directory is not None:
+                check_archive_directory(Path(directory), archive)
+        run.manifest = Path(home) / MANIFEST_NAME
+    if outputs.save_stats is not None:
+        check_output_path(outputs.save_stats, None, overwrite, suffixes=STATS_SUFFIXES)
+    for directory in {Path(p) for p in (outputs.output, outputs.save_json) if p is not None}:
+        directory.mkdir(exist_ok=True)
+    for stream in streams:
+        own = stream.outputs
+        stream.outputs = dataclasses.replace(
+            outputs,
+            output=own.output or _per_stream(outputs.output, stream.name, "" if stream.stills else ".mp4"),
+            save_json=own.save_json or _per_stream(outputs.save_json, stream.name, ".jsonl"),
+            save_frames=_per_stream(outputs.save_frames, stream.name, ""),
+            save_crops=_per_stream(outputs.save_crops, stream.name, ""),
+            save_stats=None)
+        if stream.archive_input is not None:
+            if not overwrite and stream.complete():
+                run.skipped.append(stream.name)
+                continue
+        elif fleet:
+            _check_segments(stream)
+        else:
+            _check_single(stream)
+        run.streams.append(stream)
+    if run.skipped:
+        log.info("skipping %d archive video(s) finished by an earlier run (--overwrite redoes them)", len(run.skipped))
+
+
+def _check_single(stream: StreamPlan) -> None:
+    """The checks a stream's outputs pass before its source opens (a camera can take seconds)."""
+    spec = parse_source(stream.source)
+    outputs, overwrite = stream.outputs, stream.config.output.overwrite
+    source = spec.target if spec.kind == "file" else None
+    if outputs.output is not None and not stream.stills:
+        check_output_path(outputs.output, source, overwrite)
+    for path in (outputs.save_json, outputs.save_stats):
+        if path is not None:
+            check_output_path(path, source, overwrite, suffixes=RECORDS_SUFFIXES)
+
+
+def _check_segments(stream: StreamPlan) -> None:
+    """A camera's recording paths: the checks of ``_check_single``, but an earlier segment there is no obstacle."""
+    outputs = stream.outputs
+    if outputs.output is not None:
+        check_output_path(outputs.output, None, overwrite=True)
+    if outputs.save_json is not None:
+        check_output_path(outputs.save_json, None, overwrite=True, suffixes=RECORDS_SUFFIXES)
