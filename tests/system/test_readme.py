@@ -16,10 +16,10 @@ def _python_blocks() -> list[str]:
 
 
 def test_readme_has_python_examples():
-    assert len(_python_blocks()) >= 3
+    assert len(_python_blocks()) >= 4
 
 
-@pytest.mark.parametrize("index", range(3))
+@pytest.mark.parametrize("index", range(4))
 def test_readme_example_runs(index, tmp_path, monkeypatch, car_clip):
     code = _python_blocks()[index]
     # This machine cannot download COCO weights: the examples run with seeded random ones, at a small size.
@@ -46,3 +46,6 @@ def test_readme_example_runs(index, tmp_path, monkeypatch, car_clip):
     if index == 2:
         assert (tmp_path / "bikes.jsonl").exists()
         assert len((tmp_path / "bikes.jsonl").read_text().splitlines()) == 25
+    if index == 3:  # your own source, detector and sink through Pipeline: every frame, in order
+        summary = namespace["summary"]
+        assert (summary.frames_read, summary.frames_written, summary.error) == (10, 10, None)
