@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from rtseg.core.config import ModelConfig, setting_choices
-from rtseg.core.errors import UsageError
-from rtseg.core.redaction import CredentialFilter
+from rtseg.core.errors import RtsegError, UsageError
+from rtseg.core.redaction import CredentialFilter, mask_credentials
 
 PRECISIONS: tuple[str, ...] = setting_choices(ModelConfig, "precision")
 ARCHITECTURES: tuple[str, ...] = setting_choices(ModelConfig, "name")
@@ -53,6 +54,17 @@ def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
     given = {"device": args.device, "precision": args.precision, "name": args.model, "weights": args.weights,
              "size": args.size, "score_threshold": args.score_threshold}
     return {key: value for key, value in given.items() if value is not None}
+
+
+def run_command(main: Callable[[list[str]], int], argv: Sequence[str]) -> int:
+    """A subcommand's ``main`` run on its own (``python -m rtseg.offline.train``): an expected failure is one line
+    on stderr and its exit code, as ``rtseg train`` prints it."""
+    setup_logging()
+    try:
+        return main(list(argv))
+    except RtsegError as exc:
+        print(mask_credentials(f"rtseg: error: {exc}"), file=sys.stderr)
+        return exc.exit_code
 
 
 def setup_logging(debug: bool = False) -> None:

@@ -28,7 +28,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchvision.models.detection import MaskRCNN
 
-from rtseg.core.commandline import ArgumentParser, add_device_flags
+from rtseg.core.commandline import ArgumentParser, add_device_flags, run_command
 from rtseg.core.config import ModelConfig
 from rtseg.core.errors import DataError, OutputError, UsageError
 from rtseg.core.masks import encode_mask
@@ -271,4 +271,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_command(main, sys.argv[1:]))

@@ -45,7 +45,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 from tqdm import tqdm
 
-from rtseg.core.commandline import ArgumentParser, add_device_flags
+from rtseg.core.commandline import ArgumentParser, add_device_flags, run_command
 from rtseg.core.config import apply_section_overrides, setting_choices
 from rtseg.core.errors import DataError, DeviceError, OutputError, RuntimeFailure, UsageError, WeightsError
 from rtseg.detect.device import resolve_device
@@ -651,4 +651,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_command(main, sys.argv[1:]))
