@@ -1,4 +1,4 @@
-"""Sinks: where rendered frames go — an MP4 file and a live window.
+"""The MP4 sink: annotated frames into an H.264 MP4 that keeps the source's timeline and audio.
 
 The MP4 sink reproduces the source timeline exactly: each frame is encoded with
 the source's own timestamp and time base, so variable frame rate survives, and
