@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cluster_helpers import catch_mid_file
 from helpers import SquareDetector, make_clip, read_video
 
 from rtseg.api import Outputs
@@ -128,19 +129,13 @@ def test_a_node_removed_mid_archive_leaves_the_rest_to_the_other(two_nodes, tmp_
     results = []
     runner = threading.Thread(target=lambda: results.append(run.run()))
     runner.start()
-    removed = None
+
+    def remove_node(now: dict) -> None:
+        time.sleep(0.3)
+        cluster.remove_node(second)  # the node goes, with the worker and its half-done file
+
     try:
-        deadline = time.monotonic() + 120
-        while removed is None and time.monotonic() < deadline and runner.is_alive():
-            for worker in run.workers:
-                ready, _ = ray.wait([asked := worker.current.remote()], timeout=1.0)
-                now = ray.get(ready[0]) if ready else None
-                if now is not None and now["node_id"] == second.node_id:
-                    time.sleep(0.3)
-                    cluster.remove_node(second)  # the node goes, with the worker and its half-done file
-                    removed = Path(now["file"]).name
-                    break
-            time.sleep(0.05)
+        removed = catch_mid_file(ray, run, runner, lambda now: now["node_id"] == second.node_id, remove_node)
     finally:
         runner.join(180)
     assert removed is not None, "the second node's worker was never caught mid-file"

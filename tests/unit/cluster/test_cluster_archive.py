@@ -8,11 +8,11 @@ import functools
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cluster_helpers import catch_mid_file
 from helpers import SquareDetector, make_clip, read_video
 
 from rtseg.api import Outputs, process
@@ -110,19 +110,13 @@ def test_a_worker_killed_mid_file_has_that_file_redone(ray_cluster, tmp_path):
     results = []
     runner = threading.Thread(target=lambda: results.append(run.run()))
     runner.start()
-    killed = None
-    deadline = time.monotonic() + 120
-    try:
-        while killed is None and time.monotonic() < deadline and runner.is_alive():
-            for worker in run.workers:
-                ready, _ = ray_cluster.wait([current := worker.current.remote()], timeout=1.0)
-                now = ray_cluster.get(current) if ready else None
-                partial = None if now is None else out / f".{Path(now['file']).stem}.mp4.partial" / "1"
-                if partial is not None and partial.is_dir() and any(p.stat().st_size for p in partial.iterdir()):
-                    os.kill(now["pid"], signal.SIGKILL)  # the worker's process dies with the file half written
-                    killed = Path(now["file"]).name
-                    break
-            time.sleep(0.05)
+
+    def half_written(now: dict) -> bool:
+        staged = out / f".{Path(now['file']).stem}.mp4.partial" / "1"
+        return staged.is_dir() and any(p.stat().st_size for p in staged.iterdir())
+
+    try:  # the worker's process dies with the file half written
+        killed = catch_mid_file(ray_cluster, run, runner, half_written, lambda now: os.kill(now["pid"], signal.SIGKILL))
     finally:
         runner.join(180)
     assert killed is not None, "no worker was caught mid-file"
