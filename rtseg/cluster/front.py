@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from rtseg.api import source_list
 from rtseg.cluster.archive import ArchiveResult, ArchiveRun
 from rtseg.cluster.fleet import FleetResult, FleetRun
 from rtseg.cluster.runtime import DetectorFactory, connected, detector_factory_from_env, import_ray
@@ -23,7 +24,7 @@ def run_cluster(address: str, sources: Sequence[str | StreamConfig], outputs: Ou
     cameras make a fleet, archives and video files are spread one file per task.
     """
     import_ray(single_node=address == "auto")
-    sources = list(sources) or list(config.streams)
+    sources = source_list(sources, config)
     if not sources:
         raise UsageError("no source: give --source or a config file with a streams: list")
     config = dataclasses.replace(config, output=dataclasses.replace(config.output, show=False))

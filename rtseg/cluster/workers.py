@@ -115,8 +115,7 @@ class ArchiveWorker:
         """The file being worked on now, with this worker's process and node (tests kill them mid-file)."""
         if self._current is None:
             return None
-        identity = _identity()
-        return {**self._current, "node": identity.node, "node_id": identity.node_id, "pid": identity.pid}
+        return {**self._current, **dataclasses.asdict(_identity())}
 
     def process_file(self, task: FileTask) -> FileOutcome:
         """Attempt ``task.attempt`` writes in its own staging folder and commits when complete (``StagedOutput``);

@@ -43,7 +43,7 @@ def stream_start(plan: StreamPlan, sinks: Sequence[Sink] = (), *, manifest: Mani
         source = open_source(plan.source, config.live, realtime=plan.live,
                              decoder_threads=config.pipeline.decoder_threads)
         try:
-            opened = _open_sinks(source, plan.source, written, plan)
+            opened = _open_sinks(source, written, plan)
         except BaseException:
             source.close()
             raise
@@ -84,7 +84,7 @@ def _settle(plan: StreamPlan, staged: Sequence[StagedOutput], written: Outputs, 
         log.warning("%s: what was processed is kept in %s until a rerun redoes it", plan.name, written.output)
 
 
-def _open_sinks(source: VideoSource, source_name: str, outputs: Outputs, plan: StreamPlan) -> list[Sink]:
+def _open_sinks(source: VideoSource, outputs: Outputs, plan: StreamPlan) -> list[Sink]:
     """The stream's sinks, after the checks that need the opened source (still images' directory)."""
     config = plan.config
     overwrite = config.output.overwrite
@@ -98,7 +98,7 @@ def _open_sinks(source: VideoSource, source_name: str, outputs: Outputs, plan: S
     try:
         if outputs.output is not None:
             sinks.append(FramesSink(outputs.output) if images else
-                         Mp4Sink(outputs.output, config.output, audio_source=source_name if source.info.is_file else None,
+                         Mp4Sink(outputs.output, config.output, audio_source=plan.source if source.info.is_file else None,
                                  frame_rate=source.info.frame_rate))
         if outputs.save_json is not None:
             sinks.append(JsonLinesSink(outputs.save_json))

@@ -209,12 +209,15 @@ def plan_run(sources: Sequence[str | StreamConfig], outputs: Outputs, config: Co
 
 
 def _absolute(stream: StreamPlan) -> StreamPlan:
-    outputs = stream.outputs
+    archive_input = _resolved(stream.archive_input)
     return dataclasses.replace(
-        stream, source=str(stream.archive_input.resolve()) if stream.archive_input is not None else stream.source,
-        archive_input=None if stream.archive_input is None else stream.archive_input.resolve(),
-        outputs=dataclasses.replace(outputs, output=None if outputs.output is None else Path(outputs.output).resolve(),
-                                    save_json=None if outputs.save_json is None else Path(outputs.save_json).resolve()))
+        stream, source=stream.source if archive_input is None else str(archive_input), archive_input=archive_input,
+        outputs=dataclasses.replace(stream.outputs, output=_resolved(stream.outputs.output),
+                                    save_json=_resolved(stream.outputs.save_json)))
+
+
+def _resolved(path: str | Path | None) -> Path | None:
+    return None if path is None else Path(path).resolve()
 
 
 def _check_cluster(streams: list[StreamPlan], outputs: Outputs) -> None:
@@ -222,8 +225,8 @@ def _check_cluster(streams: list[StreamPlan], outputs: Outputs) -> None:
     files = {not s.live for s in streams}
     if len(files) > 1:
         raise UsageError("with --cluster, give either archives of videos or cameras, not both in one run")
-    for stream in streams:
-        if files == {True} and stream.archive_input is None:
+    for stream in streams if files == {True} else []:  # an archive: a video file named on its own is one too
+        if stream.archive_input is None:
             path = Path(stream.source)
             if not (path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES):
                 raise UsageError("with --cluster, give archives (directories or globs of videos) or a streams: list "

@@ -15,6 +15,7 @@ from rtseg.pipeline.summary import StageTimer
 
 log = logging.getLogger(__name__)
 
+
 class EndOfStream:
     """The type of ``END``, the one item after a stream's last frame: finish the frames in flight and stop."""
 
