@@ -4,13 +4,16 @@
 Mask R-CNN, tests a stub. Endpoints (all under the private workspace, ids are
 random 32-hex-digit names, never paths):
 
-- ``POST /api/images?name=&max_side=``: body = the image file → ``{"id", "width", "height"}``;
+- ``POST /api/images?name=&max_side=``: body = the image file → ``{"id", "width", "height", "objects", "stem"}``;
   ``GET /api/images/{id}/objects|annotated.png|detections.json|cutouts.zip?score=&classes=``
   filter what the model found without running it again.
-- ``POST /api/videos?name=&score=&classes=``: body = the video → ``{"id"}`` (202);
-  ``GET /api/videos/{id}`` status, ``POST /api/videos/{id}/cancel``,
+- ``POST /api/videos?name=&score=&classes=``: body = the video → ``{"id", "frames_total", "stem"}`` (202);
+  ``GET /api/videos/{id}`` status (with ``ahead``: jobs before it in the queue), ``POST /api/videos/{id}/cancel``
+  (a queued job is cancelled at once and frees its place),
   ``GET /api/videos/{id}/annotated.mp4|detections.jsonl``.
 - ``WS /api/live``: the webcam (see ``rtseg.web.live``). ``GET /api/info``: classes and defaults.
+
+``stem`` is the upload's name made safe; every download is named after it (``street-annotated.png``).
 """
 
 from __future__ import annotations
@@ -52,14 +55,14 @@ from rtseg.web.images import (
 from rtseg.web.live import LiveSession, converse
 from rtseg.web.security import LOOPBACK_NAMES, HostCheck
 from rtseg.web.sharing import MIN_SCORE, Admission, SharedModel
-from rtseg.web.videos import DONE, FINISHED, VideoJob, VideoWorker
+from rtseg.web.videos import DONE, VideoJob, VideoWorker
 from rtseg.web.workspace import Workspace, download_stem, is_id, new_id, receive_upload
 
 log = logging.getLogger(__name__)
 
-_STATIC = ("index.html", "app.js", "style.css")
+_STATIC = ("index.html", "app.js", "style.css", "favicon.svg")
 _MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                ".css": "text/css; charset=utf-8"}
+                ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 _HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -215,7 +218,8 @@ def create_app(detector: Detector, settings: WebSettings | None = None) -> FastA
             server.admission.leave()
         result_id = new_id()
         server.images.add(result_id, ImageResult(_base_name(name), image, found))
-        return {"id": result_id, "width": image.shape[1], "height": image.shape[0], "objects": len(found)}
+        return {"id": result_id, "width": image.shape[1], "height": image.shape[0], "objects": len(found),
+                "stem": download_stem(name, "image")}
 
     def image_frame(result_id: str, score: float, classes: str) -> tuple[ImageResult, Any]:
         result = server.images.get(result_id) if is_id(result_id) else None
@@ -223,8 +227,8 @@ def create_app(detector: Detector, settings: WebSettings | None = None) -> FastA
             raise HTTPException(404, "this image result has expired: run the image again")
         return result, result.frame(score, class_ids(classes))
 
-    def attachment(filename: str) -> dict[str, str]:
-        return {"Content-Disposition": f'attachment; filename="{filename}"'}
+    def attachment(filename: str, kind: str = "attachment") -> dict[str, str]:
+        return {"Content-Disposition": f'{kind}; filename="{filename}"'}
 
     score_query = Query(defaults.score_threshold, ge=0.0, le=1.0)
 
@@ -236,7 +240,9 @@ def create_app(detector: Detector, settings: WebSettings | None = None) -> FastA
     @app.get("/api/images/{result_id}/annotated.png")
     def image_annotated(result_id: str, score: float = score_query, classes: str = "") -> Response:
         result, frame = image_frame(result_id, score, classes)
-        return Response(annotated_png(frame, server.settings.config.render), media_type="image/png")
+        # inline: the page shows it; the name is what "Save image as" and the download link use
+        return Response(annotated_png(frame, server.settings.config.render), media_type="image/png",
+                        headers=attachment(f"{download_stem(result.name, 'image')}-annotated.png", "inline"))
 
     @app.get("/api/images/{result_id}/detections.json")
     def image_detections(result_id: str, score: float = score_query, classes: str = "") -> Response:
@@ -274,7 +280,7 @@ def create_app(detector: Detector, settings: WebSettings | None = None) -> FastA
                        on_finish=server.admission.leave)
         job_id = new_id()
         server.videos.submit(job_id, job)
-        return {"id": job_id, "frames_total": frames_total}
+        return {"id": job_id, "frames_total": frames_total, "stem": job.stem}
 
     def video_job(job_id: str) -> VideoJob:
         job = server.videos.jobs.get(job_id) if is_id(job_id) else None
@@ -284,14 +290,13 @@ def create_app(detector: Detector, settings: WebSettings | None = None) -> FastA
 
     @app.get("/api/videos/{job_id}")
     def video_status(job_id: str) -> dict[str, Any]:
-        return video_job(job_id).status()
+        return server.videos.status(job_id, video_job(job_id))
 
     @app.post("/api/videos/{job_id}/cancel")
     def video_cancel(job_id: str) -> dict[str, Any]:
         job = video_job(job_id)
-        if job.state not in FINISHED:
-            job.cancel_requested.set()
-        return job.status()
+        job.cancel()
+        return server.videos.status(job_id, job)
 
     def finished_file(job_id: str, pick: Callable[[VideoJob], Path]) -> tuple[VideoJob, Path]:
         job = video_job(job_id)

@@ -4,7 +4,9 @@ The pipeline tracks, colours by track, keeps the audio and writes the H.264
 MP4 and JSON Lines the CLI writes; the job counts frames as they reach the
 sinks (progress, ETA), and cancelling stops the pipeline as Ctrl-C does and
 deletes what it wrote. Jobs run one after another; their model calls share the
-model with image requests through ``SharedModel``'s fair lock.
+model with image requests through ``SharedModel``'s fair lock. A queued job that
+is cancelled finishes at once and gives its admission slot back, so the page
+never shows a dead job holding a place in the queue.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class VideoJob:
     started_at: float | None = None
     finished_at: float | None = None
     cancel_requested: threading.Event = field(default_factory=threading.Event)
+    # Rule: a job leaves QUEUED under this lock, once: either the worker starts it or cancel() finishes it.
+    _start: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
     def upload(self) -> Path:
@@ -60,13 +64,35 @@ class VideoJob:
     def records(self) -> Path:
         return self.directory / "detections.jsonl"
 
-    def status(self) -> dict[str, Any]:
+    def status(self, ahead: int = 0) -> dict[str, Any]:
+        """What the page shows; ``ahead`` is how many jobs run or wait before this one (0 unless queued)."""
         eta = None
         if self.state == RUNNING and self.frames_total and self.frames_done and self.started_at is not None:
             rate = self.frames_done / max(time.monotonic() - self.started_at, 1e-6)
             eta = round(max(self.frames_total - self.frames_done, 0) / rate, 1)
         return {"state": self.state, "frames_done": self.frames_done, "frames_total": self.frames_total,
-                "eta_seconds": eta, "error": self.error}
+                "eta_seconds": eta, "error": self.error, "ahead": ahead if self.state == QUEUED else 0,
+                "stem": self.stem}
+
+    def cancel(self) -> None:
+        """A queued job finishes now (its slot is free at once); a running one stops at its next frame."""
+        with self._start:
+            if self.state == QUEUED:
+                self.cancel_requested.set()
+                self.finish(CANCELLED)
+            elif self.state not in FINISHED:
+                self.cancel_requested.set()
+
+    def begin(self) -> bool:
+        """Called by the worker: moves a queued job to RUNNING; False when it was cancelled meanwhile."""
+        with self._start:
+            if self.state != QUEUED:
+                return False  # cancel() has finished it already
+            if self.cancel_requested.is_set():  # the server is closing
+                self.finish(CANCELLED)
+                return False
+            self.state, self.started_at = RUNNING, time.monotonic()
+            return True
 
     def finish(self, state: str, error: str | None = None) -> None:
         self.state, self.error, self.finished_at = state, error, time.monotonic()
@@ -99,6 +125,19 @@ class VideoWorker:
             self.jobs[job_id] = job
         self._queue.put(job)
 
+    def ahead_of(self, job_id: str) -> int:
+        """How many jobs submitted before ``job_id`` are still queued or running (jobs run in submission order)."""
+        with self._lock:
+            ahead = 0
+            for other_id, job in self.jobs.items():
+                if other_id == job_id:
+                    return ahead
+                ahead += job.state in (QUEUED, RUNNING)
+        return 0
+
+    def status(self, job_id: str, job: VideoJob) -> dict[str, Any]:
+        return job.status(self.ahead_of(job_id) if job.state == QUEUED else 0)
+
     def expire(self, now: float) -> None:
         """Forget finished jobs older than ``keep_seconds`` and delete their files."""
         with self._lock:
@@ -122,10 +161,8 @@ class VideoWorker:
             self._run(job)
 
     def _run(self, job: VideoJob) -> None:
-        if job.cancel_requested.is_set():
-            job.finish(CANCELLED)
+        if not job.begin():
             return
-        job.state, job.started_at = RUNNING, time.monotonic()
 
         def detector(settings: ModelConfig) -> FilteredDetector:
             """The planner's score floor (down to tracking.low_score, as for the CLI) over the shared model."""

@@ -1,8 +1,20 @@
-// The rtseg page: one image, video or webcam at a time, against the endpoints of rtseg/web/app.py.
+// The rtseg page: an image, a video job or the webcam at a time, against the endpoints of rtseg/web/app.py.
+// Rules: every download link belongs to the result on screen (cleared when a run starts, is cancelled or fails);
+// a file is checked in the browser (size, preview) before anything is uploaded; user text is only ever set as
+// textContent; messages use the page's own labels, not the API's parameter names.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { info: null, imageId: null, imageRequest: 0, videoId: null, webcam: null };
+const VIDEO_KEY = "rtseg.video"; // sessionStorage: this tab's video job, so that a reload shows it again
+const ACTIVE = ["queued", "running"];
+const state = {
+  info: null,
+  classes: [], // the chosen class names, in the order chosen; none = every class
+  image: { file: null, ok: false, running: false, id: null, stem: "image", name: "", request: 0 },
+  video: { file: null, ok: false, job: null, uploading: false },
+  webcam: null,
+  uploads: 0, // uploads in flight: leaving the page now would lose them, so the browser asks first
+};
 
 function show(element, visible) { element.hidden = !visible; }
 
@@ -11,25 +23,47 @@ function setError(element, message) {
   show(element, Boolean(message));
 }
 
-// The one line the server sent (FastAPI's {"detail": ...}), or the status when there is none.
+function plural(count, one, many = `${one}s`) { return `${count} ${count === 1 ? one : many}`; }
+
+function sizeText(bytes) {
+  return bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(bytes >= 10 * 2 ** 20 ? 0 : 1)} MB`
+    : bytes >= 1024 ? `${Math.round(bytes / 1024)} KB` : plural(bytes, "byte");
+}
+
+// Focus moves only when it sat on a control that is going away (disabled or hidden), or nowhere.
+function moveFocus(from, to) {
+  const here = document.activeElement;
+  if (here === from || here === document.body || here === null) to.focus();
+}
+
+// -- the server's messages, in the page's words -------------------------------------------------------
+
+const LABELS = { max_side: "Max size", score: "Score threshold", classes: "Classes", name: "File name" };
+const PHRASES = [
+  [/Input should be greater than or equal to (\S+)/, "must be $1 or more"],
+  [/Input should be less than or equal to (\S+)/, "must be $1 or less"],
+  [/Input should be a valid (integer|number).*/, "must be a number"],
+];
+
+function ownWords(text) {
+  let words = text.replace(/^(\w+): /, (whole, name) => (LABELS[name] ? `${LABELS[name]}: ` : whole));
+  for (const [pattern, phrase] of PHRASES) words = words.replace(pattern, phrase);
+  return words;
+}
+
 async function problem(response) {
-  let text = `${response.status} ${response.statusText}`;
+  let text = `the server answered ${response.status} ${response.statusText}`;
   try {
     const body = await response.json();
-    if (typeof body.detail === "string") text = body.detail;
+    if (typeof body.detail === "string") text = ownWords(body.detail);
   } catch (ignored) { /* not JSON: keep the status line */ }
   if (response.status === 503) setError($("busy"), text);
   return text;
 }
 
-function filterQuery() {
-  const classes = Array.from($("classes").selectedOptions, (o) => o.value);
-  return `score=${encodeURIComponent($("score").value)}&classes=${encodeURIComponent(classes.join(","))}`;
-}
-
 function tooLarge(file) {
   const limit = state.info.max_upload_bytes;
-  return file.size > limit ? `${file.name} is larger than the upload limit of ${Math.round(limit / 2 ** 20)} MB` : null;
+  return file.size > limit ? `${file.name} is ${sizeText(file.size)}, above the upload limit of ${sizeText(limit)}` : null;
 }
 
 async function upload(url, file) {
@@ -39,23 +73,39 @@ async function upload(url, file) {
   return response.json();
 }
 
-// -- settings ---------------------------------------------------------------------------------------
+// Hides a block of download links and takes their addresses away, so no stale result can be downloaded.
+function clearLinks(container) {
+  for (const link of container.querySelectorAll("a")) link.removeAttribute("href");
+  show(container, false);
+}
+
+function setLink(id, href, filename) {
+  $(id).href = href;
+  $(id).download = filename;
+}
+
+function filterQuery() {
+  return `score=${encodeURIComponent($("score").value)}&classes=${encodeURIComponent(state.classes.join(","))}`;
+}
+
+function scoreText() { return Number($("score").value).toFixed(2); }
+
+// -- settings: the score and the class picker -----------------------------------------------------------
 
 async function loadInfo() {
   const response = await fetch("/api/info");
+  if (!response.ok) throw new Error(await problem(response));
   state.info = await response.json();
-  const select = $("classes");
-  for (const name of state.info.classes) {
-    const option = new Option(name, name, false, state.info.default_classes.includes(name));
-    select.add(option);
-  }
+  state.classes = state.info.default_classes.filter((name) => state.info.classes.includes(name));
   $("score").min = state.info.min_score;
   $("score").value = state.info.score_threshold;
   $("max-side").value = state.info.max_side;
+  for (const limit of document.querySelectorAll(".limit")) limit.textContent = sizeText(state.info.max_upload_bytes);
   showScore();
+  renderClasses();
 }
 
-function showScore() { $("score-value").textContent = Number($("score").value).toFixed(2); }
+function showScore() { $("score-value").textContent = scoreText(); }
 
 let refilterTimer = null;
 function settingsChanged() {
@@ -64,49 +114,311 @@ function settingsChanged() {
   refilterTimer = setTimeout(() => { refreshImage(); sendWebcamSettings(); }, 60);
 }
 
-// -- image ------------------------------------------------------------------------------------------
+const picker = { active: -1, shown: [] }; // the list's highlighted option and the names it lists now
 
-function imageChosen() {
-  const file = $("image-file").files[0];
-  state.imageId = null;
-  setError($("image-error"), null);
-  $("result-image").removeAttribute("src");
-  show($("objects"), false);
-  show($("image-downloads"), false);
-  if ($("image-preview").src) URL.revokeObjectURL($("image-preview").src);
-  if (file) $("image-preview").src = URL.createObjectURL(file); else $("image-preview").removeAttribute("src");
-  $("run-image").disabled = !file;
+function renderClasses() {
+  const chips = state.classes.map((name) => {
+    const chip = document.createElement("li");
+    chip.className = "chip";
+    const label = document.createElement("span");
+    label.textContent = name;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.textContent = "×";
+    remove.setAttribute("aria-label", `Remove ${name}`);
+    remove.addEventListener("click", () => {
+      toggleClass(name);
+      $("class-search").focus();
+    });
+    chip.append(label, remove);
+    return chip;
+  });
+  $("class-chips").replaceChildren(...chips);
+  const total = state.info.classes.length;
+  $("class-shown").textContent = state.classes.length === 0 ? `All classes are shown (${total}).`
+    : `Shown: ${state.classes.join(", ")} (${state.classes.length} of ${total} classes).`;
+  show($("classes-all"), state.classes.length > 0);
+  renderClassList();
 }
 
-async function runImage() {
-  const file = $("image-file").files[0];
-  setError($("image-error"), tooLarge(file));
-  if (tooLarge(file)) return;
-  $("run-image").disabled = true;
-  $("image-status").textContent = "running the model...";
-  try {
-    const maxSide = encodeURIComponent($("max-side").value);
-    const result = await upload(`/api/images?name=${encodeURIComponent(file.name)}&max_side=${maxSide}`, file);
-    state.imageId = result.id;
-    await refreshImage();
-  } catch (error) {
-    setError($("image-error"), error.message);
-  } finally {
-    $("image-status").textContent = "";
-    $("run-image").disabled = false;
+function renderClassList() {
+  const query = $("class-search").value.trim().toLowerCase();
+  picker.shown = state.info.classes.filter((name) => name.toLowerCase().includes(query));
+  picker.active = Math.min(picker.active, picker.shown.length - 1);
+  const options = picker.shown.map((name, index) => {
+    const option = document.createElement("li");
+    option.id = `class-option-${index}`;
+    option.setAttribute("role", "option");
+    option.setAttribute("aria-selected", String(state.classes.includes(name)));
+    option.textContent = name;
+    option.dataset.name = name;
+    if (index === picker.active) option.classList.add("active");
+    return option;
+  });
+  if (options.length === 0) {
+    const none = document.createElement("li");
+    none.className = "empty";
+    none.setAttribute("role", "presentation");
+    none.textContent = "no class matches";
+    options.push(none);
+  }
+  $("class-list").replaceChildren(...options);
+  const search = $("class-search");
+  if (picker.active >= 0) {
+    search.setAttribute("aria-activedescendant", `class-option-${picker.active}`);
+    $(`class-option-${picker.active}`).scrollIntoView({ block: "nearest" });
+  } else {
+    search.removeAttribute("aria-activedescendant");
   }
 }
 
-// Re-filters the result the server holds: no upload, no model call.
+function openClassList(open) {
+  show($("class-list"), open);
+  $("class-search").setAttribute("aria-expanded", String(open));
+  if (!open) { picker.active = -1; $("class-search").removeAttribute("aria-activedescendant"); }
+}
+
+function toggleClass(name) {
+  const at = state.classes.indexOf(name);
+  if (at >= 0) state.classes.splice(at, 1); else state.classes.push(name);
+  renderClasses();
+  settingsChanged();
+}
+
+function pickerKey(event) {
+  const open = !$("class-list").hidden;
+  if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+    event.preventDefault();
+    if (!open) openClassList(true);
+    const step = event.key === "ArrowDown" ? 1 : -1;
+    picker.active = Math.max(0, Math.min(picker.shown.length - 1, picker.active + step));
+    renderClassList();
+  } else if (event.key === "Enter" && open && picker.active >= 0) {
+    event.preventDefault();
+    chooseFromSearch(picker.shown[picker.active]);
+  } else if (event.key === "Escape" && open) {
+    event.preventDefault();
+    openClassList(false);
+  } else if (event.key === "Backspace" && $("class-search").value === "" && state.classes.length) {
+    toggleClass(state.classes[state.classes.length - 1]);
+  }
+}
+
+// After a typed search, choosing clears the search so that the next class can be typed at once.
+function chooseFromSearch(name) {
+  if ($("class-search").value) {
+    $("class-search").value = "";
+    picker.active = 0;
+  }
+  toggleClass(name);
+}
+
+function wirePicker() {
+  const search = $("class-search");
+  search.addEventListener("click", () => openClassList(true));
+  search.addEventListener("blur", () => openClassList(false));
+  search.addEventListener("input", () => { picker.active = 0; openClassList(true); renderClassList(); });
+  search.addEventListener("keydown", pickerKey);
+  const list = $("class-list");
+  list.addEventListener("mousedown", (event) => event.preventDefault()); // the search box keeps the focus
+  list.addEventListener("click", (event) => {
+    const option = event.target.closest("[role=option]");
+    if (option) chooseFromSearch(option.dataset.name);
+  });
+  $("classes-all").addEventListener("click", () => {
+    state.classes = [];
+    renderClasses();
+    settingsChanged();
+    $("class-search").focus();
+  });
+}
+
+// -- tabs --------------------------------------------------------------------------------------------
+
+const TABS = ["image", "video", "webcam"];
+
+function selectTab(name, focus = false) {
+  for (const other of TABS) {
+    const tab = $(`tab-${other}`);
+    const selected = other === name;
+    tab.setAttribute("aria-selected", String(selected));
+    tab.tabIndex = selected ? 0 : -1;
+    show($(`${other}-panel`), selected);
+  }
+  if (focus) $(`tab-${name}`).focus();
+}
+
+function wireTabs() {
+  TABS.forEach((name, index) => {
+    const tab = $(`tab-${name}`);
+    tab.addEventListener("click", () => selectTab(name));
+    tab.addEventListener("keydown", (event) => {
+      const moves = { ArrowRight: index + 1, ArrowLeft: index - 1, Home: 0, End: TABS.length - 1 };
+      if (!(event.key in moves)) return;
+      event.preventDefault();
+      selectTab(TABS[(moves[event.key] + TABS.length) % TABS.length], true);
+    });
+  });
+}
+
+// -- drop zones: drag and drop, paste, or the file button -------------------------------------------------
+
+function wireDropZones() {
+  const choosers = { image: chooseImage, video: chooseVideo };
+  for (const kind of ["image", "video"]) {
+    const zone = $(`${kind}-drop`);
+    zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
+    zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+    zone.addEventListener("drop", (event) => {
+      event.preventDefault();
+      zone.classList.remove("over");
+      const file = event.dataTransfer.files[0];
+      if (file) choosers[kind](file);
+    });
+    $(`${kind}-file`).addEventListener("change", (event) => {
+      if (event.target.files[0]) choosers[kind](event.target.files[0]);
+    });
+  }
+  // A file dropped beside a zone would make the browser leave the page for it.
+  window.addEventListener("dragover", (event) => event.preventDefault());
+  window.addEventListener("drop", (event) => event.preventDefault());
+  document.addEventListener("paste", (event) => {
+    const file = event.clipboardData && event.clipboardData.files[0];
+    if (!file) return; // text pastes into the search box as usual
+    event.preventDefault();
+    const kind = file.type.startsWith("video/") ? "video"
+      : file.type.startsWith("image/") || $("video-panel").hidden ? "image" : "video";
+    selectTab(kind);
+    choosers[kind](file);
+  });
+}
+
+function describeChosen(element, file, extra = "") {
+  element.textContent = `${file.name} · ${sizeText(file.size)}${extra}`;
+}
+
+// Takes a file for the image or video panel: names it, and starts the browser's preview, which judges it before
+// any upload (the preview's load or error event enables Run or says why not).
+function choose(kind, file, stage, updateRun) {
+  const chosen = state[kind];
+  chosen.file = file;
+  chosen.ok = false;
+  setError($(`${kind}-error`), null);
+  describeChosen($(`${kind}-chosen`), file);
+  const preview = $(`${kind}-preview`);
+  if (preview.src) URL.revokeObjectURL(preview.src);
+  preview.removeAttribute("src");
+  show(stage, false);
+  updateRun();
+  const large = tooLarge(file);
+  if (large) { setError($(`${kind}-error`), large); return; }
+  preview.src = URL.createObjectURL(file);
+}
+
+// -- image ----------------------------------------------------------------------------------------------
+
+function clearImageResult() {
+  state.image.id = null;
+  state.image.request += 1; // an answer still on its way is for the old result: ignored
+  $("result-image").removeAttribute("src");
+  show($("image-result"), false);
+  show($("image-summary"), false);
+  show($("objects-wrap"), false);
+  clearLinks($("image-downloads"));
+}
+
+function updateImageRun() {
+  $("run-image").disabled = !state.image.ok || state.image.running;
+}
+
+function chooseImage(file) {
+  clearImageResult();
+  choose("image", file, $("image-original"), updateImageRun);
+}
+
+function imagePreviewed() {
+  const preview = $("image-preview");
+  if (!preview.src || !state.image.file) return;
+  state.image.ok = true;
+  describeChosen($("image-chosen"), state.image.file, ` · ${preview.naturalWidth} × ${preview.naturalHeight} px`);
+  show($("image-original"), true);
+  updateImageRun();
+}
+
+function imagePreviewFailed() {
+  if (!$("image-preview").getAttribute("src") || !state.image.file) return;
+  state.image.ok = false;
+  show($("image-original"), false);
+  setError($("image-error"), `${state.image.file.name} cannot be shown as an image: choose a JPG, PNG, WebP or BMP file`);
+  updateImageRun();
+}
+
+function maxSideProblem() {
+  const side = $("max-side").valueAsNumber;
+  return Number.isInteger(side) && side >= 32 && side <= 8192 ? null
+    : "Max size must be a whole number of pixels from 32 to 8192";
+}
+
+async function runImage() {
+  const image = state.image;
+  const file = image.file;
+  const bad = maxSideProblem();
+  setError($("image-error"), bad);
+  if (bad) { $("max-side").focus(); return; }
+  clearImageResult();
+  image.running = true;
+  updateImageRun();
+  state.uploads += 1;
+  $("image-status").textContent = `Running the model on ${file.name}…`;
+  let ran = false;
+  try {
+    const maxSide = encodeURIComponent($("max-side").value);
+    const result = await upload(`/api/images?name=${encodeURIComponent(file.name)}&max_side=${maxSide}`, file);
+    if (image.file !== file) return; // another file was chosen meanwhile
+    Object.assign(image, { id: result.id, stem: result.stem, name: file.name });
+    ran = await refreshImage();
+  } catch (error) {
+    setError($("image-error"), error.message);
+  } finally {
+    state.uploads -= 1;
+    image.running = false;
+    $("image-status").textContent = "";
+    updateImageRun();
+  }
+  moveFocus($("run-image"), ran ? $("image-summary") : $("run-image"));
+}
+
+function imageSummary(objects) {
+  const score = scoreText();
+  const among = state.classes.length ? ` among ${state.classes.join(", ")}` : "";
+  if (objects.length === 0) {
+    return `No objects score ${score} or more${among} in ${state.image.name}: lower the score threshold to see weaker ones.`;
+  }
+  const counts = new Map();
+  for (const o of objects) counts.set(o.class, (counts.get(o.class) || 0) + 1);
+  const parts = Array.from(counts, ([name, count]) => `${count} ${name}`).join(", ");
+  return `${plural(objects.length, "object")} ≥ ${score}${among} in ${state.image.name}: ${parts}.`;
+}
+
+// Re-filters the result the server holds: no upload, no model call. The picture and the table are asked for at
+// once; the links follow the table, so all three always show the same filter. True when it is shown.
 async function refreshImage() {
-  if (!state.imageId) return;
-  const request = ++state.imageRequest;
-  const base = `/api/images/${state.imageId}`;
+  const image = state.image;
+  if (!image.id) return false;
+  const request = ++image.request;
+  const base = `/api/images/${image.id}`;
   const query = filterQuery();
+  $("result-image").src = `${base}/annotated.png?${query}`;
   const response = await fetch(`${base}/objects?${query}`);
-  if (request !== state.imageRequest) return; // a newer slider position is on its way
-  if (!response.ok) { setError($("image-error"), await problem(response)); return; }
+  if (request !== image.request) return false; // a newer slider position or another run is on its way
+  if (!response.ok) {
+    const message = await problem(response);
+    clearImageResult();
+    setError($("image-error"), message);
+    return false;
+  }
   const { objects } = await response.json();
+  if (request !== image.request) return false;
   const rows = $("objects").tBodies[0];
   rows.replaceChildren(...objects.map((o) => {
     const row = document.createElement("tr");
@@ -115,79 +427,209 @@ async function refreshImage() {
     }
     return row;
   }));
-  $("result-image").src = `${base}/annotated.png?${query}`;
-  $("download-png").href = `${base}/annotated.png?${query}`;
-  $("download-json").href = `${base}/detections.json?${query}`;
-  $("download-zip").href = `${base}/cutouts.zip?${query}`;
-  show($("objects"), true);
+  $("image-summary").textContent = imageSummary(objects);
+  show($("image-summary"), true);
+  setLink("download-png", `${base}/annotated.png?${query}`, `${image.stem}-annotated.png`);
+  setLink("download-json", `${base}/detections.json?${query}`, `${image.stem}-detections.json`);
+  setLink("download-zip", `${base}/cutouts.zip?${query}`, `${image.stem}-cutouts.zip`);
+  show($("objects-wrap"), objects.length > 0);
   show($("image-downloads"), true);
+  return true;
 }
 
-// -- video ------------------------------------------------------------------------------------------
+// -- video ----------------------------------------------------------------------------------------------
 
-function videoChosen() {
-  $("run-video").disabled = !$("video-file").files[0];
-  setError($("video-error"), null);
+// Containers the server reads that a browser may not preview (AVI, Matroska, MPEG-TS, MP4/MOV, FLV), by their
+// first bytes: such a file may still run; anything else whose preview fails is refused before the upload.
+const VIDEO_SIGNATURES = [[0, "RIFF"], [0, "\x1aE\xdf\xa3"], [4, "ftyp"], [0, "FLV"], [0, "G"]];
+
+async function looksLikeVideo(file) {
+  const head = new Uint8Array(await file.slice(0, 12).arrayBuffer());
+  const text = String.fromCharCode(...head);
+  return VIDEO_SIGNATURES.some(([at, magic]) => text.startsWith(magic, at)) && (text[0] !== "G" || file.size % 188 === 0);
+}
+
+function videoActive() { return state.video.uploading || Boolean(state.video.job && ACTIVE.includes(state.video.job.state)); }
+
+function updateVideoRun() {
+  $("run-video").disabled = !state.video.ok || videoActive();
+}
+
+function chooseVideo(file) {
+  choose("video", file, $("video-stage"), updateVideoRun); // a result on screen stays until the next run
+}
+
+function videoPreviewed() {
+  const preview = $("video-preview");
+  if (!preview.src || !state.video.file) return;
+  state.video.ok = true;
+  const seconds = preview.duration;
+  const length = Number.isFinite(seconds) ? ` · ${seconds.toFixed(1)} s` : "";
+  describeChosen($("video-chosen"), state.video.file, `${length} · ${preview.videoWidth} × ${preview.videoHeight} px`);
+  show($("video-stage"), true);
+  updateVideoRun();
+}
+
+async function videoPreviewFailed() {
+  const file = state.video.file;
+  if (!$("video-preview").getAttribute("src") || !file) return;
+  show($("video-stage"), false);
+  if (await looksLikeVideo(file)) {
+    if (state.video.file !== file) return;
+    state.video.ok = true;
+    describeChosen($("video-chosen"), file, " · no preview in this browser; the server reads it when you run it");
+  } else {
+    state.video.ok = false;
+    setError($("video-error"), `${file.name} cannot be read as a video: choose an MP4, MOV, MKV, WebM or AVI file`);
+  }
+  updateVideoRun();
+}
+
+function clearVideoResult() {
+  const result = $("result-video");
+  result.pause();
+  result.removeAttribute("src");
+  result.load(); // lets go of the old file
+  show(result, false);
+  show($("video-summary"), false);
+  clearLinks($("video-downloads"));
+}
+
+function remember(job) {
+  if (job) sessionStorage.setItem(VIDEO_KEY, JSON.stringify({ id: job.id, name: job.name, stem: job.stem }));
+  else sessionStorage.removeItem(VIDEO_KEY);
 }
 
 async function runVideo() {
-  const file = $("video-file").files[0];
-  setError($("video-error"), tooLarge(file));
-  if (tooLarge(file)) return;
-  $("run-video").disabled = true;
-  show($("result-video"), false);
-  show($("video-downloads"), false);
-  $("result-video").removeAttribute("src");
+  const video = state.video;
+  const file = video.file;
+  setError($("video-error"), null);
+  clearVideoResult();
+  video.job = null;
+  video.uploading = true;
+  state.uploads += 1;
+  updateVideoRun();
   $("progress").value = 0;
-  $("progress-text").textContent = "uploading...";
+  $("progress-text").textContent = `Uploading ${file.name}…`;
   show($("video-progress"), true);
   try {
     const result = await upload(`/api/videos?name=${encodeURIComponent(file.name)}&${filterQuery()}`, file);
-    state.videoId = result.id;
+    video.job = { id: result.id, name: file.name, stem: result.stem, state: "queued" };
+    remember(video.job);
     show($("cancel-video"), true);
-    pollVideo(result.id);
+    $("cancel-video").disabled = false;
+    moveFocus($("run-video"), $("cancel-video"));
+    pollVideo(video.job);
   } catch (error) {
     show($("video-progress"), false);
     setError($("video-error"), error.message);
-    $("run-video").disabled = false;
+  } finally {
+    video.uploading = false;
+    state.uploads -= 1;
+    updateVideoRun();
   }
 }
 
-async function pollVideo(id) {
-  const response = await fetch(`/api/videos/${id}`);
-  if (!response.ok) { setError($("video-error"), await problem(response)); return videoEnded(); }
-  const job = await response.json();
-  const total = job.frames_total;
-  if (total) $("progress").value = Math.min(100, (100 * job.frames_done) / total);
-  const eta = job.eta_seconds === null ? "" : `, about ${Math.ceil(job.eta_seconds)} s left`;
-  $("progress-text").textContent = `${job.state}: ${job.frames_done}${total ? " / " + total : ""} frames${eta}`;
-  if (job.state === "queued" || job.state === "running") { setTimeout(() => pollVideo(id), 300); return; }
-  if (job.state === "done") {
-    $("progress").value = 100;
-    const base = `/api/videos/${id}`;
-    $("result-video").src = `${base}/annotated.mp4`;
-    $("download-mp4").href = `${base}/annotated.mp4`;
-    $("download-jsonl").href = `${base}/detections.jsonl`;
-    show($("result-video"), true);
-    show($("video-downloads"), true);
-  } else if (job.state === "failed") {
-    setError($("video-error"), job.error);
+function progressText(job, status) {
+  const total = status.frames_total;
+  const frames = `${status.frames_done}${total ? ` / ${total}` : ""} frames`;
+  switch (status.state) {
+    case "queued":
+      return status.ahead > 0 ? `Queued: ${plural(status.ahead, "job")} ahead of ${job.name}` : `Queued: ${job.name} starts next`;
+    case "running": {
+      const eta = status.eta_seconds === null ? "" : `, about ${Math.ceil(status.eta_seconds)} s left`;
+      return `${job.cancelling ? "Cancelling" : "Running"}: ${frames}${eta}`;
+    }
+    case "done": return `Done: ${frames}`;
+    case "cancelled": return status.frames_done ? `Cancelled after ${frames}; nothing was kept` : "Cancelled before it started";
+    default: return `Failed after ${frames}`;
   }
-  videoEnded();
 }
 
-function videoEnded() {
+// Shows one status answer for the tab's job; the last word on a finished job also ends the polling.
+function showVideoStatus(job, status) {
+  if (state.video.job !== job) return; // another job replaced it
+  job.state = status.state;
+  const total = status.frames_total;
+  if (total) $("progress").value = Math.min(100, (100 * status.frames_done) / total);
+  $("progress-text").textContent = progressText(job, status);
+  show($("video-progress"), true);
+  if (ACTIVE.includes(status.state)) return;
   show($("cancel-video"), false);
-  $("run-video").disabled = !$("video-file").files[0];
+  updateVideoRun(); // before focus moves: a disabled Run could not take it
+  if (status.state === "done") {
+    $("progress").value = 100;
+    const base = `/api/videos/${job.id}`;
+    $("result-video").src = `${base}/annotated.mp4`;
+    show($("result-video"), true);
+    $("video-summary").textContent = `Result for ${job.name}: ${plural(status.frames_done, "frame")}, tracked.`;
+    show($("video-summary"), true);
+    setLink("download-mp4", `${base}/annotated.mp4`, `${job.stem}-annotated.mp4`);
+    setLink("download-jsonl", `${base}/detections.jsonl`, `${job.stem}-detections.jsonl`);
+    show($("video-downloads"), true);
+    moveFocus($("cancel-video"), $("video-summary"));
+  } else {
+    clearVideoResult();
+    remember(null);
+    if (status.state === "failed") setError($("video-error"), status.error);
+    moveFocus($("cancel-video"), $("run-video"));
+  }
+}
+
+async function pollVideo(job) {
+  while (state.video.job === job && ACTIVE.includes(job.state)) {
+    const response = await fetch(`/api/videos/${job.id}`);
+    if (state.video.job !== job) return;
+    if (!response.ok) {
+      const message = response.status === 404 ? `the video job for ${job.name} is no longer on the server` : await problem(response);
+      forgetVideoJob(message);
+      return;
+    }
+    showVideoStatus(job, await response.json());
+    if (ACTIVE.includes(job.state)) await new Promise((resolve) => setTimeout(resolve, 300));
+  }
+}
+
+function forgetVideoJob(message) {
+  state.video.job = null;
+  remember(null);
+  clearVideoResult();
+  show($("video-progress"), false);
+  show($("cancel-video"), false);
+  setError($("video-error"), message);
+  updateVideoRun();
 }
 
 async function cancelVideo() {
-  if (state.videoId) await fetch(`/api/videos/${state.videoId}/cancel`, { method: "POST" });
+  const job = state.video.job;
+  if (!job || !ACTIVE.includes(job.state)) return;
+  job.cancelling = true;
+  $("cancel-video").disabled = true;
+  clearLinks($("video-downloads"));
+  $("progress-text").textContent = "Cancelling…";
+  const response = await fetch(`/api/videos/${job.id}/cancel`, { method: "POST" });
+  if (response.ok) showVideoStatus(job, await response.json()); // a queued job is cancelled at once
+  else setError($("video-error"), await problem(response));
 }
 
-// -- webcam -----------------------------------------------------------------------------------------
-// Frames go out as: 4-byte big-endian sequence number + JPEG. At most a few are unanswered at once;
-// the server answers the newest and drops the rest, so the picture is never more than a frame behind.
+// After a reload: the tab's job, found again on the server, with its progress or its result.
+function reconnectVideo() {
+  let saved = null;
+  try { saved = JSON.parse(sessionStorage.getItem(VIDEO_KEY)); } catch (ignored) { /* not ours: forget it */ }
+  if (!saved || !/^[0-9a-f]{32}$/.test(saved.id)) { remember(null); return; }
+  state.video.job = { id: saved.id, name: String(saved.name), stem: String(saved.stem), state: "queued" };
+  selectTab("video");
+  $("progress-text").textContent = `Reconnecting to the job for ${state.video.job.name}…`;
+  show($("video-progress"), true);
+  show($("cancel-video"), true);
+  updateVideoRun();
+  pollVideo(state.video.job);
+}
+
+// -- webcam ---------------------------------------------------------------------------------------------
+// Frames go out as: 4-byte big-endian sequence number + JPEG. At most a few are unanswered at once; the server
+// answers the newest and drops the rest, so the picture is never more than a frame behind. An answer is drawn
+// on the canvas only once decoded, so the view never blanks between frames.
 
 const MAX_UNANSWERED = 3;
 const MAX_WIDTH = 640;
@@ -195,37 +637,56 @@ const MAX_WIDTH = 640;
 function sendWebcamSettings() {
   const webcam = state.webcam;
   if (!webcam || webcam.socket.readyState !== WebSocket.OPEN) return;
-  const classes = Array.from($("classes").selectedOptions, (o) => o.value);
-  webcam.socket.send(JSON.stringify({ score: Number($("score").value), classes }));
+  webcam.socket.send(JSON.stringify({ score: Number($("score").value), classes: state.classes }));
+}
+
+function resetMeters() {
+  $("fps").textContent = "-";
+  $("latency").textContent = "-";
+  $("dropped").textContent = "0";
 }
 
 async function startWebcam() {
   setError($("webcam-error"), null);
+  $("webcam-start").disabled = true;
+  $("webcam-status").textContent = "Asking the browser for your camera…";
   let camera;
   try {
     camera = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
   } catch (error) {
-    setError($("webcam-error"), `the webcam cannot be opened: ${error.message}`);
+    setError($("webcam-error"), `The webcam cannot be opened: ${error.message}`);
+    $("webcam-status").textContent = "Stopped.";
+    $("webcam-start").disabled = false;
     return;
   }
-  const video = $("webcam-source");
-  video.srcObject = camera;
-  await video.play();
+  const source = $("webcam-source");
+  source.srcObject = camera;
+  await source.play();
+  const view = $("webcam-view");
+  view.width = 0;
+  view.dataset.frames = "0";
+  resetMeters();
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${scheme}://${location.host}/api/live`);
   socket.binaryType = "blob";
-  const webcam = { camera, socket, canvas: document.createElement("canvas"), sent: 0, answered: 0,
-                   sentAt: new Map(), arrivals: [], facts: null, timer: null };
+  const webcam = { camera, socket, canvas: document.createElement("canvas"), sent: 0, answered: 0, drawn: 0,
+                   frames: 0, sentAt: new Map(), arrivals: [], facts: null, timer: null };
   state.webcam = webcam;
-  socket.onopen = () => { sendWebcamSettings(); webcam.timer = setInterval(() => sendFrame(webcam), 30); };
+  socket.onopen = () => {
+    sendWebcamSettings();
+    webcam.timer = setInterval(() => sendFrame(webcam), 30);
+    $("webcam-status").textContent = "Live: your camera on the left, what the model finds on the right.";
+  };
   socket.onmessage = (event) => receive(webcam, event.data);
   socket.onclose = (event) => {
     const unexplained = state.webcam === webcam && event.code !== 1000 && $("webcam-error").hidden;
-    if (unexplained) setError($("webcam-error"), event.reason || "the connection to the server closed");
+    if (unexplained) setError($("webcam-error"), event.reason || "The connection to the server closed.");
     stopWebcam(webcam);
   };
-  $("webcam-start").disabled = true;
   $("webcam-stop").disabled = false;
+  show($("webcam-pair"), true);
+  $("webcam-pair").scrollIntoView({ block: "nearest", behavior: "smooth" });
+  moveFocus($("webcam-start"), $("webcam-stop"));
 }
 
 function sendFrame(webcam) {
@@ -248,53 +709,86 @@ function sendFrame(webcam) {
   }, "image/jpeg", 0.8);
 }
 
-function receive(webcam, data) {
+async function receive(webcam, data) {
   if (typeof data === "string") {
     const facts = JSON.parse(data);
-    if (facts.error) { setError($("webcam-error"), facts.error); }
+    if (facts.error) setError($("webcam-error"), facts.error);
     if (facts.seq !== undefined) {
       webcam.answered = Math.max(webcam.answered, facts.seq); // older frames were dropped: none is pending
       webcam.facts = facts;
     }
     return;
   }
-  const facts = webcam.facts;
+  const facts = webcam.facts; // the facts sent just before this frame
+  const picture = await createImageBitmap(data);
+  if (state.webcam !== webcam || !facts || facts.seq <= webcam.drawn) { picture.close(); return; }
+  webcam.drawn = facts.seq;
   const view = $("webcam-view");
-  if (view.src) URL.revokeObjectURL(view.src);
-  view.src = URL.createObjectURL(data);
+  if (view.width !== picture.width || view.height !== picture.height) {
+    view.width = picture.width;
+    view.height = picture.height;
+  }
+  view.getContext("2d").drawImage(picture, 0, 0);
+  picture.close();
+  webcam.frames += 1;
+  view.dataset.frames = String(webcam.frames);
   const now = performance.now();
   webcam.arrivals.push(now);
   while (webcam.arrivals.length && now - webcam.arrivals[0] > 2000) webcam.arrivals.shift();
   const span = (now - webcam.arrivals[0]) / 1000;
   $("fps").textContent = (span > 0 ? (webcam.arrivals.length - 1) / span : 0).toFixed(1);
-  if (facts && webcam.sentAt.has(facts.seq)) $("latency").textContent = (now - webcam.sentAt.get(facts.seq)).toFixed(0);
-  for (const seq of webcam.sentAt.keys()) if (facts && seq <= facts.seq) webcam.sentAt.delete(seq);
-  if (facts) $("dropped").textContent = facts.dropped;
+  if (webcam.sentAt.has(facts.seq)) $("latency").textContent = (now - webcam.sentAt.get(facts.seq)).toFixed(0);
+  for (const seq of webcam.sentAt.keys()) if (seq <= facts.seq) webcam.sentAt.delete(seq);
+  $("dropped").textContent = facts.dropped;
 }
 
+// Stopped means stopped: the camera is released and the last frame and the meters are cleared, not left up.
 function stopWebcam(webcam = state.webcam) {
   if (!webcam) return;
   clearInterval(webcam.timer);
   webcam.camera.getTracks().forEach((track) => track.stop());
   if (webcam.socket.readyState <= WebSocket.OPEN) webcam.socket.close(1000);
-  if (state.webcam === webcam) state.webcam = null;
+  if (state.webcam !== webcam) return;
+  state.webcam = null;
+  $("webcam-source").srcObject = null;
+  const view = $("webcam-view");
+  view.width = 0;
+  view.height = 0;
+  show($("webcam-pair"), false);
+  resetMeters();
+  const cause = $("webcam-error").hidden ? "" : " after an error";
+  $("webcam-status").textContent = `Stopped${cause}: ${plural(webcam.frames, "frame")} annotated. Start streams again.`;
   $("webcam-start").disabled = false;
   $("webcam-stop").disabled = true;
+  moveFocus($("webcam-stop"), $("webcam-start"));
 }
 
-// -- wiring -----------------------------------------------------------------------------------------
+// -- wiring ---------------------------------------------------------------------------------------------
 
 window.addEventListener("DOMContentLoaded", async () => {
-  await loadInfo();
+  try {
+    await loadInfo();
+  } catch (error) {
+    setError($("busy"), `The page cannot start: ${error.message}`);
+    return;
+  }
   $("score").addEventListener("input", settingsChanged);
-  $("classes").addEventListener("change", settingsChanged);
-  $("classes-all").addEventListener("click", () => { $("classes").selectedIndex = -1; settingsChanged(); });
-  $("image-file").addEventListener("change", imageChosen);
+  wirePicker();
+  wireTabs();
+  wireDropZones();
+  $("image-preview").addEventListener("load", imagePreviewed);
+  $("image-preview").addEventListener("error", imagePreviewFailed);
+  $("result-image").addEventListener("load", () => show($("image-result"), Boolean($("result-image").getAttribute("src"))));
+  $("video-preview").addEventListener("loadeddata", videoPreviewed);
+  $("video-preview").addEventListener("error", videoPreviewFailed);
   $("run-image").addEventListener("click", runImage);
-  $("video-file").addEventListener("change", videoChosen);
   $("run-video").addEventListener("click", runVideo);
   $("cancel-video").addEventListener("click", cancelVideo);
   $("webcam-start").addEventListener("click", startWebcam);
   $("webcam-stop").addEventListener("click", () => stopWebcam());
+  window.addEventListener("beforeunload", (event) => {
+    if (state.uploads > 0) { event.preventDefault(); event.returnValue = ""; }
+  });
+  reconnectVideo();
   document.body.dataset.ready = "true";
 });

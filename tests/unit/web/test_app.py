@@ -67,7 +67,7 @@ def test_image_runs_once_and_the_slider_refilters_without_the_model(client, stub
     response = upload_image(client, image)
     assert response.status_code == 200, response.text
     result = response.json()
-    assert (result["width"], result["height"], result["objects"]) == (w, h, 2)
+    assert (result["width"], result["height"], result["objects"], result["stem"]) == (w, h, 2, "photo")
     base = f"/api/images/{result['id']}"
 
     rows = client.get(f"{base}/objects", params={"score": 0.5}).json()["objects"]
@@ -109,6 +109,9 @@ def test_downloads_are_the_cli_record_and_the_cli_cutouts(client):
     masks = [decode_mask(i["mask"]) for i in record["instances"]]
     assert (masks[0] == square_mask(h, w)).all() and (masks[1] == disc_mask(h, w)).all()
     assert [i["track_id"] for i in record["instances"]] == [None, None]
+
+    png = client.get(f"{base}/annotated.png", params={"score": 0.5})
+    assert png.headers["content-disposition"] == 'inline; filename="beach-annotated.png"'  # shown, and named
 
     archive = zipfile.ZipFile(io.BytesIO(client.get(f"{base}/cutouts.zip", params={"score": 0.5}).content))
     names = sorted(archive.namelist())
@@ -227,6 +230,7 @@ def test_only_the_page_is_served_and_no_directory_is_listed(client):
     page = client.get("/")
     assert page.status_code == 200 and 'id="score"' in page.text
     assert client.get("/app.js").headers["content-type"].startswith("text/javascript")
+    assert client.get("/favicon.svg").headers["content-type"] == "image/svg+xml"
     for path in ("/static/", "/static/index.html", "/__init__.py", "/..%2fapp.py", "/api/", "/docs", "/openapi.json"):
         assert client.get(path).status_code == 404, path
 
@@ -255,7 +259,8 @@ def test_a_video_runs_through_the_pipeline_to_an_mp4_with_its_json_lines(client,
     assert response.status_code == 202 and response.json()["frames_total"] == 12
     job_id = response.json()["id"]
     status = finished(client, job_id)
-    assert status == {"state": "done", "frames_done": 12, "frames_total": 12, "eta_seconds": None, "error": None}
+    assert status == {"state": "done", "frames_done": 12, "frames_total": 12, "eta_seconds": None, "error": None,
+                      "ahead": 0, "stem": "clip"}
 
     video = client.get(f"/api/videos/{job_id}/annotated.mp4")
     assert video.headers["content-type"] == "video/mp4"
@@ -288,6 +293,28 @@ def test_cancel_stops_the_job_and_deletes_its_output(make_client, held):
     assert client.get(f"/api/videos/{job_id}/annotated.mp4").status_code == 409
     assert workspace_files(client) == []
     assert upload_image(client).status_code == 200  # its admission slot is free again
+
+
+def test_a_queued_job_shows_its_place_and_cancelling_it_frees_the_place_at_once(make_client, held):
+    client = make_client(held, queue_size=2)
+    running = client.post("/api/videos", params={"name": "first.mp4"}, content=make_clip_bytes()).json()["id"]
+    held.entered.wait(WAIT_SECONDS)
+    queued = client.post("/api/videos", params={"name": "second.mp4"}, content=make_clip_bytes()).json()["id"]
+    status = client.get(f"/api/videos/{queued}").json()
+    assert (status["state"], status["ahead"], status["stem"]) == ("queued", 1, "second")
+    assert client.post("/api/videos", content=make_clip_bytes()).status_code == 503  # both places are taken
+
+    cancelled = client.post(f"/api/videos/{queued}/cancel").json()
+    assert (cancelled["state"], cancelled["ahead"]) == ("cancelled", 0)  # at once, while the first still runs
+    assert client.get(f"/api/videos/{running}").json()["state"] == "running"
+    third = client.post("/api/videos", params={"name": "third.mp4"}, content=make_clip_bytes())
+    assert third.status_code == 202  # its place was given back at once
+    assert client.get(f"/api/videos/{third.json()['id']}").json()["ahead"] == 1
+    held.gate.set()
+    assert finished(client, running)["state"] == "done"
+    assert finished(client, third.json()["id"])["state"] == "done"
+    assert client.get(f"/api/videos/{queued}").json()["state"] == "cancelled"  # the worker skipped it
+    assert held.calls == 2 * 12  # two clips of make_clip's 12 frames: nothing of the cancelled one ran
 
 
 def test_a_file_that_is_no_video_is_refused_with_its_name(client):
