@@ -100,9 +100,12 @@ class RunResult:
     stream_stats: dict[str, StatsCollector] = field(default_factory=dict)
 
     def save_stats(self, path: str | Path) -> None:
-        """``--save-stats``: one stream's counts as before; with several, totals and each stream's counts and figures."""
+        """``--save-stats``: one stream's counts (and its zones' and lines' totals); with several, totals and each
+        stream's counts and figures."""
         if len(self.summary.streams) <= 1:
-            self.stats.save(path)
+            analytics = self.summary.streams[0].analytics if self.summary.streams else None
+            data = {**self.stats.as_dict(), **({"analytics": analytics.as_dict()} if analytics is not None else {})}
+            Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
             return
         figures = {s.name: s.as_dict() for s in self.summary.streams}
         data = {**self.stats.as_dict(), "run": self.summary.as_dict(),

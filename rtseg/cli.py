@@ -24,6 +24,7 @@ from rtseg.core.commandline import ArgumentParser, add_model_flags, model_overri
 from rtseg.core.config import Config, apply_overrides, load_config
 from rtseg.core.errors import RtsegError, TerminationRequest, UsageError
 from rtseg.core.redaction import mask_credentials
+from rtseg.core.regions import parse_line, parse_zone
 
 log = logging.getLogger("rtseg")
 
@@ -44,6 +45,9 @@ examples:
   rtseg --source 0 --output webcam.mp4                     the first webcam, live, recorded at real speed
   rtseg --source rtsp://user:pass@192.168.1.10/stream1 --output cam.mp4 --read-timeout 5
   rtseg --source clip.mp4 --realtime                       play a file at its own pace, as a live camera
+  rtseg --source clip.mp4 --output out.mp4 --line gate=0,0.5,1,0.5:person --events events.jsonl
+                                                           count people crossing the middle, per direction
+  rtseg --source 0 --zone bay=0.5,0.4,1,0.4,1,1,0.5,1 --mqtt mqtt://127.0.0.1 --heatmap heat.png
 
 subcommands: rtseg train --help (fine-tune on COCO-format data), rtseg evaluate --help (COCO AP, precision/recall),
              rtseg serve --help (the browser page: images, videos, the webcam)
@@ -81,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-every", type=int, metavar="N", help="with --save-frames, keep every Nth frame")
     parser.add_argument("--save-crops", metavar="DIR", help="each object cut out as a transparent PNG")
     parser.add_argument("--save-stats", metavar="PATH.json", help="objects and tracks per class as JSON")
+    parser.add_argument("--zone", action="append", metavar="NAME=x,y,x,y,x,y[:classes]",
+                        help="a zone decided by the objects' masks: corners in pixels or 0..1 of the frame, e.g. "
+                             "door=0.1,0.2,0.4,0.2,0.4,0.9:person; give it once per zone (docs/analytics.md)")
+    parser.add_argument("--line", action="append", metavar="NAME=x,y,x,y[:left|right][:classes]",
+                        help="a line whose crossings are counted per class and direction, e.g. gate=0,0.5,1,0.5; "
+                             "'in' is the side on the left of its points' direction unless :right")
+    parser.add_argument("--events", metavar="PATH.jsonl", help="zone and line events as JSON Lines, one per line")
+    parser.add_argument("--heatmap", metavar="PATH.png", help="where objects were over the run, from their masks")
+    parser.add_argument("--mqtt", metavar="URL", help="publish events to an MQTT broker: mqtt://[user:pass@]host[:port] "
+                                                      "(pip install -e \".[events]\")")
+    parser.add_argument("--webhook", metavar="URL", help="POST each event as JSON to this URL")
     parser.add_argument("--config", help="YAML file overriding configs/default.yaml; flags override both")
     add_model_flags(parser)
     parser.add_argument("--classes", help="comma-separated COCO class names to keep, e.g. person,car")
@@ -126,6 +141,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "live": {"read_timeout": args.read_timeout, "reconnect_attempts": args.reconnect_attempts},
         "tracking": {"enabled": False if args.no_track else None},
         "render": {"color_by": args.color_by},
+        "analytics": {"zones": None if args.zone is None else [parse_zone(text).as_dict() for text in args.zone],
+                      "lines": None if args.line is None else [parse_line(text).as_dict() for text in args.line]},
+        "events": {"mqtt": args.mqtt, "webhook": args.webhook},
         "output": {"show": False if args.no_show else None, "overwrite": True if args.overwrite else None,
                    "frames_every": args.save_every},
     }
@@ -141,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.source and not config.streams:
         raise UsageError("no source: give --source (several times for several streams) or a config file with streams:")
     outputs = Outputs(output=args.output, save_json=args.save_json, save_frames=args.save_frames,
-                      save_crops=args.save_crops, save_stats=args.save_stats, show=config.output.show)
+                      save_crops=args.save_crops, save_stats=args.save_stats, events=args.events,
+                      heatmap=args.heatmap, show=config.output.show)
     if args.cluster:
         from rtseg.cluster.front import run_cluster
 
@@ -153,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
     summary = result.summary
     for line in [*summary.lines(), *result.stats.lines()]:
         print(mask_credentials(line))
-    written = [p for p in (args.output, args.save_json, args.save_frames, args.save_crops, args.save_stats) if p]
+    written = [p for p in (args.output, args.save_json, args.save_frames, args.save_crops, args.save_stats,
+                           args.events, args.heatmap) if p]
     if written and summary.frames_written:
         print("wrote " + ", ".join(written))
     if summary.error is not None:

@@ -107,6 +107,7 @@ class ArchiveWorker:
         self.settings = settings
         self.detector = build_detector(detector_factory, settings)
         self._current: dict[str, Any] | None = None
+        self._one_file = threading.Lock()  # Ray gives the actor two threads: one for a file, one for status calls
 
     def ready(self) -> Identity:
         return _identity()
@@ -121,6 +122,9 @@ class ArchiveWorker:
         """Attempt ``task.attempt`` writes in its own staging folder and commits when complete (``StagedOutput``);
         the manifest is the driver's."""
         started = time.monotonic()
+        if not self._one_file.acquire(blocking=False):  # the driver lost track of this worker: never two at once
+            busy = self._current["file"] if self._current is not None else "another file"
+            return FileOutcome(_identity(), error=f"worker busy with {busy}")
         self._current = {"file": str(task.source), "attempt": task.attempt}
         outcome = FileOutcome(_identity())
         try:
@@ -136,6 +140,7 @@ class ArchiveWorker:
             outcome.error = mask_credentials(str(exc))
         finally:
             self._current = None
+            self._one_file.release()
         outcome.seconds = time.monotonic() - started
         return outcome
 
@@ -196,9 +201,9 @@ class FleetWorker:
         """Each camera's plan with its outputs moved to the first segment none of whose files exists."""
         segments = []
         for camera in self.cameras:
-            paths = iter(segment(camera.finals, next_segment(camera.finals)))
-            outputs = dataclasses.replace(camera.outputs, output=next(paths) if camera.outputs.output else None,
-                                          save_json=next(paths) if camera.outputs.save_json else None)
+            number = next_segment(camera.finals)
+            outputs = camera.outputs.moved({name: segment([path], number)[0]
+                                            for name, path in camera.outputs.files().items()})
             segments.append(dataclasses.replace(camera, outputs=outputs))
             log.info("recording camera %s from %s into %s", camera.name, camera.source,
                      ", ".join(str(p) for p in segments[-1].finals) or "no file")

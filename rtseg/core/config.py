@@ -132,6 +132,32 @@ class TrackingConfig:
 
 
 @dataclass
+class AnalyticsConfig:
+    zones: list[dict[str, Any]] = setting([], "zones: [{name, points: [[x, y], ...] in pixels or 0..1 of the frame, classes: [...]}]")
+    lines: list[dict[str, Any]] = setting([], "lines: [{name, points: [[x, y], ...] (2 or more), in: left|right, classes: [...]}]")
+    zone_share: float = setting(0.5, "an object is inside a zone while at least this share of its mask is", above=0.0, max=1.0)
+    zone_margin: float = setting(0.1, "it leaves only when its share falls below zone_share minus this (no flicker)", min=0.0, below=1.0)
+    line_margin: float = setting(0.1, "an object has crossed once 0.5 plus this of its mask is on the other side", min=0.0, below=0.5)
+    loiter_seconds: float = setting(30.0, "a 'loiter' event when a tracked object stays in a zone this long (0 = never)", min=0.0)
+    occupancy_seconds: float = setting(1.0, "seconds of video between 'occupancy' events per zone (0 = none)", min=0.0)
+    lost_seconds: float = setting(1.0, "an unseen track leaves its zones after this; until then a new id in its place is it", min=0.0, max=3600.0)
+    reacquire_iou: float = setting(0.3, "least box overlap for a new track id to take over a lost one's zones and sides", above=0.0, max=1.0)
+    heatmap_classes: list[str] = setting([], "classes the --heatmap accumulates (empty: every class)")
+
+
+@dataclass
+class EventsConfig:
+    mqtt: str = setting("", "MQTT broker for events: mqtt://[user:password@]host[:port] (empty: none)")
+    mqtt_topic: str = setting("rtseg", "topic prefix: events go to PREFIX/STREAM/KIND; occupancy is retained")
+    mqtt_qos: int = setting(0, "MQTT quality of service for events", choices=(0, 1, 2))
+    webhook: str = setting("", "URL that receives each event as a JSON POST (empty: none)")
+    webhook_retries: int = setting(3, "extra tries of a webhook POST that fails, with a doubling wait", min=0, max=20)
+    timeout: float = setting(5.0, "seconds a publish (connect, POST) may take before it counts as failed", min=0.1, max=300.0)
+    queue_size: int = setting(1000, "events waiting per publisher; while it is full new ones are dropped and counted", min=1, max=1000000)
+    snapshots: str = setting("", "folder for a picture of each enter, cross and loiter event: the frame and the object (empty: none)")
+
+
+@dataclass
 class ClusterConfig:
     workers: int = setting(0, "Ray workers (--cluster), each loading the model once; 0 = as many as the cluster holds", min=0, max=100000)
     gpus_per_worker: float = setting(-1.0, "GPUs per worker; 0.5 = two share one; 0 = CPU only; -1 = 1 if the cluster has GPUs", min=-1.0, max=64.0)
@@ -144,7 +170,7 @@ class ClusterConfig:
 class StreamConfig:
     """One entry of a configuration file's ``streams:`` list: a source with its own outputs and settings.
 
-    ``live`` and ``tracking`` override those sections for this stream only.
+    ``live``, ``tracking`` and ``analytics`` (its own zones and lines) override those sections for this stream only.
     """
 
     source: str
@@ -153,6 +179,7 @@ class StreamConfig:
     save_json: str | None = None
     live: dict[str, Any] = field(default_factory=dict)
     tracking: dict[str, Any] = field(default_factory=dict)
+    analytics: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -163,6 +190,8 @@ class Config:
     render: RenderConfig = field(default_factory=RenderConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    analytics: AnalyticsConfig = field(default_factory=AnalyticsConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     streams: list[StreamConfig] = field(default_factory=list)  # the sources of a multi-stream run, from a file
 
@@ -178,6 +207,8 @@ SECTION_HELP = {
     "render": "drawing masks, boxes and labels",
     "output": "MP4 encoder and live window",
     "tracking": "instance identities across frames (ByteTrack-style, rtseg/track/)",
+    "analytics": "zones and lines decided by each object's mask: counts, occupancy, dwell (docs/analytics.md)",
+    "events": "where analytics events are published besides --events FILE (MQTT, webhooks)",
     "cluster": "Ray workers for archives and camera fleets (--cluster; docs/cluster.md)",
 }
 
@@ -222,6 +253,7 @@ _TYPE_CHECKS: dict[str, tuple[str, Any]] = {
     "float": ("float", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
     "str": ("str", lambda v: isinstance(v, str)),
     "list[str]": ("list of strings", lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v)),
+    "list[dict[str, Any]]": ("list of mappings", lambda v: isinstance(v, list) and all(isinstance(i, dict) for i in v)),
     "list[float]": ("list of numbers", lambda v: isinstance(v, list) and all(
         isinstance(i, (int, float)) and not isinstance(i, bool) for i in v)),
 }
@@ -343,7 +375,7 @@ def _parse_streams(config: Config, values: Any, origin: str, problems: list[str]
         if "source" not in entry:
             problems.append(f"{where}: no source")
             bad = True
-        for section in ("live", "tracking"):
+        for section in ("live", "tracking", "analytics"):
             if isinstance(entry.get(section), dict):
                 try:
                     apply_overrides(config, {section: entry[section]}, where)
@@ -359,8 +391,9 @@ def _parse_streams(config: Config, values: Any, origin: str, problems: list[str]
 
 
 def stream_config(config: Config, stream: StreamConfig) -> Config:
-    """The settings one stream runs with: the run's, with the stream's own live and tracking overrides."""
-    return apply_overrides(config, {"live": stream.live, "tracking": stream.tracking}, stream.name or stream.source)
+    """The settings one stream runs with: the run's, with the stream's own live, tracking and analytics overrides."""
+    return apply_overrides(config, {"live": stream.live, "tracking": stream.tracking, "analytics": stream.analytics},
+                           stream.name or stream.source)
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -13,4 +13,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")  # 
 MP4_SUFFIXES = (".mp4", ".m4v", ".mov")  # annotated videos rtseg writes
 RECORDS_SUFFIXES = (".json", ".jsonl")  # --save-json
 STATS_SUFFIXES = (".json",)  # --save-stats
-FILE_SUFFIXES = (*MP4_SUFFIXES, *RECORDS_SUFFIXES)  # an output named so is a file, never a directory of streams
+EVENTS_SUFFIXES = (".jsonl",)  # --events: one JSON object per line
+HEATMAP_SUFFIXES = (".png",)  # --heatmap
+FILE_SUFFIXES = (*MP4_SUFFIXES, *RECORDS_SUFFIXES, *HEATMAP_SUFFIXES)  # an output named so is a file, never a directory of streams

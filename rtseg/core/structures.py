@@ -1,7 +1,8 @@
 """The records every stage hands on: one ``Frame`` per video frame, carrying its ``Detections``.
 
 Capture fills index, timing and image; inference fills ``detections``; tracking
-fills ``detections.track_ids``; rendering fills ``rendered``; sinks read it all.
+fills ``detections.track_ids``; scene analytics fills ``events`` and ``scene``;
+rendering fills ``rendered``; sinks read it all.
 Images are RGB uint8 (H, W, 3) throughout, the layout PyAV decodes to and the
 model expects; the window sink converts to BGR for OpenCV.
 """
@@ -13,6 +14,8 @@ from fractions import Fraction
 
 import numpy as np
 import torch
+
+from rtseg.core.events import SceneEvent, SceneState
 
 _UNTRACKED = np.zeros(0, np.int64)  # the default of ``Detections.track_ids``, replaced in ``__post_init__``
 
@@ -100,6 +103,8 @@ class Frame:
     detections: Detections | None = None
     rendered: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    events: list[SceneEvent] = field(default_factory=list)  # scene analytics' events of this frame
+    scene: SceneState | None = None  # zones and lines with their counts after this frame (None: no analytics)
 
     @property
     def timestamp(self) -> float:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
+from rtseg.analytics.scene import SceneAnalytics
 from rtseg.core.config import Config
 from rtseg.core.errors import RtsegError, RuntimeFailure, SourceError, StageError, TerminationRequest
 from rtseg.detect.base import Detector
@@ -53,6 +54,7 @@ class OpenedStream:
     sinks: list[Sink]
     tracker: Tracker | None
     renderer: Renderer
+    analytics: SceneAnalytics | None = None  # the stream's zones and lines, when it has any
 
 
 @dataclass
@@ -137,6 +139,9 @@ class Engine:
         if self._load_detector is not None:
             try:
                 self.worker.detector = self._load_detector()
+                for lane in self.lanes:  # a zone's class the model does not know: before any frame is inferred
+                    if lane.analytics is not None:
+                        lane.analytics.check_classes(self.worker.detector.class_names)
             except BaseException:
                 self._stopping = True
                 for lane in self.lanes:
@@ -154,7 +159,22 @@ class Engine:
         except RtsegError as exc:
             return exc
 
+    def _checked(self, opened: OpenedStream) -> OpenedStream | RtsegError:
+        """A stream opened after the model loaded: its zones' classes are checked against the model's now."""
+        if opened.analytics is None or self.worker.detector is None:
+            return opened
+        try:
+            opened.analytics.check_classes(self.worker.detector.class_names)
+        except RtsegError as exc:
+            opened.source.close()
+            for sink in opened.sinks:
+                sink.close()
+            return exc
+        return opened
+
     def _launch(self, start: StreamStart, opened: OpenedStream | RtsegError) -> None:
+        if not isinstance(opened, RtsegError):
+            opened = self._checked(opened)
         stream_id, self._next_id = self._next_id, self._next_id + 1
         if isinstance(opened, RtsegError):
             if self._planned > 1:
@@ -164,7 +184,7 @@ class Engine:
             self._finish_stream(start, failed)
             return
         lane = StreamLane(stream_id, start.name, opened.source, opened.sinks, start.config, opened.tracker,
-                          opened.renderer, self._moved)
+                          opened.renderer, self._moved, opened.analytics)
         self._starts[stream_id] = start
         self.lanes.append(lane)
         lane.start()

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from rtseg.analytics.scene import SceneAnalytics, regions
 from rtseg.core.errors import OutputError
 from rtseg.pipeline.engine import OpenedStream, StreamStart
 from rtseg.pipeline.planner import Outputs, StreamPlan
@@ -20,7 +21,10 @@ from rtseg.render.renderer import Renderer
 from rtseg.sinks.archive import Manifest, StagedOutput
 from rtseg.sinks.base import Sink
 from rtseg.sinks.data import CropsSink, FramesSink, JsonLinesSink
+from rtseg.sinks.events import EventsSink, SnapshotsSink
+from rtseg.sinks.heatmap import HeatmapSink
 from rtseg.sinks.mp4 import Mp4Sink
+from rtseg.sinks.publish import Publisher, open_publishers
 from rtseg.sources.base import VideoSource
 from rtseg.sources.factory import open_source
 from rtseg.sources.files import ImageSource
@@ -47,13 +51,29 @@ def stream_start(plan: StreamPlan, sinks: Sequence[Sink] = (), *, manifest: Mani
         except BaseException:
             source.close()
             raise
+        published = [sink for sink in opened if isinstance(sink, Publisher)]
+        publishers.extend(published)
         # Still images are unrelated to each other: each is segmented on its own, untracked.
         tracked = config.tracking.enabled and not isinstance(source, ImageSource)
         tracker = Tracker(config.tracking) if tracked else None
-        return OpenedStream(source, [*opened, *sinks], tracker, Renderer(config.render, tracked=tracked))
+        try:
+            analytics = _analytics(plan, source, tracked)
+        except BaseException:
+            source.close()
+            for sink in opened:
+                sink.close()
+            raise
+        scenes.append(analytics)
+        return OpenedStream(source, [*opened, *sinks], tracker, Renderer(config.render, tracked=tracked), analytics)
+
+    scenes: list[SceneAnalytics | None] = []  # what open_stream built, for the summary
+    publishers: list[Publisher] = []
 
     def finish(summary: StreamSummary) -> None:
         summary.output = None if plan.outputs.output is None else str(plan.outputs.output)
+        if scenes and scenes[-1] is not None:
+            summary.analytics = scenes[-1].tally
+        summary.publishing = [publisher.figures().line() for publisher in publishers]
         try:
             if plan.archive_input is not None:
                 _settle(plan, staged, written, summary)
@@ -84,6 +104,17 @@ def _settle(plan: StreamPlan, staged: Sequence[StagedOutput], written: Outputs, 
         log.warning("%s: what was processed is kept in %s until a rerun redoes it", plan.name, written.output)
 
 
+def _analytics(plan: StreamPlan, source: VideoSource, tracked: bool) -> SceneAnalytics | None:
+    """The stream's scene analytics, its regions checked against the frame size when the source announces it."""
+    zones, lines = regions(plan.config.analytics, f"{plan.name}: analytics")
+    if not zones and not lines:
+        return None
+    analytics = SceneAnalytics(zones, lines, plan.config.analytics, stream=plan.name, tracked=tracked)
+    if source.info.height and source.info.width:
+        analytics.prepare(source.info.height, source.info.width)
+    return analytics
+
+
 def _open_sinks(source: VideoSource, outputs: Outputs, plan: StreamPlan) -> list[Sink]:
     """The stream's sinks, after the checks that need the opened source (still images' directory)."""
     config = plan.config
@@ -106,6 +137,14 @@ def _open_sinks(source: VideoSource, outputs: Outputs, plan: StreamPlan) -> list
             sinks.append(FramesSink(outputs.save_frames, every=config.output.frames_every))
         if outputs.save_crops is not None:
             sinks.append(CropsSink(outputs.save_crops))
+        if outputs.events is not None:
+            sinks.append(EventsSink(outputs.events))
+        if outputs.heatmap is not None:
+            sinks.append(HeatmapSink(outputs.heatmap, config.analytics.heatmap_classes))
+        if config.events.snapshots:
+            sinks.append(SnapshotsSink(Path(config.events.snapshots) / plan.name))
+        if config.analytics.zones or config.analytics.lines:
+            sinks.extend(open_publishers(config.events, plan.name))
     except BaseException:
         for sink in sinks:
             sink.close()

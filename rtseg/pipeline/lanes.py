@@ -18,18 +18,20 @@ from contextlib import nullcontext
 
 import numpy as np
 
+from rtseg.analytics.scene import SceneAnalytics
 from rtseg.core.config import Config
 from rtseg.core.errors import StageError
 from rtseg.core.structures import Detections, Frame
 from rtseg.pipeline.stages import END, POLL_SECONDS, EndOfStream, Item, Queue, RunState, Stage
 from rtseg.pipeline.summary import StreamSummary
 from rtseg.render.renderer import Renderer
+from rtseg.render.scene import SceneAnnotator
 from rtseg.sinks.base import Sink
 from rtseg.sources.base import VideoSource
 from rtseg.track.tracker import Tracker, track_detections
 
 # Where each step's failure sits in the lane: the stages up to it halt, the ones after it drain.
-STAGE_ORDER = {"capture": 0, "tracking": 1, "render": 1, "sinks": 2}
+STAGE_ORDER = {"capture": 0, "tracking": 1, "analytics": 1, "render": 1, "sinks": 2}
 
 
 class StreamLane:
@@ -42,7 +44,8 @@ class StreamLane:
     """
 
     def __init__(self, stream_id: int, name: str, source: VideoSource, sinks: Sequence[Sink], config: Config,
-                 tracker: Tracker | None, renderer: Renderer, moved: threading.Event) -> None:
+                 tracker: Tracker | None, renderer: Renderer, moved: threading.Event,
+                 analytics: SceneAnalytics | None = None) -> None:
         self.stream_id = stream_id
         self.name = name
         self.source = source
@@ -50,6 +53,8 @@ class StreamLane:
         self.config = config
         self.tracker = tracker
         self.renderer = renderer
+        self.analytics = analytics
+        self._annotator = SceneAnnotator(config.render.line_width)
         self.live = source.info.is_live
         self.state = RunState()
         self.summary = StreamSummary(stream_id, name, live=self.live)
@@ -206,8 +211,13 @@ class StreamLane:
             assert frame.detections is not None
             with state.busy("tracking"):
                 frame.detections = self._track(frame.detections, frame.image)
+            if self.analytics is not None:
+                with state.busy("analytics"):
+                    self._analyse(frame, self.analytics)
             with state.busy("render"):
                 frame.rendered = self.renderer.draw(frame.image, frame.detections)
+                if frame.scene is not None:
+                    self._annotator.annotate(frame.rendered, frame.detections, frame.scene)
             stage.put(frame)
         stage.put(END)
 
@@ -227,6 +237,19 @@ class StreamLane:
                                  exc.__class__.__name__) from exc
         keep = (detections.scores >= self.score_threshold) | (detections.track_ids >= 0)
         return detections if keep.all() else detections.select(keep)
+
+    def _analyse(self, frame: Frame, analytics: SceneAnalytics) -> None:
+        """The frame's events and scene; the event's wall time is when the frame was captured."""
+        assert frame.detections is not None
+        wall_time = time.time() - (time.monotonic() - frame.captured_at)
+        try:
+            frame.events = analytics.update(frame.detections, time=frame.timestamp, frame=frame.index,
+                                            wall_time=wall_time, height=frame.height, width=frame.width)
+        except Exception as exc:
+            text = str(exc).strip()
+            raise StageError("analytics", f"{exc.__class__.__name__}: {text}" if text else
+                             exc.__class__.__name__) from exc
+        frame.scene = analytics.state
 
     def _write(self, stage: Stage) -> None:
         state, summary = self.state, self.summary

@@ -24,11 +24,20 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+from rtseg.analytics.scene import check_tracking, regions
 from rtseg.core.config import Config, ModelConfig, StreamConfig, stream_config
 from rtseg.core.errors import OutputError, UsageError
-from rtseg.core.media import FILE_SUFFIXES, RECORDS_SUFFIXES, STATS_SUFFIXES, VIDEO_SUFFIXES
+from rtseg.core.media import (
+    EVENTS_SUFFIXES,
+    FILE_SUFFIXES,
+    HEATMAP_SUFFIXES,
+    RECORDS_SUFFIXES,
+    STATS_SUFFIXES,
+    VIDEO_SUFFIXES,
+)
 from rtseg.sinks.archive import MANIFEST_NAME, StagedOutput, check_archive_directory
 from rtseg.sinks.base import check_output_path
 from rtseg.sources.base import SourceSpec
@@ -51,11 +60,28 @@ class Outputs:
     save_frames: str | Path | None = None
     save_crops: str | Path | None = None
     save_stats: str | Path | None = None
+    events: str | Path | None = None  # scene analytics' events, JSON Lines
+    heatmap: str | Path | None = None  # where objects were, a PNG
     show: bool = False
 
     def any_written(self) -> bool:
         """Whether any file is written (statistics aside)."""
-        return any(p is not None for p in (self.output, self.save_json, self.save_frames, self.save_crops))
+        return any(p is not None for p in (self.output, self.save_json, self.save_frames, self.save_crops,
+                                           self.events, self.heatmap))
+
+    def files(self) -> dict[str, Path]:
+        """The single files a stream writes (its MP4 or folder of stills, JSON Lines, events, heatmap) by field."""
+        return {name: Path(value) for name in FILE_FIELDS if (value := getattr(self, name)) is not None}
+
+    def moved(self, files: dict[str, Path]) -> Outputs:
+        """These outputs with the single files of ``files`` (by field, as ``files()`` gives them) at other paths."""
+        changes: dict[str, Any] = {name: files[name] for name in FILE_FIELDS if name in files}
+        return dataclasses.replace(self, **changes)
+
+
+# Outputs that are one file per stream, with the name each gets in a directory of several streams' files
+# (an MP4's '.mp4' is dropped for still images, whose output is a folder).
+FILE_FIELDS = {"output": ".mp4", "save_json": ".jsonl", "events": ".events.jsonl", "heatmap": ".heatmap.png"}
 
 
 @dataclass
@@ -77,7 +103,7 @@ class StreamPlan:
     @property
     def finals(self) -> list[Path]:
         """The outputs that stand under their final names only once complete (archive videos)."""
-        return [Path(p) for p in (self.outputs.output, self.outputs.save_json) if p is not None]
+        return list(self.outputs.files().values())
 
     def staged(self, attempt: int = 1) -> list[StagedOutput]:
         return [StagedOutput(final, attempt) for final in self.finals] if self.archive_input is not None else []
@@ -87,9 +113,7 @@ class StreamPlan:
         if self.archive_input is None:
             return self.outputs
         staged = {s.final: s.path for s in self.staged(attempt)}
-        output, save_json = self.outputs.output, self.outputs.save_json
-        return dataclasses.replace(self.outputs, output=None if output is None else staged[Path(output)],
-                                   save_json=None if save_json is None else staged[Path(save_json)])
+        return self.outputs.moved({name: staged[path] for name, path in self.outputs.files().items()})
 
     def complete(self) -> bool:
         """An archive video is finished when all its outputs stand under their final names (only whole ones do)."""
@@ -188,6 +212,7 @@ def plan_run(sources: Sequence[str | StreamConfig], outputs: Outputs, config: Co
     streams = _expand(sources, config, realtime)
     if not streams:
         raise UsageError("no source given")
+    _check_analytics(streams, outputs)
     run = RunPlan(streams=[], detector=config.model)
     if cluster:
         _check_cluster(streams, outputs)
@@ -208,12 +233,23 @@ def plan_run(sources: Sequence[str | StreamConfig], outputs: Outputs, config: Co
     return run
 
 
+def _check_analytics(streams: Sequence[StreamPlan], outputs: Outputs) -> None:
+    """Every stream's zones and lines are valid geometry, and what is asked of them can be answered."""
+    wants_events = outputs.events is not None
+    for stream in streams:
+        settings = stream.config
+        zones, lines = regions(settings.analytics, f"{stream.name}: analytics")
+        check_tracking(lines, settings.tracking.enabled, stream.name)
+        publishes = wants_events or bool(settings.events.mqtt or settings.events.webhook)
+        if publishes and not (zones or lines):
+            raise UsageError(f"{stream.name}: events need zones or lines (--zone, --line or analytics: in --config)")
+
+
 def _absolute(stream: StreamPlan) -> StreamPlan:
     archive_input = _resolved(stream.archive_input)
     return dataclasses.replace(
         stream, source=stream.source if archive_input is None else str(archive_input), archive_input=archive_input,
-        outputs=dataclasses.replace(stream.outputs, output=_resolved(stream.outputs.output),
-                                    save_json=_resolved(stream.outputs.save_json)))
+        outputs=stream.outputs.moved({name: path.resolve() for name, path in stream.outputs.files().items()}))
 
 
 def _resolved(path: str | Path | None) -> Path | None:
@@ -246,7 +282,8 @@ def _plan_several(streams: list[StreamPlan], outputs: Outputs, config: Config, r
     so an existing file is no obstacle.
     """
     for option, path in (("--output", outputs.output), ("--save-json", outputs.save_json),
-                         ("--save-frames", outputs.save_frames), ("--save-crops", outputs.save_crops)):
+                         ("--save-frames", outputs.save_frames), ("--save-crops", outputs.save_crops),
+                         ("--events", outputs.events), ("--heatmap", outputs.heatmap)):
         _check_directory(option, path, why)
     overwrite = config.output.overwrite
     archive = [s.archive_input for s in streams if s.archive_input is not None]
@@ -260,7 +297,8 @@ def _plan_several(streams: list[StreamPlan], outputs: Outputs, config: Config, r
         run.manifest = Path(home) / MANIFEST_NAME
     if outputs.save_stats is not None:
         check_output_path(outputs.save_stats, None, overwrite, suffixes=STATS_SUFFIXES)
-    for directory in {Path(p) for p in (outputs.output, outputs.save_json) if p is not None}:
+    for directory in {Path(p) for p in (outputs.output, outputs.save_json, outputs.events, outputs.heatmap)
+                      if p is not None}:
         directory.mkdir(exist_ok=True)
     for stream in streams:
         own = stream.outputs
@@ -268,6 +306,8 @@ def _plan_several(streams: list[StreamPlan], outputs: Outputs, config: Config, r
             outputs,
             output=own.output or _per_stream(outputs.output, stream.name, "" if stream.stills else ".mp4"),
             save_json=own.save_json or _per_stream(outputs.save_json, stream.name, ".jsonl"),
+            events=_per_stream(outputs.events, stream.name, FILE_FIELDS["events"]),
+            heatmap=_per_stream(outputs.heatmap, stream.name, FILE_FIELDS["heatmap"]),
             save_frames=_per_stream(outputs.save_frames, stream.name, ""),
             save_crops=_per_stream(outputs.save_crops, stream.name, ""),
             save_stats=None)
@@ -294,6 +334,10 @@ def _check_single(stream: StreamPlan) -> None:
     for path in (outputs.save_json, outputs.save_stats):
         if path is not None:
             check_output_path(path, source, overwrite, suffixes=RECORDS_SUFFIXES)
+    if outputs.events is not None:
+        check_output_path(outputs.events, source, overwrite, suffixes=EVENTS_SUFFIXES)
+    if outputs.heatmap is not None:
+        check_output_path(outputs.heatmap, source, overwrite, suffixes=HEATMAP_SUFFIXES)
 
 
 def _check_segments(stream: StreamPlan) -> None:
@@ -301,5 +345,7 @@ def _check_segments(stream: StreamPlan) -> None:
     outputs = stream.outputs
     if outputs.output is not None:
         check_output_path(outputs.output, None, overwrite=True)
-    if outputs.save_json is not None:
-        check_output_path(outputs.save_json, None, overwrite=True, suffixes=RECORDS_SUFFIXES)
+    for path, suffixes in ((outputs.save_json, RECORDS_SUFFIXES), (outputs.events, EVENTS_SUFFIXES),
+                           (outputs.heatmap, HEATMAP_SUFFIXES)):
+        if path is not None:
+            check_output_path(path, None, overwrite=True, suffixes=suffixes)

@@ -6,6 +6,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from rtseg.analytics.scene import Tally
 from rtseg.core.errors import RtsegError
 
 
@@ -67,6 +68,8 @@ class StreamSummary:
     wall_seconds: float = 0.0
     latency: StageTimer = field(default_factory=StageTimer)  # captured -> written to the sinks and offered to the window
     timers: dict[str, StageTimer] = field(default_factory=dict)
+    analytics: Tally | None = None  # the stream's zone and line totals, when it has zones or lines
+    publishing: list[str] = field(default_factory=list)  # each event publisher's figures, one line each
 
     @property
     def fps(self) -> float:
@@ -95,6 +98,7 @@ class StreamSummary:
             "fps": round(self.fps, 3), "latency_p50_ms": round(self.latency.percentile(50) * 1000, 1),
             "latency_p95_ms": round(self.latency.percentile(95) * 1000, 1),
             "error": None if self.error is None else str(self.error),
+            **({"analytics": self.analytics.as_dict()} if self.analytics is not None else {}),
         }
 
 
@@ -183,6 +187,12 @@ class RunSummary:
                            for name, t in self.stage_timers.items() if t.count)
         if stages:
             out.append(f"per frame: {stages}")
+        several = len(self.streams) > 1
+        for stream in self.streams:
+            prefix = f"{stream.name}: " if several else ""
+            if stream.analytics is not None:
+                out += [prefix + line for line in stream.analytics.lines()]
+            out += [prefix + "events " + line for line in stream.publishing]
         failed = self.failed_streams
         if failed and len(self.streams) > 1:
             out.append(f"{len(failed)} of {len(self.streams)} streams failed: " + ", ".join(s.name for s in failed))

@@ -79,7 +79,7 @@ class Renderer:
         if self.config.boxes:
             cv2.rectangle(out, (x1, y1), (x2, y2), color, self.config.line_width)
         if self.config.labels:
-            self._label(out, instance_label(detections, i), (x1, y1), color)
+            draw_label(out, instance_label(detections, i), (x1, y1), color)
 
     def _compose_on_device(self, image: np.ndarray, masks: torch.Tensor,
                            colors: list[tuple[int, int, int]]) -> np.ndarray:
@@ -139,14 +139,16 @@ class Renderer:
         contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x, y))
         cv2.drawContours(out, contours, -1, color, self.config.line_width, cv2.LINE_AA)
 
-    @staticmethod
-    def _label(out: np.ndarray, text: str, corner: tuple[int, int], color: tuple[int, int, int]) -> None:
-        (x0, y0, x1, y1), scale, thickness, pad = label_geometry(text, corner, out.shape[0], out.shape[1])
-        cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), color, cv2.FILLED)
-        luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
-        ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
-        baseline = cv2.getTextSize(text, _FONT, scale, thickness)[1]
-        cv2.putText(out, text, (x0 + pad, y1 - pad - baseline), _FONT, scale, ink, thickness, cv2.LINE_AA)
+
+
+def draw_label(out: np.ndarray, text: str, corner: tuple[int, int], color: tuple[int, int, int]) -> None:
+    """A filled label with ink that reads on ``color``, placed by ``label_geometry``."""
+    (x0, y0, x1, y1), scale, thickness, pad = label_geometry(text, corner, out.shape[0], out.shape[1])
+    cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), color, cv2.FILLED)
+    luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
+    ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
+    baseline = cv2.getTextSize(text, _FONT, scale, thickness)[1]
+    cv2.putText(out, text, (x0 + pad, y1 - pad - baseline), _FONT, scale, ink, thickness, cv2.LINE_AA)
 
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX

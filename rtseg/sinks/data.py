@@ -14,6 +14,7 @@ from typing import IO, Any
 
 import cv2
 import numpy as np
+import torch
 
 from rtseg.core.errors import OutputError
 from rtseg.core.masks import encode_mask
@@ -104,18 +105,34 @@ class CropsSink:
         detections = frame.detections
         if detections is None:
             return
-        names, masks = detections.names(), detections.host_masks()
+        names = detections.names()
         for i in range(len(detections)):
-            x1, y1, x2, y2 = _box_pixels(detections.boxes[i], frame.width, frame.height)
-            if x2 <= x1 or y2 <= y1:
+            rgba = cut_out(frame, i)
+            if rgba is None:
                 continue
-            rgba = np.dstack([frame.image[y1:y2, x1:x2], masks[i, y1:y2, x1:x2].astype(np.uint8) * 255])
             track_id = int(detections.track_ids[i])
             track = f"t{track_id}" if track_id >= 0 else f"d{i}"
             _write_image(self.directory / f"f{frame.index:06d}_{track}_{_safe(names[i])}.png", rgba)
 
     def close(self) -> None:
         """Every crop is complete when written; nothing to finalise."""
+
+
+def cut_out(frame: Frame, i: int) -> np.ndarray | None:
+    """Detection ``i`` of ``frame`` cut out to its box as RGBA (alpha = its mask); None for an empty box."""
+    detections = frame.detections
+    assert detections is not None
+    x1, y1, x2, y2 = _box_pixels(detections.boxes[i], frame.width, frame.height)
+    if x2 <= x1 or y2 <= y1:
+        return None
+    mask = detections.masks[i][y1:y2, x1:x2]
+    alpha = (mask.cpu().numpy() if isinstance(mask, torch.Tensor) else mask).astype(np.uint8) * 255
+    return np.dstack([frame.image[y1:y2, x1:x2], alpha])
+
+
+def write_image(path: Path, rgb_or_rgba: np.ndarray) -> None:
+    """An RGB or RGBA image to ``path`` (format by suffix); an OutputError line if it cannot be written."""
+    _write_image(path, rgb_or_rgba)
 
 
 def _box_pixels(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:

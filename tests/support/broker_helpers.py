@@ -1,0 +1,347 @@
+"""Real peers for the event publishers' tests: Debian's Mosquitto broker, a paho subscriber, local HTTP servers.
+
+Everything listens on 127.0.0.1 on a free port. Mosquitto is skipped where it
+is not installed, unless ``RTSEG_REQUIRE_LIVE=1`` (as in CI): then its absence
+fails the test (``require_mosquitto``).
+"""
+
+from __future__ import annotations
+
+import getpass
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtseg.core.events import SceneEvent
+from rtseg.core.structures import Frame
+
+MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
+
+
+def find_mosquitto() -> str | None:
+    return shutil.which("mosquitto") or next((p for p in MOSQUITTO_PATHS if os.access(p, os.X_OK)), None)
+
+
+def require_mosquitto() -> str:
+    """The broker's path and paho importable; else skip (fail under RTSEG_REQUIRE_LIVE=1)."""
+    reason = None
+    binary = find_mosquitto()
+    if binary is None:
+        reason = "mosquitto not installed (apt-get install mosquitto)"
+    elif shutil.which("mosquitto_passwd") is None:
+        reason = "mosquitto_passwd not installed (apt-get install mosquitto)"
+    else:
+        try:
+            import paho.mqtt.client  # noqa: F401
+        except ImportError:
+            reason = "paho-mqtt not installed (pip install 'rtseg[events]')"
+    if reason is not None:
+        if os.environ.get("RTSEG_REQUIRE_LIVE") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    assert binary is not None
+    return binary
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def wait_until(condition, timeout: float, step: float = 0.02) -> bool:
+    """Poll ``condition()`` until it holds (True) or ``timeout`` passes (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return bool(condition())
+
+
+class Mosquitto:
+    """A Mosquitto broker on 127.0.0.1:``port``, anonymous or with one user (a password file from mosquitto_passwd)."""
+
+    def __init__(self, binary: str, workdir: Path, user: tuple[str, str] | None = None,
+                 persistent: bool = False, tls: Certificates | None = None) -> None:
+        self.binary = binary
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+        lines = [f"listener {self.port} 127.0.0.1", "log_dest stderr",
+                 f"user {getpass.getuser()}"]  # run as root, Mosquitto would switch to user mosquitto
+        if tls is not None:
+            lines += [f"cafile {tls.ca}", f"certfile {tls.cert}", f"keyfile {tls.key}"]
+        self.tls = tls is not None
+        if persistent:
+            # Sessions saved every second: a subscriber's session outlives a SIGKILL of the broker, so messages
+            # published right after a restart, before that subscriber is back, are kept for it (QoS 0 too).
+            lines += ["persistence true", f"persistence_location {workdir}/", "autosave_interval 1",
+                      "queue_qos0_messages true"]
+        else:
+            lines.append("persistence false")
+        if user is None:
+            lines.append("allow_anonymous true")
+        else:
+            passwords = workdir / "passwords"
+            subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwords), *user], check=True, capture_output=True)
+            passwords.chmod(0o600)
+            lines += ["allow_anonymous false", f"password_file {passwords}"]
+        self.config = workdir / "mosquitto.conf"
+        self.config.write_text("\n".join(lines) + "\n")
+
+    def start(self) -> None:
+        self.log = (self.workdir / "mosquitto.log").open("ab")
+        self.process = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=self.log, stderr=self.log)
+        try:
+            wait_listening(self.port)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError((self.workdir / "mosquitto.log").read_text(errors="replace")) from None
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to the clients, as when a broker's machine dies."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+            self.process = None
+            self.log.close()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+            self.process = None
+            self.log.close()
+
+    @property
+    def url(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True)
+class Certificates:
+    ca: Path  # what a client trusts (SSL_CERT_FILE)
+    cert: Path  # the server's, for 127.0.0.1, signed by ca
+    key: Path
+
+
+def make_certificates(directory: Path) -> Certificates:
+    """A throwaway CA and a server certificate for IP 127.0.0.1 it signed, made with the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl command not installed")
+    directory.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = directory / "ca.pem", directory / "ca.key"
+    cert, key, request = directory / "server.pem", directory / "server.key", directory / "server.csr"
+    extensions = directory / "server.ext"
+    extensions.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                          "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=rtseg test CA",
+        "-keyout", str(ca_key), "-out", str(ca))
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(request))
+    run("x509", "-req", "-in", str(request), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-days", "2",
+        "-extfile", str(extensions), "-out", str(cert))
+    return Certificates(ca, cert, key)
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+    def json(self) -> dict:
+        return json.loads(self.payload)
+
+
+class Subscriber:
+    """A paho client that subscribes to ``topic`` (again after every reconnect) and keeps what arrives.
+
+    With a ``client_id`` its session is persistent (clean_session False): the broker keeps messages for it
+    while it is away.
+    """
+
+    def __init__(self, port: int, topic: str = "#", qos: int = 2, auth: tuple[str, str] | None = None,
+                 client_id: str | None = None, ca: Path | None = None) -> None:
+        import paho.mqtt.client as paho
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.messages: list[Received] = []
+        self.subscribed = threading.Event()
+        self._lock = threading.Lock()
+        self.topic, self.qos = topic, qos
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or "",
+                                  clean_session=client_id is None, protocol=paho.MQTTv311)
+        if auth:
+            self.client.username_pw_set(*auth)
+        if ca is not None:
+            self.client.tls_set(ca_certs=str(ca))
+        self.client.reconnect_delay_set(1, 1)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
+        self.client.on_disconnect = lambda *a: self.subscribed.clear()
+        self.client.on_message = self._on_message
+        self.client.connect_async("127.0.0.1", port, keepalive=10)
+        self.client.loop_start()
+        if not self.subscribed.wait(10):
+            raise TimeoutError("the subscriber did not get its subscription")
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        client.subscribe(self.topic, qos=self.qos)
+
+    def _on_message(self, client, userdata, message) -> None:
+        with self._lock:
+            self.messages.append(Received(message.topic, bytes(message.payload), message.qos, bool(message.retain)))
+
+    def received(self) -> list[Received]:
+        with self._lock:
+            return list(self.messages)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        wait_until(lambda: len(self.received()) >= count, timeout)
+        return self.received()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Answers each POST with the next status of the server's script (the last one repeats); 'hang' never answers."""
+
+    protocol_version = "HTTP/1.1"  # keeps connections alive, as most servers do
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.owner.connections.append(self.connection)  # type: ignore[attr-defined]
+
+    def do_POST(self) -> None:
+        server: WebhookServer = self.server.owner  # type: ignore[attr-defined]
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        status = server.next_status()
+        server.record(self.path, dict(self.headers), body, status)
+        if status == "hang":
+            server.release.wait(60)
+            self.close_connection = True
+            return
+        self.send_response(int(status))
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int | str
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+class WebhookServer:
+    """A threaded http.server on 127.0.0.1 answering POSTs as ``script`` says, e.g. [500, 200] or ['hang']."""
+
+    def __init__(self, script: list[int | str] | None = None, port: int = 0, tls: Certificates | None = None) -> None:
+        self.script = list(script or [200])
+        self.requests: list[Request] = []
+        self.release = threading.Event()  # set at stop: hung handlers return
+        self.connections: list[socket.socket] = []  # shut at stop, kept-alive ones too, as a server that goes away
+        self._lock = threading.Lock()
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.owner = self  # type: ignore[attr-defined]
+        self.port = int(self.httpd.server_address[1])
+        self.tls = tls is not None
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls.cert, tls.key)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def next_status(self) -> int | str:
+        with self._lock:
+            return self.script.pop(0) if len(self.script) > 1 else self.script[0]
+
+    def record(self, path: str, headers: dict[str, str], body: bytes, status: int | str) -> None:
+        with self._lock:
+            self.requests.append(Request(path, headers, body, status))
+
+    def received(self) -> list[Request]:
+        with self._lock:
+            return list(self.requests)
+
+    def url(self, path: str = "/events") -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        for connection in self.connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def scene_event(frame: int, kind: str = "enter", stream: str = "cam1", **fields) -> SceneEvent:
+    """An event of zone 'door' (or line 'gate' for cross), numbered by ``frame`` so tests can tell them apart."""
+    region, region_kind = ("gate", "line") if kind == "cross" else ("door", "zone")
+    defaults: dict = {"track_id": frame, "class_name": "person"}
+    if kind == "occupancy":
+        defaults = {"count": frame % 5, "counts": {"person": frame % 5}}
+    elif kind == "cross":
+        defaults["direction"] = "in"
+    defaults.update(fields)
+    return SceneEvent(kind, stream, region, region_kind, frame / 30, 1_780_000_000.0 + frame / 30, frame, **defaults)
+
+
+def frame_with(*events: SceneEvent) -> Frame:
+    """A 1x1 frame carrying ``events``: publishers look at nothing else."""
+    index = events[0].frame if events else 0
+    return Frame(index, np.zeros((1, 1, 3), np.uint8), index, Fraction(1, 30), 0.0, events=list(events))
+
+
+def wire_json(event: SceneEvent) -> bytes:
+    """The exact payload bytes a publisher sends for ``event``."""
+    return json.dumps(event.as_dict(), separators=(",", ":")).encode("utf-8")
