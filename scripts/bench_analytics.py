@@ -3,6 +3,7 @@
     python scripts/bench_analytics.py
     python scripts/bench_analytics.py --objects 50 --zones 5 --lines 4
     python scripts/bench_analytics.py --live ../shared/data/clips/bikes.mp4   # an RTSP camera with and without a zone
+    python scripts/bench_analytics.py --mqtt ../shared/data/clips/bikes.mp4   # a run without MQTT, with, broker killed
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import os
 from pathlib import Path
 
-from rtseg.offline.bench_analytics import live_latency, measure
+from rtseg.offline.bench_analytics import live_latency, measure, publishing_rates
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,12 +25,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--live", type=Path, metavar="CLIP", help="also: latency of an RTSP camera serving CLIP "
                                                                     "(Debian's GStreamer RTSP server), without and with a zone")
+    parser.add_argument("--mqtt", type=Path, metavar="CLIP", help="also: frames per second of a run of CLIP without "
+                                                                   "MQTT, with Mosquitto, and with it killed mid-run")
     args = parser.parse_args(argv)
     cost = measure(args.objects, args.zones, args.lines, args.height, args.width, args.frames)
     print(cost.line())
     if args.live is not None:
         for analytics in (False, True, False, True):  # alternated, so both see the same load
             print(live_latency(args.live, analytics).line())
+    if args.mqtt is not None:
+        for rate in publishing_rates(args.mqtt):
+            print(rate.line())
     print("load average: " + " ".join(f"{v:.2f}" for v in os.getloadavg()) + f" on {os.cpu_count()} cores")
     return 0
 

@@ -29,6 +29,8 @@ from rtseg.core.errors import ConfigError
 
 Point = tuple[float, float]
 SIDES = ("left", "right")
+MAX_POINTS = 100  # per zone or line: rasterising costs a pass over the frame per segment of a line
+MAX_REGIONS = 32  # zones and lines per stream: each costs a bit (a line two) of every pixel's code
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # also an MQTT topic level and a file-name part
 
 
@@ -56,6 +58,8 @@ def _points(kind: str, name: str, raw: object, least: int) -> tuple[Point, ...]:
         points.append((x, y))
     if len(points) < least:
         raise ConfigError(f"{where}: needs at least {least} points, got {len(points)}")
+    if len(points) > MAX_POINTS:
+        raise ConfigError(f"{where}: at most {MAX_POINTS} points, got {len(points)}")
     return tuple(points)
 
 
@@ -249,5 +253,7 @@ def parse_line(text: str) -> Line:
 def check_unique(zones: Sequence[Zone], lines: Sequence[Line], where: str) -> None:
     """Region names are how events, counts and topics tell them apart: each may be used once."""
     names = [z.name for z in zones] + [ln.name for ln in lines]
+    if len(names) > MAX_REGIONS:
+        raise ConfigError(f"{where}: at most {MAX_REGIONS} zones and lines per stream, got {len(names)}")
     for name in sorted({n for n in names if names.count(n) > 1}):
         raise ConfigError(f"{where}: the name {name!r} is given to several zones or lines")

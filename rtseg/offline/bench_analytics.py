@@ -9,14 +9,17 @@ and the frame's scene state), measured after a warm-up over ``frames`` frames.
 
 from __future__ import annotations
 
+import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rtseg.analytics import Line, SceneAnalytics, Zone
-from rtseg.core.structures import Detections
+from rtseg.core.structures import Detections, Frame
 
 CLASSES = ("__background__", "person", "car")
 
@@ -116,3 +119,71 @@ def live_latency(clip: Path, analytics: bool, frames: int = 150) -> LiveLatency:
     entered = sum(sum(counts.values()) for counts in tally.entered.values()) if tally is not None else 0
     return LiveLatency(analytics, summary.frames_written, summary.frames_dropped,
                        summary.latency.percentile(50) * 1000, summary.latency.percentile(95) * 1000, entered)
+
+
+@dataclass(frozen=True)
+class PublishingRate:
+    case: str
+    frames: int
+    fps: float
+    figures: tuple[str, ...]
+
+    def line(self) -> str:
+        return f"{self.case}: {self.frames} frames at {self.fps:.1f} frames/s" + (
+            f" ({'; '.join(self.figures)})" if self.figures else "")
+
+
+class _AtFrame:
+    """A sink that starts ``actions[index]`` in a thread of its own when frame ``index`` is written (never waits)."""
+
+    def __init__(self, actions: dict[int, Callable[[], None]]) -> None:
+        self.actions = actions
+        self.threads: list[threading.Thread] = []
+
+    def write(self, frame: Frame) -> None:
+        action = self.actions.get(frame.index)
+        if action is not None:
+            self.threads.append(threading.Thread(target=action))
+            self.threads[-1].start()
+
+    def close(self) -> None:
+        for thread in self.threads:
+            thread.join(30)
+
+
+def publishing_rates(clip: Path, frames: int = 300, model_seconds: float = 0.02) -> list[PublishingRate]:
+    """Frames per second of a whole run (stub model taking ``model_seconds`` a frame, a zone and a line, an event
+    every few frames) without MQTT, with a live Mosquitto on 127.0.0.1, and with that broker killed at a third of
+    the run and restarted at two thirds: publishing must never slow the pipeline."""
+    from rtseg.api import Outputs, PreparedRun, plan_run
+    from rtseg.core.config import Config, apply_overrides
+    from rtseg.offline.broker import Mosquitto, find_mosquitto
+    from rtseg.offline.stubs import SquareDetector
+
+    binary = find_mosquitto()
+    if binary is None:
+        raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
+    regions = {"zones": [{"name": "door", "points": [[0.1, 0.1], [0.6, 0.1], [0.6, 0.9], [0.1, 0.9]]}],
+               "lines": [{"name": "gate", "points": [[0.5, 0], [0.5, 1]]}], "occupancy_seconds": 0.2}
+    rates = []
+    with tempfile.TemporaryDirectory() as work:
+        broker = Mosquitto(binary, Path(work) / "broker")
+        broker.start()
+        try:
+            cases: list[tuple[str, str, dict[int, Callable[[], None]]]] = [
+                ("no MQTT", "", {}), ("MQTT, broker up", broker.url, {}),
+                ("MQTT, broker killed at 1/3 and restarted at 2/3", broker.url,
+                 {frames // 3: broker.kill, 2 * frames // 3: broker.start})]
+            for case, url, actions in cases:
+                config = apply_overrides(Config(), {"analytics": regions, "events": {"mqtt": url},
+                                                    "pipeline": {"max_frames": frames}, "output": {"show": False}},
+                                         "bench")
+                plan = plan_run([str(clip)], Outputs(), config)
+                result = PreparedRun(plan, config, detector=SquareDetector(delay=model_seconds),
+                                     extra_sinks=[_AtFrame(actions)]).run()
+                summary = result.summary
+                rates.append(PublishingRate(case, summary.frames_written, summary.fps,
+                                            tuple(summary.streams[0].publishing)))
+        finally:
+            broker.stop()
+    return rates

@@ -10,12 +10,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from broker_helpers import Mosquitto, Subscriber, WebhookServer, require_mosquitto
+from broker_helpers import Subscriber, WebhookServer, require_mosquitto
 from helpers import make_clip
 
 from rtseg.api import PreparedRun
 from rtseg.core.config import Config, apply_overrides
 from rtseg.core.structures import Frame
+from rtseg.offline.broker import Mosquitto
 from rtseg.offline.stubs import SquareDetector
 from rtseg.pipeline.planner import Outputs, plan_run
 

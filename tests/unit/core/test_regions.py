@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rtseg.core.errors import ConfigError
-from rtseg.core.regions import Line, Zone, line_from_dict, parse_line, parse_zone, zone_from_dict
+from rtseg.core.regions import Line, Zone, check_unique, line_from_dict, parse_line, parse_zone, zone_from_dict
 
 
 def test_a_zone_in_fractions_scales_to_the_frame_and_one_in_pixels_stays():
@@ -50,6 +50,14 @@ def test_bad_geometry_is_one_line_naming_it(make, message):
     with pytest.raises(ConfigError) as caught:
         make()
     assert str(caught.value) == message
+
+
+def test_sizes_are_bounded_so_that_a_config_cannot_cost_unbounded_memory_or_time():
+    with pytest.raises(ConfigError, match=r"^zone 'z': at most 100 points, got 101$"):
+        Zone("z", [(i, i % 2) for i in range(101)])
+    zones = [Zone(f"z{i}", [(0, 0), (1, 0), (1, 1)]) for i in range(33)]
+    with pytest.raises(ConfigError, match=r"^cam: at most 32 zones and lines per stream, got 33$"):
+        check_unique(zones, [], "cam")
 
 
 def test_a_region_outside_the_frame_is_named_with_the_point_and_the_frame():

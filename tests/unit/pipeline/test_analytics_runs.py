@@ -71,6 +71,20 @@ def test_streamed_frames_carry_the_events_the_file_holds(tmp_path):
     assert seen == _events(tmp_path / "events.jsonl") and len(seen) == 7
 
 
+def test_snapshots_hold_the_frame_and_the_object_of_each_entry_and_crossing(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", frames=40, width=160, height=96)
+    config = apply_overrides(_config(), {"events": {"snapshots": str(tmp_path / "shots")}}, "test")
+    process(str(clip), Outputs(), config=config, detector=SquareDetector())
+    shots = tmp_path / "shots" / "clip"
+    assert sorted(p.name for p in shots.iterdir()) == [
+        "clip-000001-enter-left-t1-object.png", "clip-000001-enter-left-t1.jpg",
+        "clip-000034-cross-gate-t1-object.png", "clip-000034-cross-gate-t1.jpg"]
+    frame = cv2.imread(str(shots / "clip-000034-cross-gate-t1.jpg"))
+    cut = cv2.imread(str(shots / "clip-000034-cross-gate-t1-object.png"), cv2.IMREAD_UNCHANGED)
+    assert frame.shape == (96, 160, 3) and cut.shape == (16, 16, 4)
+    assert (cut[..., 3] == 255).all() and (cut[..., :3] > 200).all()  # the white square, wholly inside its mask
+
+
 def test_each_stream_of_a_run_has_its_own_zones(tmp_path):
     a = make_clip(tmp_path / "a.mp4", frames=40, width=160, height=96)
     b = make_clip(tmp_path / "b.mp4", frames=40, width=160, height=96)

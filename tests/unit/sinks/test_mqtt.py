@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pytest
 from broker_helpers import (
-    Mosquitto,
     Subscriber,
     frame_with,
-    free_port,
     make_certificates,
     require_mosquitto,
     scene_event,
@@ -27,6 +25,8 @@ from broker_helpers import (
 
 from rtseg.core.config import EventsConfig
 from rtseg.core.errors import ConfigError
+from rtseg.offline.broker import Mosquitto
+from rtseg.offline.rtsp import free_port
 from rtseg.sinks.mqtt import MqttSink
 from rtseg.sinks.publish import STOP_GRACE
 

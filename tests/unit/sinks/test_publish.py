@@ -10,10 +10,11 @@ import threading
 import time
 
 import pytest
-from broker_helpers import frame_with, free_port, scene_event
+from broker_helpers import frame_with, scene_event
 
 from rtseg.core.config import EventsConfig
 from rtseg.core.errors import ConfigError
+from rtseg.offline.rtsp import free_port
 from rtseg.sinks.mqtt import PAHO_MISSING, parse_mqtt_url, topic_prefix
 from rtseg.sinks.publish import PublisherFigures, Redactor, backoff, mask_secrets, open_publishers
 
