@@ -164,6 +164,11 @@ class ArchiveRun:
         tally = pool.tallies[index]
         try:
             outcome: FileOutcome = self.ray.get(ref)
+        except self.ray.exceptions.ActorUnavailableError as exc:
+            # Out of reach, not dead: the attempt may still be running there. Restart the worker first, so that
+            # the retry never runs beside it (nor the worker, answering pings meanwhile, gets a second file).
+            pool.restart(index)
+            outcome = FileOutcome(error=f"{tally.name} unreachable, restarted: {short_error(exc)}")
         except self.ray.exceptions.RayActorError as exc:
             pool.died(index)
             outcome = FileOutcome(error=f"{tally.name} died: {short_error(exc)}")

@@ -190,7 +190,10 @@ class FleetRun:
                 log.error("%s died (%s); its cameras are lost: %s", tally.name, short_error(exc),
                           ", ".join(c.name for c in group))
                 return
-            pool.died(index)
+            if isinstance(exc, self.ray.exceptions.ActorUnavailableError):
+                pool.restart(index)  # out of reach, maybe still recording: never two recordings of one camera
+            else:
+                pool.died(index)
             log.warning("%s died (%s); Ray restarts it and its cameras resume as new segments: %s", tally.name,
                         short_error(exc), ", ".join(c.name for c in group))
             for camera in group:

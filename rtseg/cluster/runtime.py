@@ -210,6 +210,14 @@ class WorkerPool:
             self.ready.remove(index)
         self.ping(index)
 
+    def restart(self, index: int) -> None:
+        """A worker out of reach while it may still be working: Ray kills and restarts it, then as ``died``."""
+        try:
+            self.ray.kill(self.actors[index], no_restart=False)
+        except Exception as exc:  # noqa: BLE001 - one already gone needs no killing; the ping tells what it is now
+            log.debug("restart %s: %s", self.tallies[index].name, exc)
+        self.died(index)
+
     @property
     def alive(self) -> bool:
         return any(not t.gone for t in self.tallies)

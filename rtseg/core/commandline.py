@@ -67,9 +67,23 @@ def run_command(main: Callable[[list[str]], int], argv: Sequence[str]) -> int:
         return exc.exit_code
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes, not the stream it was when logging was set up: a
+    caller (a test's capture, a notebook) that swaps stderr and later closes its own never leaves the root logger
+    writing into a closed file, losing every later line."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """The stream is always the current stderr; what StreamHandler sets is ignored."""
+
+
 def setup_logging(debug: bool = False) -> None:
     """Log lines on stderr as ``rtseg: LEVEL: message`` (with --debug: time, thread, logger), credentials masked."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderr()
     handler.addFilter(CredentialFilter())
     handler.setFormatter(logging.Formatter("rtseg: %(levelname)s: %(message)s" if not debug
                                            else "%(asctime)s %(threadName)s %(name)s %(levelname)s: %(message)s"))

@@ -49,25 +49,46 @@ class StagedOutput:
         return self.directory / str(self.attempt) / self.final.name
 
     def prepare(self) -> None:
-        """Clear what an earlier attempt left (a file of an older layout too) and make this attempt's folder."""
+        """Clear what earlier attempts left (a file of an older layout too) and make this attempt's folder.
+
+        A later attempt's folder is left alone: an attempt the driver gave up on may start after its retry did.
+        """
         try:
             if self.directory.is_symlink() or self.directory.is_file():
                 self.directory.unlink()
-            shutil.rmtree(self.directory, ignore_errors=True)
+            for folder in self.directory.iterdir() if self.directory.is_dir() else ():
+                if not (folder.name.isdigit() and int(folder.name) > self.attempt):
+                    _remove(folder)
             self.path.parent.mkdir(parents=True)
         except OSError as exc:
             raise OutputError(f"cannot prepare {self.directory} for {self.final.name}: {exc.strerror or exc}") from exc
 
     def commit(self) -> None:
-        """Move the complete output to its final name (a sink that got no frame wrote none), then drop the folder."""
+        """Move the complete output to its final name (a sink that got no frame wrote none), then drop the folder:
+        what any other attempt of this file is writing is no longer needed."""
         if self.path.exists():
             os.replace(self.path, self.final)
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def discard_if_empty(self) -> None:
-        """An attempt that wrote nothing leaves nothing behind; what it did write stays until a rerun redoes it."""
+        """An attempt that wrote nothing leaves nothing behind; what it did write stays until a rerun redoes it.
+
+        Only this attempt's folder goes: another attempt of the same file (the retry of one the driver gave up
+        on while it still ran) keeps what it is writing.
+        """
         if not self.path.exists():
-            shutil.rmtree(self.directory, ignore_errors=True)
+            shutil.rmtree(self.path.parent, ignore_errors=True)
+            try:
+                self.directory.rmdir()
+            except OSError:
+                pass  # another attempt's folder is still in it, or it is gone already
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def check_archive_directory(directory: Path, inputs: Sequence[Path]) -> None:

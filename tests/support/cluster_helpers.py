@@ -1,14 +1,18 @@
-"""Catching a Ray archive worker in the middle of a file, to kill it or remove its node there."""
+"""Catching a Ray archive worker in the middle of a file, to kill it or remove its node there; starting workers
+together."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rtseg.cluster.archive import ArchiveRun
+from rtseg.detect.base import Detector
 
 Current = dict[str, Any]  # ArchiveWorker.current(): the file, the attempt, the worker's pid, node and node id
 
@@ -27,3 +31,22 @@ def catch_mid_file(ray: Any, run: ArchiveRun, runner: threading.Thread, caught: 
                 return Path(now["file"]).name
         time.sleep(0.05)
     return None
+
+
+def started_together(folder: Path, count: int, factory: Callable[[], Detector],
+                     timeout: float = 120.0) -> Callable[[], Detector]:
+    """A detector factory for ``count`` workers: each worker, once it has its detector, waits (at most ``timeout``
+    seconds) until all of them have one, so that on a loaded machine a worker that is slow to start still finds
+    files to do. ``folder`` (empty, on this machine) holds a mark per worker built.
+
+    Ray pickles the returned closure by value: the workers need not import this module.
+    """
+    def build() -> Detector:
+        detector = factory()
+        (folder / f"{os.getpid()}-{uuid.uuid4().hex}").touch()
+        deadline = time.monotonic() + timeout
+        while len(list(folder.iterdir())) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return detector
+
+    return build

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cluster_helpers import catch_mid_file
+from cluster_helpers import catch_mid_file, started_together
 from helpers import SquareDetector, make_clip, read_video
 
 from rtseg.api import Outputs, process
@@ -58,11 +58,31 @@ def _single_run(clip: Path, target: Path, delay: float = 0.0) -> None:
 
 
 def _same_as_single(out: Path, reference: Path, name: str) -> None:
+    """The cluster's outputs of ``name`` are those of a single run; if not, the message says where and how they
+    differ, with the manifest's records (worker, attempts) of that file."""
     frames, times, _ = read_video(out / f"{name}.mp4")
     expected, expected_times, _ = read_video(reference / f"{name}.mp4")
-    assert times == expected_times and len(frames) == len(expected) > 0
-    assert all(np.array_equal(a, b) for a, b in zip(frames, expected))
-    assert (out / f"{name}.jsonl").read_text() == (reference / f"{name}.jsonl").read_text()
+    records = [r for r in read_manifest(out / MANIFEST_NAME) if Path(r["file"]).stem == name]
+    context = f"{name}: manifest records {records}"
+    assert times == expected_times and len(frames) == len(expected) > 0, \
+        f"{context}; {len(frames)} frames at {times} against {len(expected)} at {expected_times}"
+    differences = [_difference(i, a, b) for i, (a, b) in enumerate(zip(frames, expected)) if not np.array_equal(a, b)]
+    assert not differences, f"{context}; {len(differences)} of {len(frames)} frames differ from a single run's: " \
+                            + "; ".join(differences)
+    lines, expected_lines = ((folder / f"{name}.jsonl").read_text().splitlines() for folder in (out, reference))
+    wrong = [i for i, (a, b) in enumerate(zip(lines, expected_lines)) if a != b]
+    assert lines == expected_lines, f"{context}; JSON Lines: {len(lines)} lines against {len(expected_lines)}, " \
+                                    f"first different line {wrong[:1]}"
+
+
+def _difference(index: int, frame: np.ndarray, expected: np.ndarray) -> str:
+    """Where one decoded frame differs from the single run's: its size, or the pixels and by how much."""
+    if frame.shape != expected.shape:
+        return f"frame {index} is {frame.shape} against {expected.shape}"
+    delta = np.abs(frame.astype(np.int16) - expected.astype(np.int16)).max(axis=2)
+    ys, xs = np.nonzero(delta)
+    return (f"frame {index}: {len(ys)} pixels differ, by up to {delta.max()}, "
+            f"in x {xs.min()}..{xs.max()}, y {ys.min()}..{ys.max()}")
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -72,10 +92,12 @@ def _leftovers(folder: Path) -> list[str]:
 def test_an_archive_on_two_workers_matches_single_runs_and_a_rerun_skips_it(ray_cluster, tmp_path, monkeypatch, capsys):
     clips = _archive(tmp_path / "archive", 6, frames=12)
     out = tmp_path / "out"
+    (tmp_path / "started").mkdir()  # both workers start before either takes a file, however loaded the machine
+    factory = started_together(tmp_path / "started", 2, functools.partial(SquareDetector, delay=0.01))
     result = run_cluster("auto", [str(tmp_path / "archive")], Outputs(output=out, save_json=out), _config(),
-                         detector_factory=functools.partial(SquareDetector, delay=0.01))
+                         detector_factory=factory)
     assert result.state == "done", result.lines()
-    assert len(result.workers) == 2 and all(w.node == "127.0.0.1" for w in result.workers)
+    assert len(result.workers) == 2 and all(w.node == "127.0.0.1" for w in result.workers), result.lines()
     assert sum(w.units for w in result.workers) == 6 and sum(w.frames for w in result.workers) == 72
     for clip in clips:
         _single_run(clip, tmp_path / "single")
@@ -97,6 +119,7 @@ def test_an_archive_on_two_workers_matches_single_runs_and_a_rerun_skips_it(ray_
     assert "1 done, 0 failed, 5 skipped" in printed and "worker-0 on 127.0.0.1: 1 file(s), 12 frames" in printed
     records = read_manifest(out / MANIFEST_NAME)
     assert len(records) == 7 and Path(records[-1]["file"]).name == "clip3.mp4"
+    assert records[-1]["status"] == "done" and records[-1]["attempts"] == 1, records[-1]
     _same_as_single(out, tmp_path / "single", "clip3")
 
 
