@@ -4,13 +4,16 @@
 Mask R-CNN, tests a stub. Endpoints (all under the private workspace, ids are
 random 32-hex-digit names, never paths):
 
+- ``POST /api/regions``: body = JSON ``{"zones": [...], "lines": [...]}`` (fractions of the frame) → ``{"id"}``,
+  or a 400 with one line for bad geometry (see ``rtseg.web.scenes``); the other endpoints take that id.
 - ``POST /api/images?name=&max_side=``: body = the image file → ``{"id", "width", "height", "objects", "stem"}``;
-  ``GET /api/images/{id}/objects|annotated.png|detections.json|cutouts.zip?score=&classes=``
-  filter what the model found without running it again.
-- ``POST /api/videos?name=&score=&classes=``: body = the video → ``{"id", "frames_total", "stem"}`` (202);
-  ``GET /api/videos/{id}`` status (with ``ahead``: jobs before it in the queue), ``POST /api/videos/{id}/cancel``
-  (a queued job is cancelled at once and frees its place),
-  ``GET /api/videos/{id}/annotated.mp4|detections.jsonl``.
+  ``GET /api/images/{id}/objects|annotated.png|detections.json|cutouts.zip?score=&classes=&regions=``
+  filter what the model found without running it again; with ``regions`` (zones only) ``objects`` also
+  answers each zone's occupancy (``scene``) and ``annotated.png`` draws the zones.
+- ``POST /api/videos?name=&score=&classes=&regions=``: body = the video → ``{"id", "frames_total", "stem"}`` (202);
+  ``GET /api/videos/{id}`` status (with ``ahead``: jobs before it in the queue; with regions the live ``scene``
+  and the recent ``events``), ``POST /api/videos/{id}/cancel`` (a queued job is cancelled at once and frees
+  its place), ``GET /api/videos/{id}/annotated.mp4|detections.jsonl|heatmap.png|events.jsonl`` (events: with regions).
 - ``WS /api/live``: the webcam (see ``rtseg.web.live``). ``GET /api/info``: classes and defaults.
 
 ``stem`` is the upload's name made safe; every download is named after it (``street-annotated.png``).
@@ -38,6 +41,7 @@ from starlette.concurrency import run_in_threadpool
 
 from rtseg.core.config import Config
 from rtseg.core.errors import SourceError, UsageError
+from rtseg.core.events import SceneState
 from rtseg.detect.base import Detector
 from rtseg.detect.maskrcnn import class_ids_for
 from rtseg.sinks.data import frame_record
@@ -53,10 +57,22 @@ from rtseg.web.images import (
     objects_table,
 )
 from rtseg.web.live import LiveSession, converse
+from rtseg.web.scenes import (
+    MAX_BODY,
+    MAX_POINTS,
+    MAX_REGIONS,
+    STORE_SIZE,
+    Regions,
+    RegionsError,
+    RegionStore,
+    parse_regions,
+    scene_dict,
+    still_scene,
+)
 from rtseg.web.security import LOOPBACK_NAMES, HostCheck
 from rtseg.web.sharing import MIN_SCORE, Admission, SharedModel
 from rtseg.web.videos import DONE, VideoJob, VideoWorker
-from rtseg.web.workspace import Workspace, download_stem, is_id, new_id, receive_upload
+from rtseg.web.workspace import Workspace, download_stem, is_id, new_id, receive_small, receive_upload
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +110,7 @@ class WebServer:
         self.admission = Admission(settings.queue_size)
         self.images = ImageStore(settings.max_images, settings.keep_seconds)
         self.videos = VideoWorker(self.model, settings.keep_seconds)
+        self.regions = RegionStore(STORE_SIZE, settings.keep_seconds)
         self.workspace: Workspace | None = None
         self._stop = threading.Event()
         self._janitor = threading.Thread(target=self._sweep, name="rtseg-web-janitor", daemon=True)
@@ -118,6 +135,7 @@ class WebServer:
     def expire(self, now: float) -> None:
         self.images.expire(now)
         self.videos.expire(now)
+        self.regions.expire(now)
 
     def _sweep(self) -> None:
         while not self._stop.wait(min(60.0, max(self.settings.keep_seconds / 4, 0.1))):
@@ -128,6 +146,15 @@ class WebServer:
         names = classes.split(",") if isinstance(classes, str) else list(classes or [])
         names = [n.strip() for n in names if str(n).strip()]
         return class_ids_for(names, self.model.class_names) if names else None
+
+    def find_regions(self, key: str | None) -> Regions | None:
+        """The region set of an id from ``POST /api/regions``; None for none; an unknown id is a UsageError."""
+        if not key:
+            return None
+        regions = self.regions.get(key) if is_id(key) else None
+        if regions is None:
+            raise UsageError("the zones and lines have expired on the server: draw or change one to send them again")
+        return regions
 
     def busy(self) -> HTTPException:
         return HTTPException(503, f"the server is busy ({self.admission.capacity} jobs already use or wait for "
@@ -173,6 +200,12 @@ def create_app(detector: Detector, settings: WebSettings | None = None) -> FastA
         except UsageError as exc:
             raise HTTPException(400, str(exc)) from exc
 
+    def find_regions(key: str) -> Regions | None:
+        try:
+            return server.find_regions(key)
+        except UsageError as exc:
+            raise HTTPException(404, str(exc)) from exc
+
     # -- the page ---------------------------------------------------------------------------------
 
     def static(name: str) -> Response:
@@ -193,7 +226,19 @@ def create_app(detector: Detector, settings: WebSettings | None = None) -> FastA
     def info() -> dict[str, Any]:
         return {"classes": server.class_names, "score_threshold": defaults.score_threshold, "min_score": min(MIN_SCORE, defaults.score_threshold),
                 "default_classes": list(defaults.classes), "max_side": server.settings.max_side,
-                "max_upload_bytes": server.settings.max_upload_bytes}
+                "max_upload_bytes": server.settings.max_upload_bytes, "max_regions": MAX_REGIONS,
+                "max_points": MAX_POINTS}
+
+    # -- zones and lines --------------------------------------------------------------------------
+
+    @app.post("/api/regions")
+    async def post_regions(request: Request) -> dict[str, Any]:
+        body = await receive_small(request, MAX_BODY, "the zones and lines")
+        try:
+            regions = parse_regions(body, server.model.class_names)
+        except RegionsError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        return {"id": server.regions.add(regions), "zones": len(regions.zones), "lines": len(regions.lines)}
 
     # -- images -----------------------------------------------------------------------------------
 
@@ -227,21 +272,33 @@ def create_app(detector: Detector, settings: WebSettings | None = None) -> FastA
             raise HTTPException(404, "this image result has expired: run the image again")
         return result, result.frame(score, class_ids(classes))
 
+    def image_scene(frame: Any, regions: str) -> SceneState | None:
+        """Each zone's occupancy in the filtered result (the regions are checked before the frame is used)."""
+        chosen = find_regions(regions)
+        if chosen is None:
+            return None
+        try:
+            return still_scene(chosen, server.settings.config.analytics, frame.detections, frame.height, frame.width)
+        except RegionsError as exc:
+            raise HTTPException(400, str(exc)) from exc
+
     def attachment(filename: str, kind: str = "attachment") -> dict[str, str]:
         return {"Content-Disposition": f'{kind}; filename="{filename}"'}
 
     score_query = Query(defaults.score_threshold, ge=0.0, le=1.0)
 
     @app.get("/api/images/{result_id}/objects")
-    def image_objects(result_id: str, score: float = score_query, classes: str = "") -> dict[str, Any]:
+    def image_objects(result_id: str, score: float = score_query, classes: str = "", regions: str = "") -> dict[str, Any]:
         _, frame = image_frame(result_id, score, classes)
-        return {"objects": objects_table(frame_record(frame))}
+        scene = image_scene(frame, regions)
+        return {"objects": objects_table(frame_record(frame)), "scene": None if scene is None else scene_dict(scene)}
 
     @app.get("/api/images/{result_id}/annotated.png")
-    def image_annotated(result_id: str, score: float = score_query, classes: str = "") -> Response:
+    def image_annotated(result_id: str, score: float = score_query, classes: str = "", regions: str = "") -> Response:
         result, frame = image_frame(result_id, score, classes)
+        scene = image_scene(frame, regions)
         # inline: the page shows it; the name is what "Save image as" and the download link use
-        return Response(annotated_png(frame, server.settings.config.render), media_type="image/png",
+        return Response(annotated_png(frame, server.settings.config.render, scene), media_type="image/png",
                         headers=attachment(f"{download_stem(result.name, 'image')}-annotated.png", "inline"))
 
     @app.get("/api/images/{result_id}/detections.json")
@@ -261,8 +318,9 @@ def create_app(detector: Detector, settings: WebSettings | None = None) -> FastA
 
     @app.post("/api/videos", status_code=202)
     async def upload_video(request: Request, name: str | None = Query(None, max_length=255),
-                           score: float = score_query, classes: str = "") -> dict[str, Any]:
+                           score: float = score_query, classes: str = "", regions: str = "") -> dict[str, Any]:
         wanted_classes = class_ids(classes)
+        chosen = find_regions(regions)
         if not server.admission.try_enter():
             raise server.busy()
         directory = workspace().new_directory()
@@ -276,8 +334,10 @@ def create_app(detector: Detector, settings: WebSettings | None = None) -> FastA
             raise
         config = dataclasses.replace(server.settings.config,
                                      model=dataclasses.replace(defaults, score_threshold=score))
+        if chosen is not None:
+            config.analytics = chosen.analytics(config.analytics)
         job = VideoJob(directory, label, download_stem(name, "video"), config, wanted_classes, frames_total,
-                       on_finish=server.admission.leave)
+                       on_finish=server.admission.leave, regions=chosen)
         job_id = new_id()
         server.videos.submit(job_id, job)
         return {"id": job_id, "frames_total": frames_total, "stem": job.stem}
@@ -315,6 +375,18 @@ def create_app(detector: Detector, settings: WebSettings | None = None) -> FastA
         job, path = finished_file(job_id, lambda j: j.records)
         return FileResponse(path, media_type="application/x-ndjson", filename=f"{job.stem}-detections.jsonl")
 
+    @app.get("/api/videos/{job_id}/events.jsonl")
+    def video_events(job_id: str) -> FileResponse:
+        job, path = finished_file(job_id, lambda j: j.event_lines)
+        if job.regions is None:
+            raise HTTPException(404, "this video job had no zones or lines, so it has no events")
+        return FileResponse(path, media_type="application/x-ndjson", filename=f"{job.stem}-events.jsonl")
+
+    @app.get("/api/videos/{job_id}/heatmap.png")
+    def video_heatmap(job_id: str) -> FileResponse:
+        job, path = finished_file(job_id, lambda j: j.heatmap)
+        return FileResponse(path, media_type="image/png", filename=f"{job.stem}-heatmap.png")
+
     # -- webcam -----------------------------------------------------------------------------------
 
     @app.websocket("/api/live")
@@ -325,8 +397,8 @@ def create_app(detector: Detector, settings: WebSettings | None = None) -> FastA
             await websocket.close(code=1013)
             return
         try:
-            session = LiveSession(server.model, server.settings.config.render, defaults.score_threshold,
-                                  server.class_ids(defaults.classes), server.class_ids)
+            session = LiveSession(server.model, server.settings.config, server.class_ids(defaults.classes),
+                                  server.class_ids, server.find_regions)
             await converse(websocket, session)
         except WebSocketDisconnect:
             pass

@@ -22,8 +22,10 @@ import cv2
 import numpy as np
 
 from rtseg.core.config import RenderConfig
+from rtseg.core.events import SceneState
 from rtseg.core.structures import Detections, Frame
 from rtseg.render.renderer import Renderer
+from rtseg.render.scene import SceneAnnotator
 from rtseg.sinks.data import CropsSink
 from rtseg.web.sharing import wanted
 
@@ -84,10 +86,13 @@ class ImageResult:
                      detections=self.detections(min_score, class_ids))
 
 
-def annotated_png(frame: Frame, config: RenderConfig) -> bytes:
-    """Drawn as the CLI draws still images: untracked, so colours follow the detection order."""
+def annotated_png(frame: Frame, config: RenderConfig, scene: SceneState | None = None) -> bytes:
+    """Drawn as the CLI draws still images: untracked, so colours follow the detection order; then the zones."""
     assert frame.detections is not None
-    return png_bytes(Renderer(config, tracked=False).draw(frame.image, frame.detections))
+    drawn = Renderer(config, tracked=False).draw(frame.image, frame.detections)
+    if scene is not None:
+        SceneAnnotator(config.line_width).annotate(drawn, frame.detections, scene)
+    return png_bytes(drawn)
 
 
 def objects_table(record: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,11 +1,18 @@
 """The browser's webcam, live: JPEG frames in over a WebSocket, annotated JPEG frames back, newest first.
 
 Messages from the page: binary = a 4-byte big-endian sequence number and a
-JPEG frame; text = JSON settings ``{"score": 0.5, "classes": ["person"]}``.
+JPEG frame; text = JSON settings ``{"score": 0.5, "classes": ["person"],
+"regions": ID}`` (``regions``: an id from ``POST /api/regions``, or null).
 Answers: a JSON text ``{"seq", "objects", "dropped", ...}`` then the annotated
 JPEG as binary. The server keeps only the newest frame that arrived while the
 model was busy: older ones are dropped (and counted), never queued, so the
 delay stays one model call however slow the model is.
+
+With regions the session tracks objects (its own ``Tracker``, as a video's
+pipeline does) so that zones count entries and lines count crossings; each
+answer then carries the zones' and lines' counts (``scene``) and the frame's
+new events (``events``), and the picture shows the regions. Event times are
+seconds since the regions were set.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -22,9 +30,13 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from rtseg.core.config import RenderConfig
+from rtseg.analytics.scene import SceneAnalytics
+from rtseg.core.config import Config
 from rtseg.core.errors import UsageError
 from rtseg.render.renderer import Renderer
+from rtseg.render.scene import SceneAnnotator
+from rtseg.track.tracker import Tracker, track_detections
+from rtseg.web.scenes import Regions, scene_dict, shown_events
 from rtseg.web.sharing import FilteredDetector, SharedModel
 
 log = logging.getLogger(__name__)
@@ -32,14 +44,30 @@ log = logging.getLogger(__name__)
 JPEG_QUALITY = 80
 
 
+class LiveScene:
+    """The webcam's analytics since its regions were set: a tracker, and the scene it feeds."""
+
+    def __init__(self, regions: Regions, config: Config) -> None:
+        self.tracker = Tracker(config.tracking)
+        self.analytics: SceneAnalytics = regions.scene(config.analytics, stream="webcam", tracked=True)
+        self.started = time.monotonic()
+        self.frames = 0
+
+
 class LiveSession:
     """One webcam connection: its current settings, and the work done on each frame."""
 
-    def __init__(self, model: SharedModel, render: RenderConfig, min_score: float,
-                 class_ids: Collection[int] | None, parse_classes: Callable[[Any], Collection[int] | None]) -> None:
-        self.detector = FilteredDetector(model, min_score, class_ids)
-        self.renderer = Renderer(render, tracked=False)
+    def __init__(self, model: SharedModel, config: Config, class_ids: Collection[int] | None,
+                 parse_classes: Callable[[Any], Collection[int] | None],
+                 find_regions: Callable[[str | None], Regions | None]) -> None:
+        self.config = config
+        self.detector = FilteredDetector(model, config.model.score_threshold, class_ids)
+        self.renderer = Renderer(config.render, tracked=False)
+        self.annotator = SceneAnnotator(config.render.line_width)
         self.parse_classes = parse_classes
+        self.find_regions = find_regions
+        self.regions_id: str | None = None
+        self.scene: LiveScene | None = None
         self.dropped = 0
 
     def apply_settings(self, text: str) -> str | None:
@@ -50,9 +78,16 @@ class LiveSession:
             if not 0.0 <= score <= 1.0:
                 raise ValueError(f"score {score} is not between 0 and 1")
             class_ids = self.parse_classes(settings.get("classes", []))
+            regions_id = settings.get("regions") or None
+            if regions_id is not None and not isinstance(regions_id, str):
+                raise ValueError("regions must be an id from POST /api/regions")
+            regions = self.find_regions(regions_id) if regions_id != self.regions_id else None
         except (ValueError, TypeError, AttributeError, UsageError) as exc:
             return f"bad settings: {exc}"
         self.detector.min_score, self.detector.class_ids = score, class_ids
+        if regions_id != self.regions_id:  # new regions start counting afresh; the same ones keep their counts
+            self.regions_id = regions_id
+            self.scene = None if regions is None else LiveScene(regions, self.config)
         return None
 
     def answer(self, message: bytes) -> tuple[dict[str, Any], bytes | None]:
@@ -62,15 +97,25 @@ class LiveSession:
         if image is None:
             return {"seq": seq, "error": "a webcam frame did not decode as JPEG"}, None
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        facts: dict[str, Any] = {"seq": seq, "dropped": self.dropped, "width": rgb.shape[1], "height": rgb.shape[0]}
+        scene = self.scene  # the settings may change it meanwhile: this frame keeps the one it started with
         try:
             detections = self.detector.detect([rgb])[0]
+            if scene is not None:
+                track_detections(scene.tracker, detections, rgb)
+                events = scene.analytics.update(detections, time=time.monotonic() - scene.started,
+                                                frame=scene.frames, wall_time=time.time(),
+                                                height=rgb.shape[0], width=rgb.shape[1])
+                scene.frames += 1
+                facts.update(scene=scene_dict(scene.analytics.state), events=shown_events(events))
         except Exception as exc:  # the page shows it; the server and the socket go on
             log.exception("webcam frame failed")
             return {"seq": seq, "error": f"the model failed: {exc.__class__.__name__}: {exc}"}, None
-        drawn = cv2.cvtColor(self.renderer.draw(rgb, detections), cv2.COLOR_RGB2BGR)
-        ok, jpeg = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        facts = {"seq": seq, "objects": len(detections), "dropped": self.dropped,
-                 "width": rgb.shape[1], "height": rgb.shape[0]}
+        facts["objects"] = len(detections)
+        drawn = self.renderer.draw(rgb, detections)
+        if scene is not None:
+            self.annotator.annotate(drawn, detections, scene.analytics.state)
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         return facts, jpeg.tobytes() if ok else None
 
 

@@ -7,6 +7,10 @@ deletes what it wrote. Jobs run one after another; their model calls share the
 model with image requests through ``SharedModel``'s fair lock. A queued job that
 is cancelled finishes at once and gives its admission slot back, so the page
 never shows a dead job holding a place in the queue.
+
+A job with zones or lines runs scene analytics in the pipeline: its status
+carries the latest counts and the last ``RECENT_EVENTS`` events while it runs,
+and when done it has the events as JSON Lines. Every job writes a heatmap.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtseg.api import Outputs, stream
+from rtseg.api import Outputs, StreamConfig, stream
 from rtseg.core.config import Config, ModelConfig
 from rtseg.core.errors import RtsegError
+from rtseg.core.structures import Frame
+from rtseg.web.scenes import RECENT_EVENTS, Regions, scene_dict, shown_events
 from rtseg.web.sharing import FilteredDetector, SharedModel
 
 log = logging.getLogger(__name__)
@@ -43,26 +49,44 @@ class VideoJob:
     class_ids: Collection[int] | None
     frames_total: int | None
     on_finish: Callable[[], None]  # gives the job's admission slot back
+    regions: Regions | None = None  # zones and lines (already in config.analytics); None: no analytics
     state: str = QUEUED
     frames_done: int = 0
     error: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    scene: dict[str, Any] | None = None  # the latest frame's counts (scenes.scene_dict)
+    events: tuple[dict[str, Any], ...] = ()  # the latest RECENT_EVENTS events, oldest first (replaced, never mutated)
+    events_total: int = 0
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     # Rule: a job leaves QUEUED under this lock, once: either the worker starts it or cancel() finishes it.
     _start: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
-    @property
-    def upload(self) -> Path:
-        return self.directory / "upload"
+    # The job's files, all in its private directory (set by __post_init__).
+    upload: Path = field(init=False, repr=False)
+    video: Path = field(init=False, repr=False)
+    records: Path = field(init=False, repr=False)
+    event_lines: Path = field(init=False, repr=False)
+    heatmap: Path = field(init=False, repr=False)
 
-    @property
-    def video(self) -> Path:
-        return self.directory / "annotated.mp4"
+    def __post_init__(self) -> None:
+        names = ("upload", "annotated.mp4", "detections.jsonl", "events.jsonl", "heatmap.png")
+        self.upload, self.video, self.records, self.event_lines, self.heatmap = (self.directory / n for n in names)
 
-    @property
-    def records(self) -> Path:
-        return self.directory / "detections.jsonl"
+    def outputs(self) -> Outputs:
+        """Every job writes the MP4, its records and a heatmap; the events only where there are zones or lines."""
+        return Outputs(output=self.video, save_json=self.records, heatmap=self.heatmap,
+                       events=self.event_lines if self.regions is not None else None)
+
+    def seen(self, frame: Frame) -> None:
+        """Called for each finished frame, in order: progress, and the counts and events the page shows."""
+        self.frames_done += 1
+        if frame.scene is not None:
+            self.scene = scene_dict(frame.scene)
+        shown = shown_events(frame.events)
+        if shown:
+            self.events = (*self.events, *shown)[-RECENT_EVENTS:]
+            self.events_total += len(shown)
 
     def status(self, ahead: int = 0) -> dict[str, Any]:
         """What the page shows; ``ahead`` is how many jobs run or wait before this one (0 unless queued)."""
@@ -72,7 +96,8 @@ class VideoJob:
             eta = round(max(self.frames_total - self.frames_done, 0) / rate, 1)
         return {"state": self.state, "frames_done": self.frames_done, "frames_total": self.frames_total,
                 "eta_seconds": eta, "error": self.error, "ahead": ahead if self.state == QUEUED else 0,
-                "stem": self.stem}
+                "stem": self.stem, "analytics": self.regions is not None, "scene": self.scene,
+                "events": list(self.events), "events_total": self.events_total}
 
     def cancel(self) -> None:
         """A queued job finishes now (its slot is free at once); a running one stops at its next frame."""
@@ -97,7 +122,7 @@ class VideoJob:
     def finish(self, state: str, error: str | None = None) -> None:
         self.state, self.error, self.finished_at = state, error, time.monotonic()
         if state != DONE:
-            for path in (self.video, self.records):
+            for path in (self.video, self.records, self.event_lines, self.heatmap):
                 path.unlink(missing_ok=True)
         self.upload.unlink(missing_ok=True)
         self.on_finish()
@@ -169,10 +194,11 @@ class VideoWorker:
             return FilteredDetector(self.model, settings.score_threshold, job.class_ids)
 
         try:
-            outputs = Outputs(output=job.video, save_json=job.records)
-            with closing(stream(str(job.upload), outputs, config=job.config, build_detector=detector)) as frames:
-                for _ in frames:
-                    job.frames_done += 1
+            # The stream is named after the user's file (events carry it), not after the private upload's name.
+            source = StreamConfig(source=str(job.upload), name=job.stem)
+            with closing(stream(source, job.outputs(), config=job.config, build_detector=detector)) as frames:
+                for frame in frames:
+                    job.seen(frame)
                     if job.cancel_requested.is_set():
                         break
         except RtsegError as exc:

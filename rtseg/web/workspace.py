@@ -56,12 +56,29 @@ class Workspace:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-async def receive_upload(request: Request, path: Path, limit: int) -> int:
-    """Write the request body to ``path``, refusing (413) a body above ``limit`` bytes; returns its size."""
-    too_large = HTTPException(413, f"the file is larger than the upload limit of {size_text(limit)}")
+def _refuse_declared(request: Request, limit: int, too_large: HTTPException) -> None:
+    """A body whose Content-Length is above ``limit`` is refused before any of it is read."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large
+
+
+async def receive_small(request: Request, limit: int, what: str) -> bytes:
+    """A small body (JSON) held in memory, refused (413) at its first byte over ``limit``."""
+    too_large = HTTPException(413, f"{what} are larger than the limit of {size_text(limit)}")
+    _refuse_declared(request, limit, too_large)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+async def receive_upload(request: Request, path: Path, limit: int) -> int:
+    """Write the request body to ``path``, refusing (413) a body above ``limit`` bytes; returns its size."""
+    too_large = HTTPException(413, f"the file is larger than the upload limit of {size_text(limit)}")
+    _refuse_declared(request, limit, too_large)
     written = 0
     try:
         with path.open("xb") as file:

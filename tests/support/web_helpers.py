@@ -13,8 +13,10 @@ from rtseg.core.config import RenderConfig
 from rtseg.core.structures import Detections
 from rtseg.detect.base import DetectorBase
 from rtseg.render.colors import color_for_id
+from rtseg.render.scene import ZONE_FILL, zone_color
 
 KNOWN_CLASSES = ("__background__", "square", "disc")
+AROUND_SQUARE = [[0.05, 0.05], [0.6, 0.05], [0.6, 0.55], [0.05, 0.55]]  # a zone holding the square, not the disc
 SQUARE_SCORE, DISC_SCORE = 0.9, 0.6  # the square is drawn first (index 0), the disc second (index 1)
 
 
@@ -110,3 +112,13 @@ def blended(pixel: np.ndarray, index: int, config: RenderConfig | None = None) -
     """The colour the renderer gives a pixel under the mask of detection ``index`` (untracked: colour by index)."""
     alpha = (config or RenderConfig()).alpha
     return np.round(pixel.astype(float) * (1 - alpha) + np.array(color_for_id(index)) * alpha)
+
+
+def tinted(pixel: np.ndarray, index: int) -> np.ndarray:
+    """The colour of a pixel under zone ``index``'s tint, as rtseg.render.scene.SceneAnnotator blends it."""
+    return np.round(pixel.astype(float) * (1 - ZONE_FILL) + np.array(zone_color(index)) * ZONE_FILL)
+
+
+def in_zone_only(height: int, width: int) -> tuple[int, int]:
+    """(y, x) inside AROUND_SQUARE but right of the square, away from its outline and every label."""
+    return int(0.3 * height), int(0.55 * width)

@@ -6,12 +6,16 @@ The stub (web_helpers.KnownObjectsDetector) finds a 'square' (0.9) and a 'disc'
 as long as a test needs. No browser is downloaded: Playwright drives
 /usr/bin/chromium (.ci/run installs it with apt), and the accessibility pass
 injects the axe-core that the axe-playwright-python package ships.
+Zones and lines are drawn as a user draws them, by clicks on the overlay over
+each preview; a second server over rtseg.offline.stubs.SquareDetector finds
+make_clip's moving white square, so a line down a clip's middle is crossed once.
 ``RTSEG_UPDATE_DOCS=1`` saves the README's screenshots (docs/web.png at
-1280×900, docs/web-phone.png at 390×844).
+1280×900, docs/web-phone.png at 390×844, docs/web-zones.png).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -49,21 +53,27 @@ if not CHROMIUM.exists():
 
 from helpers import make_clip  # noqa: E402
 from web_helpers import (  # noqa: E402
+    AROUND_SQUARE,
     DISC_SCORE,
     SQUARE_SCORE,
     KnownObjectsDetector,
     blended,
+    decode,
     disc_centre,
     encode,
+    in_zone_only,
     scene,
     square_centre,
+    tinted,
 )
 
+from rtseg.offline.stubs import SquareDetector  # noqa: E402
+from rtseg.render.scene import ZONE_COLORS  # noqa: E402
 
-@pytest.fixture(scope="module")
-def served():
-    """The app over the stub, served by uvicorn on a free port of 127.0.0.1 in a thread."""
-    detector = KnownObjectsDetector()
+
+@contextmanager
+def serving(detector):
+    """The app over ``detector``, served by uvicorn on a free port of 127.0.0.1 in a thread."""
     app = create_app(detector, WebSettings())
     sock = listen("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
@@ -77,10 +87,24 @@ def served():
         yield SimpleNamespace(url=f"http://127.0.0.1:{sock.getsockname()[1]}/", detector=detector,
                               server=app.state.server)
     finally:
-        detector.gate.set()
+        if isinstance(detector, KnownObjectsDetector):
+            detector.gate.set()
         server.should_exit = True
         thread.join(30)
         sock.close()
+
+
+@pytest.fixture(scope="module")
+def served():
+    with serving(KnownObjectsDetector()) as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def square_served():
+    """A second server, whose model finds make_clip's moving white square (a line can be crossed)."""
+    with serving(SquareDetector()) as app:
+        yield app
 
 
 @pytest.fixture(scope="module")
@@ -100,13 +124,14 @@ def open_page(browser, served):
     """``open_page(viewport=DESKTOP)``: a fresh tab (its own session storage) on the page, ready; script errors fail."""
     contexts, failures = [], []
 
-    def opener(viewport=DESKTOP, **options):
-        context = browser.new_context(viewport=viewport, base_url=served.url, **options)
+    def opener(viewport=DESKTOP, server=None, **options):
+        url = (server or served).url
+        context = browser.new_context(viewport=viewport, base_url=url, **options)
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(WAIT_MS)
         page.on("pageerror", lambda error: failures.append(str(error)))
-        page.goto(served.url)
+        page.goto(url)
         page.wait_for_selector("body[data-ready=true]", state="attached")  # the page's own CSP stays on
         return page
 
@@ -362,7 +387,9 @@ def test_a_video_is_previewed_then_reaches_100_percent_and_plays(page, served, t
     assert played > 0.2
     job_id = tab_job_id(page)
     assert live_links(page, "video-panel") == [f"/api/videos/{job_id}/annotated.mp4",
-                                               f"/api/videos/{job_id}/detections.jsonl"]
+                                               f"/api/videos/{job_id}/detections.jsonl",
+                                               f"/api/videos/{job_id}/heatmap.png"]  # no events: nothing was drawn
+    assert page.locator("#video-scene").is_hidden()
     assert page.get_attribute("#download-mp4", "download") == "clip-annotated.mp4"
 
 
@@ -473,9 +500,157 @@ def test_the_fake_webcam_streams_annotated_frames_beside_the_camera_then_stops(p
     assert "model was still busy" in page.inner_text("#dropped-help")
 
 
+# -- zones and lines ----------------------------------------------------------------------------------------
+
+def click_at(page, overlay: str, fractions, double_last: bool = False) -> None:
+    """Clicks on an overlay at fractions of its picture, as a user clicks corners; the last one doubled if asked."""
+    area = box(page, overlay)
+    for i, (fx, fy) in enumerate(fractions):
+        x, y = area["x"] + fx * area["width"], area["y"] + fy * area["height"]
+        if double_last and i == len(fractions) - 1:
+            page.mouse.dblclick(x, y)
+        else:
+            page.mouse.click(x, y)
+
+
+def draw_zone(page, tab: str, fractions) -> None:
+    """Draw zone, one click per corner, then a click on the first corner closes it."""
+    page.click(f"#{tab}-draw-zone")
+    click_at(page, f"#{tab}-overlay", [*fractions, fractions[0]])
+
+
+def region_names(page, tab: str) -> list[str]:
+    return page.eval_on_selector_all(f"#{tab}-region-list input", "(inputs) => inputs.map((i) => i.value)")
+
+
+def test_a_zone_drawn_on_the_image_preview_counts_the_square_and_tints_the_result(page, served, tmp_path):
+    image = scene(360, 480)
+    h, w = image.shape[:2]
+    (tmp_path / "yard.png").write_bytes(encode(image))
+    page.set_input_files("#image-file", str(tmp_path / "yard.png"))
+    page.wait_for_function("() => !document.getElementById('run-image').disabled")
+    assert page.evaluate("ZONE_COLORS") == [list(c) for c in ZONE_COLORS]  # the page's palette is the drawing's
+
+    page.click("#image-draw-zone")
+    assert page.get_attribute("#image-draw-zone", "aria-pressed") == "true"
+    click_at(page, "#image-overlay", AROUND_SQUARE[:2])
+    page.keyboard.press("Escape")  # cancels the drawing: nothing is kept
+    assert region_names(page, "image") == [] and page.locator("#image-overlay circle").count() == 0
+    assert page.inner_text("#image-draw-help") == "Drawing cancelled."
+
+    draw_zone(page, "image", AROUND_SQUARE)
+    assert region_names(page, "image") == ["zone-1"]
+    polygon = page.locator("#image-overlay polygon").first
+    corners = [[float(v) for v in p.split(",")] for p in polygon.get_attribute("points").split()]
+    area = box(page, "#image-overlay")
+    assert np.allclose(np.array(corners) / [area["width"], area["height"]], AROUND_SQUARE, atol=0.01)
+    assert polygon.get_attribute("fill") == "rgb({}, {}, {})".format(*ZONE_COLORS[0])
+    page.fill("#image-region-list input", "door")
+    page.keyboard.press("Enter")  # a text field's change: the name is taken
+
+    page.click("#run-image")
+    wait_for_result(page, "0.5", rows=2)
+    page.wait_for_function("() => document.getElementById('image-counts').textContent.includes('door')")
+    assert page.inner_text("#image-counts") == "door: 1 inside (square 1)"
+    y, x = in_zone_only(h, w)
+    shown = pixels(page, "#result-image", [(y, x), (int(0.8 * h), int(0.1 * w))])
+    assert np.abs(shown[0] - tinted(image[y, x], 0)).max() <= 1  # the zone's tint, in its colour
+    assert (shown[1] == image[int(0.8 * h), int(0.1 * w)]).all()  # outside it: untouched
+    assert "regions=" in page.get_attribute("#download-png", "href")  # the download is the picture shown
+    save_doc(page, "web-zones.png", full_page=True)
+
+    page.click("#image-overlay polygon")  # selects it; Delete removes it and the result follows
+    page.keyboard.press("Delete")
+    assert region_names(page, "image") == []
+    assert page.evaluate("() => document.activeElement.id") == "image-overlay"  # the keyboard stays in the picture
+    page.wait_for_function("() => document.getElementById('image-counts').hidden")
+    page.wait_for_function("() => !new URL(document.getElementById('result-image').src).searchParams.get('regions')")
+
+
+def test_bad_geometry_is_refused_in_one_line_in_the_pages_words(page, served, tmp_path):
+    (tmp_path / "bow.png").write_bytes(encode(scene(240, 320)))
+    page.set_input_files("#image-file", str(tmp_path / "bow.png"))
+    page.wait_for_function("() => !document.getElementById('run-image').disabled")
+    page.click("#image-draw-zone")
+    click_at(page, "#image-overlay", [(0.1, 0.1), (0.9, 0.9), (0.9, 0.2), (0.1, 0.8)])  # a bow tie
+    page.keyboard.press("Enter")
+    page.click("#run-image")
+    error = page.locator("#image-regions-error")
+    error.wait_for(state="visible")
+    assert error.inner_text() == "Zones: zone 'zone-1' crosses itself (its edges 1 and 3 meet)"
+    wait_for_result(page, "0.5", rows=2)  # the run goes on without the zone, and says so beside it
+    assert page.locator("#image-counts").is_hidden()
+
+    page.fill("#image-region-list input", "a door")
+    page.keyboard.press("Enter")
+    assert page.inner_text("#image-regions-error").startswith("Names: a door: use 1-64 letters")
+    assert page.get_attribute("#image-region-list input", "aria-invalid") == "true"
+    answer = page.request.post("/api/regions", data={"zones": [{"name": "d", "points": [[0, 0], [1, 1]]}]})
+    assert (answer.status, answer.json()["detail"]) == (400, "zone 'd': needs at least 3 points, got 2")
+
+
+def test_a_line_drawn_on_a_video_counts_the_crossing_with_events_and_downloads(open_page, square_served, tmp_path):
+    page = open_page(server=square_served)
+    clip = make_clip(tmp_path / "walk.mp4", frames=40, width=160, height=96, fps=10)
+    page.click("#tab-video")
+    page.set_input_files("#video-file", str(clip))
+    page.wait_for_function("() => !document.getElementById('run-video').disabled")
+    page.click("#video-draw-line")
+    click_at(page, "#video-overlay", [(0.5, 0.02), (0.5, 0.98)], double_last=True)  # a double click finishes it
+    assert region_names(page, "video") == ["line-1"]
+    item = page.locator("#video-region-list li")
+    item.get_by_role("button", name="Flip which side of line-1 is in").click()
+    assert "in: right" in item.inner_text()
+    item.get_by_role("button", name="Flip which side of line-1 is in").click()  # back: left of a downward walk
+    assert "in: left" in item.inner_text()  # is the right half, where the square goes
+    arrow = page.locator("#video-overlay line").first
+    assert float(arrow.get_attribute("x2")) > float(arrow.get_attribute("x1"))  # the arrow points there
+
+    page.click("#run-video")
+    page.wait_for_function("() => !document.getElementById('result-video').hidden")
+    assert page.inner_text("#video-counts") == "line-1: in 1, out 0"
+    events = page.locator("#video-events li").all_inner_texts()
+    assert len(events) == 1 and events[0].endswith(": square #1 crossed line-1, in")
+    assert page.inner_text("#video-events-total") == "1 event, newest first."
+    job_id = tab_job_id(page)
+    assert live_links(page, "video-panel") == [f"/api/videos/{job_id}/{name}" for name in (
+        "annotated.mp4", "detections.jsonl", "events.jsonl", "heatmap.png")]
+    names = [page.get_attribute(f"#download-{k}", "download") for k in ("events", "heatmap")]
+    assert names == ["walk-events.jsonl", "walk-heatmap.png"]
+    lines = page.request.get(f"/api/videos/{job_id}/events.jsonl").text().splitlines()
+    crossings = [row for row in map(json.loads, lines) if row["kind"] == "cross"]
+    assert [(c["line"], c["direction"], c["class"]) for c in crossings] == [("line-1", "in", "square")]
+    heatmap = page.request.get(f"/api/videos/{job_id}/heatmap.png").body()
+    assert heatmap[:8] == b"\x89PNG\r\n\x1a\n" and decode(heatmap).shape[:2] == (96, 160)
+
+    page.set_input_files("#video-file", str(make_clip(tmp_path / "again.mp4", frames=6, width=96, height=64)))
+    page.wait_for_function("() => !document.getElementById('run-video').disabled")
+    page.click("#run-video")
+    assert live_links(page, "video-panel") == []  # the events and heatmap links go with the others
+    assert page.locator("#video-scene").is_hidden()
+    page.wait_for_function("() => !document.getElementById('video-downloads').hidden")
+
+
+def test_the_webcam_counts_a_zone_drawn_on_the_camera(page, served):
+    page.click("#tab-webcam")
+    assert page.is_disabled("#webcam-draw-zone")  # nothing to draw on before the camera runs
+    assert page.inner_text("#webcam-draw-help") == "Start the webcam to draw on its picture."
+    page.click("#webcam-start")
+    page.wait_for_function("() => Number(document.getElementById('webcam-view').dataset.frames) >= 1")
+    draw_zone(page, "webcam", AROUND_SQUARE)
+    assert region_names(page, "webcam") == ["zone-1"]
+    page.wait_for_function("""() => document.getElementById("webcam-counts").textContent
+        .startsWith("zone-1: 1 inside (square 1), 1 entered")""")
+    assert page.locator("#webcam-events li").last.inner_text().endswith(": square #1 entered zone-1")
+    page.click("#webcam-stop")
+    assert page.locator("#webcam-scene").is_hidden() and page.is_disabled("#webcam-draw-zone")
+    assert region_names(page, "webcam") == ["zone-1"]  # kept for the next start
+
+
 # -- layout and accessibility ------------------------------------------------------------------------------
 
-TOUCH_TARGETS = "button, [role=tab], a[href], input[type=number], input[type=range], #class-search, label.choose"
+TOUCH_TARGETS = ("button, [role=tab], a[href], input[type=number], input[type=range], #class-search, label.choose, "
+                 ".region-list input")
 
 
 def small_targets(page) -> list[str]:
@@ -500,6 +675,7 @@ def test_the_phone_layout_stacks_at_390_px_with_44_px_targets(open_page, tmp_pat
     page = open_page(PHONE, is_mobile=True, has_touch=True)
     (tmp_path / "phone.png").write_bytes(encode(scene(300, 400)))
     run_image(page, tmp_path / "phone.png")
+    draw_zone(page, "image", AROUND_SQUARE)  # by touch-sized clicks; its list row is touch-sized too
     original, result = box(page, "#image-original"), box(page, "#image-result")
     assert result["y"] >= original["y"] + original["height"]  # one above the other
     assert original["width"] >= 330 and result["width"] >= 330  # each nearly the screen's width, not 171 px
@@ -533,18 +709,28 @@ def test_the_accessibility_pass_finds_no_serious_violation(open_page, viewport, 
     page = open_page(viewport)
     (tmp_path / "a11y.png").write_bytes(encode(scene(120, 160)))
     run_image(page, tmp_path / "a11y.png")
+    draw_zone(page, "image", AROUND_SQUARE)
+    page.click("#image-draw-zone")  # drawing a second one: its Finish, Cancel and help are shown
+    click_at(page, "#image-overlay", [(0.7, 0.7)])
     page.click("#class-search")  # the class list open
-    found = {"image with a result": axe_violations(page)}
+    found = {"image with a result and zones": axe_violations(page)}
     page.keyboard.press("Escape")
-    for tab in ("video", "webcam"):
-        page.click(f"#tab-{tab}")
-        found[tab] = axe_violations(page)
+    page.click("#tab-video")
+    page.set_input_files("#video-file", str(make_clip(tmp_path / "a11y.mp4", frames=4, width=96, height=64)))
+    page.wait_for_function("() => !document.getElementById('run-video').disabled")
+    page.click("#video-draw-line")
+    click_at(page, "#video-overlay", [(0.5, 0.05), (0.5, 0.95)], double_last=True)
+    found["video with a line"] = axe_violations(page)
+    page.click("#tab-webcam")
+    found["webcam"] = axe_violations(page)
     serious = {where: [v for v in violations if v["impact"] in ("serious", "critical")]
                for where, violations in found.items()}
     assert serious == {where: [] for where in found}, serious
     assert found == {where: [] for where in found}, found  # nor any minor one
     page.evaluate("() => document.querySelector('main').append(document.createElement('input'))")  # and it does see a problem
     assert [v["id"] for v in axe_violations(page)] == ["label"]
+    assert page.get_attribute("#image-overlay", "aria-label") == "drawing area over the image"
+    assert page.get_attribute("#video-region-list button", "aria-label") == "Flip which side of line-1 is in"
     names = page.evaluate("""() => ["image-file", "video-file", "run-image", "run-video"].map((id) => {
         const element = document.getElementById(id);
         return element.labels && element.labels.length ? element.labels[0].textContent.trim() : element.textContent;

@@ -13,6 +13,7 @@ const state = {
   image: { file: null, ok: false, running: false, id: null, stem: "image", name: "", request: 0 },
   video: { file: null, ok: false, job: null, uploading: false },
   webcam: null,
+  editors: {}, // the RegionEditor of each tab
   uploads: 0, // uploads in flight: leaving the page now would lose them, so the browser asks first
 };
 
@@ -315,6 +316,452 @@ function choose(kind, file, stage, updateRun) {
   preview.src = URL.createObjectURL(file);
 }
 
+// -- zones and lines: drawn over a preview ----------------------------------------------------------------
+// Each tab has a RegionEditor: an SVG over its picture (the image preview, the video's first frame, the camera)
+// where clicks or taps (pointer events) add points, and a list of what was drawn with names, a flip for a line's
+// "in" side and delete buttons. Points are kept as fractions (0..1) of the picture. The regions go to the server
+// once (POST /api/regions, checked there) and runs name them by the id it answers.
+
+const ZONE_COLORS = [[255, 196, 0], [0, 200, 255], [255, 64, 160], [120, 255, 80], [200, 120, 255], [255, 120, 40]];
+const IN_COLOR = "rgb(60, 220, 90)"; // rtseg.render.scene: the arrow to a line's "in" side
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const SVG = "http://www.w3.org/2000/svg";
+const CLOSE_PX = 12; // a click this near the first corner closes a zone
+const DOUBLE_MS = 400; // a second click this soon, this near the last point, finishes the drawing
+const DOUBLE_PX = 8;
+
+function zoneColor(index) { return `rgb(${ZONE_COLORS[index % ZONE_COLORS.length].join(", ")})`; }
+
+function svgElement(name, attributes) {
+  const element = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, value);
+  return element;
+}
+
+function button(text, options = {}) {
+  const element = document.createElement("button");
+  element.type = "button";
+  element.textContent = text;
+  element.className = options.className || "secondary";
+  if (options.label) element.setAttribute("aria-label", options.label);
+  if (options.id) element.id = options.id;
+  return element;
+}
+
+class RegionEditor {
+  // tab: "image" | "video" | "webcam"; media: the picture drawn over; lines: whether lines may be drawn here
+  constructor(tab, media, { lines, onChange, waiting }) {
+    Object.assign(this, { tab, media, lines, onChange, waiting });
+    this.regions = []; // {kind: "zone"|"line", name, points: [[x, y], ...] in 0..1, in: "left"|"right"}
+    this.mode = null; // "zone" or "line" while drawing
+    this.draft = [];
+    this.selected = -1;
+    this.last = null; // the last point added: {time, x, y} in CSS pixels, to tell a double click
+    this.buildTools($(`${tab}-regions`));
+    this.svg = svgElement("svg", { class: "overlay", tabindex: "0", role: "application", id: `${tab}-overlay`,
+                                   "aria-label": `drawing area over the ${tab === "webcam" ? "camera picture" : tab}`,
+                                   "aria-describedby": `${tab}-draw-help` });
+    media.parentElement.append(this.svg);
+    this.svg.addEventListener("pointerdown", (event) => this.pointerDown(event));
+    this.svg.addEventListener("keydown", (event) => this.key(event, true));
+    this.tools.addEventListener("keydown", (event) => this.key(event, false));
+    new ResizeObserver(() => this.update()).observe(media); // shown, hidden, resized: the overlay follows
+    for (const ready of ["load", "loadeddata", "loadedmetadata", "resize"]) media.addEventListener(ready, () => this.update());
+    this.update();
+  }
+
+  buildTools(container) {
+    const kinds = this.lines ? "Zones and lines" : "Zones";
+    const title = document.createElement("h3");
+    title.id = `${this.tab}-regions-title`;
+    title.textContent = kinds;
+    container.setAttribute("role", "group");
+    container.setAttribute("aria-labelledby", title.id);
+    const tools = document.createElement("div");
+    tools.className = "controls";
+    this.drawZone = button("Draw zone", { id: `${this.tab}-draw-zone` });
+    this.drawLine = this.lines ? button("Draw line", { id: `${this.tab}-draw-line` }) : null;
+    this.finishButton = button("Finish", { id: `${this.tab}-finish`, className: "" });
+    this.cancelButton = button("Cancel drawing", { id: `${this.tab}-cancel-drawing` });
+    for (const [control, kind] of [[this.drawZone, "zone"], [this.drawLine, "line"]]) {
+      if (!control) continue;
+      control.setAttribute("aria-pressed", "false");
+      control.addEventListener("click", () => (this.mode === kind ? this.cancel() : this.start(kind)));
+      tools.append(control);
+    }
+    this.finishButton.addEventListener("click", () => this.finish());
+    this.cancelButton.addEventListener("click", () => this.cancel());
+    tools.append(this.finishButton, this.cancelButton);
+    this.help = document.createElement("p");
+    this.help.id = `${this.tab}-draw-help`;
+    this.help.className = "help";
+    this.help.setAttribute("role", "status");
+    this.error = document.createElement("p");
+    this.error.id = `${this.tab}-regions-error`;
+    this.error.className = "error";
+    this.error.setAttribute("role", "alert");
+    this.error.hidden = true;
+    this.list = document.createElement("ul");
+    this.list.className = "region-list";
+    this.list.id = `${this.tab}-region-list`;
+    this.list.setAttribute("aria-label", `${kinds.toLowerCase()} drawn`);
+    this.list.addEventListener("focusin", (event) => {
+      const item = event.target.closest("li");
+      if (item) this.select(Number(item.dataset.index));
+    });
+    container.append(title, tools, this.help, this.error, this.list);
+    this.tools = container;
+  }
+
+  // -- what the server is sent ---------------------------------------------------------------------------
+
+  payload() {
+    const zones = [], lines = [];
+    for (const region of this.regions) {
+      if (region.kind === "zone") zones.push({ name: region.name, points: region.points });
+      else lines.push({ name: region.name, points: region.points, in: region.in });
+    }
+    return { zones, lines };
+  }
+
+  // The id of the regions on the server ("" when none is drawn); a problem is shown here and thrown.
+  async sync() {
+    if (this.regions.length === 0) { setError(this.error, null); return ""; }
+    const response = await fetch("/api/regions", { method: "POST", body: JSON.stringify(this.payload()),
+                                                    headers: { "Content-Type": "application/json" } });
+    if (!response.ok) {
+      const message = `${this.lines ? "Zones and lines" : "Zones"}: ${await problem(response)}`;
+      setError(this.error, message);
+      throw new Error(message);
+    }
+    setError(this.error, null);
+    return (await response.json()).id;
+  }
+
+  changed() {
+    this.renderList();
+    this.render();
+    this.onChange();
+  }
+
+  // -- drawing ---------------------------------------------------------------------------------------------
+
+  ready() { return !this.media.hidden && this.media.offsetParent !== null && this.box() !== null; }
+
+  start(kind) {
+    if (this.regions.length >= state.info.max_regions) {
+      this.say(`At most ${state.info.max_regions} zones and lines: delete one to draw another.`);
+      return;
+    }
+    this.mode = kind;
+    this.draft = [];
+    this.last = null;
+    this.select(-1);
+    this.update();
+    if (document.activeElement === document.body) this.svg.focus();
+  }
+
+  cancel() {
+    if (!this.mode) return;
+    this.mode = null;
+    this.draft = [];
+    this.update();
+    this.say("Drawing cancelled.");
+  }
+
+  least() { return this.mode === "zone" ? 3 : 2; }
+
+  finish() {
+    if (!this.mode || this.draft.length < this.least()) return;
+    const kind = this.mode;
+    let number = 1;
+    while (this.regions.some((r) => r.name === `${kind}-${number}`)) number += 1;
+    this.regions.push({ kind, name: `${kind}-${number}`, points: this.draft, in: "left" });
+    this.mode = null;
+    this.draft = [];
+    this.selected = this.regions.length - 1;
+    this.update();
+    this.say(`${kind === "zone" ? "Zone" : "Line"} ${kind}-${number} added.`);
+    this.changed();
+  }
+
+  pointerDown(event) {
+    this.svg.focus();
+    if (!this.mode) {
+      const target = event.target.closest("[data-index]");
+      this.select(target ? Number(target.dataset.index) : -1);
+      return;
+    }
+    event.preventDefault();
+    const box = this.box();
+    if (!box) return;
+    const x = Math.min(Math.max(event.clientX - box.left, 0), box.width);
+    const y = Math.min(Math.max(event.clientY - box.top, 0), box.height);
+    const near = (point, px) => Math.hypot(point[0] * box.width - x, point[1] * box.height - y) <= px;
+    const now = performance.now();
+    const double = this.last && now - this.last.time < DOUBLE_MS && Math.hypot(this.last.x - x, this.last.y - y) <= DOUBLE_PX;
+    if (double || (this.mode === "zone" && this.draft.length >= 3 && near(this.draft[0], CLOSE_PX))) {
+      this.last = null;
+      this.finish();
+      return;
+    }
+    this.last = { time: now, x, y };
+    const point = [Number((x / box.width).toFixed(4)), Number((y / box.height).toFixed(4))];
+    const previous = this.draft[this.draft.length - 1];
+    if (previous && previous[0] === point[0] && previous[1] === point[1]) return;
+    this.draft.push(point);
+    if (this.draft.length >= state.info.max_points) { this.finish(); return; }
+    this.update();
+  }
+
+  key(event, onOverlay) {
+    const typing = event.target.tagName === "INPUT";
+    if (event.key === "Escape" && this.mode) {
+      event.preventDefault();
+      this.cancel();
+    } else if (event.key === "Enter" && this.mode && onOverlay) {
+      event.preventDefault();
+      this.finish();
+    } else if ((event.key === "Delete" || event.key === "Backspace") && !typing) {
+      if (this.mode && this.draft.length) {
+        event.preventDefault();
+        this.draft.pop();
+        this.update();
+      } else if (!this.mode && this.selected >= 0) {
+        event.preventDefault();
+        this.remove(this.selected);
+      }
+    }
+  }
+
+  // Focus that was on the deleted row (or the picture) goes to the first remaining name, else the picture.
+  remove(index) {
+    const here = document.activeElement;
+    const hadFocus = this.tools.contains(here) || here === this.svg;
+    const [gone] = this.regions.splice(index, 1);
+    this.selected = -1;
+    this.say(`${gone.kind === "zone" ? "Zone" : "Line"} ${gone.name} deleted.`);
+    this.changed();
+    if (hadFocus) (this.list.querySelector("input") || (this.ready() ? this.svg : this.drawZone)).focus();
+  }
+
+  select(index) {
+    if (index === this.selected) return;
+    this.selected = index;
+    for (const item of this.list.children) item.classList.toggle("selected", Number(item.dataset.index) === index);
+    this.render();
+  }
+
+  say(text) { this.help.textContent = text; }
+
+  // The buttons and the help for the current mode.
+  update() {
+    const ready = this.ready();
+    for (const [control, kind] of [[this.drawZone, "zone"], [this.drawLine, "line"]]) {
+      if (!control) continue;
+      control.setAttribute("aria-pressed", String(this.mode === kind));
+      control.disabled = !ready && this.mode !== kind;
+    }
+    show(this.finishButton, Boolean(this.mode));
+    this.finishButton.disabled = this.draft.length < this.least();
+    show(this.cancelButton, Boolean(this.mode));
+    this.svg.classList.toggle("drawing", Boolean(this.mode));
+    if (this.mode === "zone") {
+      this.say(`Click or tap the picture to add corners (${this.draft.length} so far); click the `
+        + "first corner, double-click or press Enter to close the zone (3 corners or more). Escape cancels.");
+    } else if (this.mode === "line") {
+      this.say(`Click or tap the picture to add points (${this.draft.length} so far); double-click or press Enter `
+        + "to finish the line (2 points or more). Escape cancels.");
+    } else if (!ready) {
+      this.say(this.waiting);
+    } else if (!this.help.textContent || this.help.textContent === this.waiting) {
+      this.say(`Draw a zone${this.lines ? " or a line" : ""} on the picture to count what is inside`
+        + `${this.lines ? " or crosses" : ""}. Select one and press Delete to remove it.`);
+    }
+    this.render();
+  }
+
+  // -- showing ---------------------------------------------------------------------------------------------
+
+  // The picture's content box inside the stage (object-fit: contain), in CSS pixels; null while it has no size.
+  box() {
+    const media = this.media;
+    const naturalWidth = media.naturalWidth || media.videoWidth || media.width;
+    const naturalHeight = media.naturalHeight || media.videoHeight || media.height;
+    if (!naturalWidth || !naturalHeight || !media.clientWidth || !media.clientHeight) return null;
+    const scale = Math.min(media.clientWidth / naturalWidth, media.clientHeight / naturalHeight);
+    const width = naturalWidth * scale, height = naturalHeight * scale;
+    const left = media.offsetLeft + (media.clientWidth - width) / 2;
+    const top = media.offsetTop + (media.clientHeight - height) / 2;
+    const stage = media.parentElement.getBoundingClientRect();
+    return { left: stage.left + left, top: stage.top + top, offsetLeft: left, offsetTop: top, width, height };
+  }
+
+  render() {
+    const box = this.box();
+    show(this.svg, box !== null);
+    if (!box) { this.svg.replaceChildren(); return; }
+    Object.assign(this.svg.style, { left: `${box.offsetLeft}px`, top: `${box.offsetTop}px`,
+                                    width: `${box.width}px`, height: `${box.height}px` });
+    this.svg.setAttribute("viewBox", `0 0 ${box.width} ${box.height}`);
+    const px = (points) => points.map(([x, y]) => [x * box.width, y * box.height]);
+    const text = (points) => points.map((p) => p.join(",")).join(" ");
+    const shapes = [];
+    let zoneIndex = 0;
+    this.regions.forEach((region, index) => {
+      const points = px(region.points);
+      const group = svgElement("g", { "data-index": index, class: index === this.selected ? "selected" : "" });
+      if (region.kind === "zone") {
+        const color = zoneColor(zoneIndex++);
+        group.append(svgElement("polygon", { points: text(points), fill: color, "fill-opacity": "0.25", stroke: color,
+                                             "stroke-width": index === this.selected ? 4 : 2 }));
+      } else {
+        group.append(svgElement("polyline", { points: text(points), fill: "none", stroke: "#1d2329", "stroke-width": 6 }),
+                     svgElement("polyline", { points: text(points), fill: "none", stroke: "#fff",
+                                              "stroke-width": index === this.selected ? 4 : 2 }));
+        group.append(...this.arrow(points, region.in, box));
+      }
+      const label = svgElement("text", { x: points[0][0] + 4, y: Math.max(points[0][1] - 6, 14), class: "label" });
+      label.textContent = region.name;
+      group.append(label);
+      shapes.push(group);
+    });
+    if (this.mode && this.draft.length) {
+      const points = px(this.draft);
+      shapes.push(svgElement("polyline", { points: text(points), fill: "none", stroke: "#f0a500", "stroke-width": 2,
+                                           "stroke-dasharray": "6 4" }));
+      points.forEach(([x, y], i) => shapes.push(svgElement("circle", {
+        cx: x, cy: y, r: i === 0 && this.mode === "zone" && this.draft.length >= 3 ? CLOSE_PX / 1.5 : 4,
+        fill: i === 0 ? "#f0a500" : "#fff", stroke: "#1d2329" })));
+    }
+    this.svg.replaceChildren(...shapes);
+  }
+
+  // An arrow from the middle of a line's first segment towards its "in" side (as rtseg.render.scene draws it).
+  arrow(points, side, box) {
+    const [[ax, ay], [bx, by]] = points;
+    const length = Math.hypot(bx - ax, by - ay) || 1;
+    const [dx, dy] = [(bx - ax) / length, (by - ay) / length];
+    const sign = side === "left" ? 1 : -1; // on the screen (y down) the left of a walk along (dx, dy) is (dy, -dx)
+    const [nx, ny] = [dy * sign, -dx * sign];
+    const size = Math.max(14, Math.min(box.width, box.height) / 12);
+    const [mx, my] = [(ax + bx) / 2, (ay + by) / 2];
+    const [tx, ty] = [mx + nx * size, my + ny * size];
+    const head = [[tx, ty], [tx - nx * 7 + dx * 5, ty - ny * 7 + dy * 5], [tx - nx * 7 - dx * 5, ty - ny * 7 - dy * 5]];
+    return [svgElement("line", { x1: mx, y1: my, x2: tx, y2: ty, stroke: IN_COLOR, "stroke-width": 3 }),
+            svgElement("polygon", { points: head.map((p) => p.join(",")).join(" "), fill: IN_COLOR, class: "arrow" })];
+  }
+
+  renderList() {
+    let zoneIndex = 0;
+    const items = this.regions.map((region, index) => {
+      const item = document.createElement("li");
+      item.dataset.index = String(index);
+      item.classList.toggle("selected", index === this.selected);
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.setAttribute("aria-hidden", "true");
+      swatch.style.background = region.kind === "zone" ? zoneColor(zoneIndex++) : "#fff";
+      const name = document.createElement("input");
+      name.type = "text";
+      name.value = region.name;
+      name.maxLength = 64;
+      name.spellcheck = false;
+      name.setAttribute("aria-label", `name of ${region.kind} ${index + 1}`);
+      name.addEventListener("change", () => this.rename(region, name));
+      item.append(swatch, name);
+      if (region.kind === "line") {
+        const side = document.createElement("span");
+        side.textContent = `in: ${region.in}`;
+        const flip = button("Flip in side", { label: `Flip which side of ${region.name} is in` });
+        flip.addEventListener("click", () => {
+          region.in = region.in === "left" ? "right" : "left";
+          this.say(`The "in" side of ${region.name} is now its ${region.in}, where the green arrow points.`);
+          this.changed();
+          this.list.querySelector(`li[data-index="${index}"] button`).focus();
+        });
+        item.append(side, flip);
+      }
+      const remove = button("Delete", { label: `Delete ${region.kind} ${region.name}` });
+      remove.addEventListener("click", () => this.remove(index));
+      item.append(remove);
+      return item;
+    });
+    this.list.replaceChildren(...items);
+  }
+
+  rename(region, input) {
+    const wanted = input.value.trim();
+    const taken = this.regions.some((other) => other !== region && other.name === wanted);
+    const problemText = !NAME.test(wanted) ? `${wanted || "an empty name"}: use 1-64 letters, digits, '_', '-' or '.', `
+      + "starting with a letter or digit" : taken ? `${wanted} is already the name of another zone or line` : null;
+    input.setAttribute("aria-invalid", String(Boolean(problemText)));
+    setError(this.error, problemText && `Names: ${problemText}`);
+    if (problemText) return;
+    region.name = wanted;
+    this.changed();
+  }
+}
+
+// Fills a tab's "Counts and events" section (video, webcam): the counts, then the events, newest first.
+function buildScene(tab) {
+  const section = $(`${tab}-scene`);
+  const title = document.createElement("h3");
+  title.id = `${tab}-scene-title`;
+  title.textContent = "Counts and events";
+  const counts = document.createElement("ul");
+  counts.id = `${tab}-counts`;
+  counts.className = "counts";
+  counts.setAttribute("aria-label", `${tab} counts`);
+  const total = document.createElement("p");
+  total.id = `${tab}-events-total`;
+  total.className = "help";
+  const scroller = document.createElement("div"); // scrolls, so it takes the focus for keyboards
+  scroller.className = "events";
+  scroller.tabIndex = 0;
+  scroller.setAttribute("role", "region");
+  scroller.setAttribute("aria-label", `${tab} events, newest first`);
+  const events = document.createElement("ol");
+  events.id = `${tab}-events`;
+  scroller.append(events);
+  section.append(title, counts, total, scroller);
+}
+
+// The counts of a scene ({zones, lines} with their text lines from the server) in a tab's list.
+function showCounts(list, scene) {
+  const lines = scene ? [...scene.zones, ...scene.lines] : [];
+  list.replaceChildren(...lines.map((region) => {
+    const item = document.createElement("li");
+    item.textContent = region.text;
+    return item;
+  }));
+  show(list, lines.length > 0);
+}
+
+function eventText(event) {
+  const who = `${event.class || "object"}${event.track_id === undefined ? "" : ` #${event.track_id}`}`;
+  const when = `${event.time.toFixed(1)} s`;
+  switch (event.kind) {
+    case "enter": return `${when}: ${who} entered ${event.zone}`;
+    case "exit": return `${when}: ${who} left ${event.zone} after ${event.dwell.toFixed(1)} s`;
+    case "cross": return `${when}: ${who} crossed ${event.line}, ${event.direction}`;
+    case "loiter": return `${when}: ${who} has stayed in ${event.zone} for ${event.dwell.toFixed(1)} s`;
+    default: return `${when}: ${event.kind} ${event.zone || event.line || ""}`;
+  }
+}
+
+// A tab's events, newest first, at most the server's recent ones; total is how many there were in all.
+function showEvents(tab, events, total) {
+  const list = $(`${tab}-events`);
+  list.replaceChildren(...events.slice().reverse().slice(0, 50).map((event) => {
+    const item = document.createElement("li");
+    item.textContent = eventText(event);
+    return item;
+  }));
+  $(`${tab}-events-total`).textContent = total === 0 ? "No events yet."
+    : `${plural(total, "event")}${total > events.length ? `, the last ${events.length} listed` : ""}, newest first.`;
+}
+
 // -- image ----------------------------------------------------------------------------------------------
 
 function clearImageResult() {
@@ -323,6 +770,7 @@ function clearImageResult() {
   $("result-image").removeAttribute("src");
   show($("image-result"), false);
   show($("image-summary"), false);
+  show($("image-counts"), false);
   show($("objects-wrap"), false);
   clearLinks($("image-downloads"));
 }
@@ -406,8 +854,13 @@ async function refreshImage() {
   const image = state.image;
   if (!image.id) return false;
   const request = ++image.request;
+  let regions = "";
+  try {
+    regions = await state.editors.image.sync();
+  } catch (ignored) { /* said beside the zones; the result shows none until they are fixed */ }
+  if (request !== image.request) return false;
   const base = `/api/images/${image.id}`;
-  const query = filterQuery();
+  const query = `${filterQuery()}${regions ? `&regions=${regions}` : ""}`;
   $("result-image").src = `${base}/annotated.png?${query}`;
   const response = await fetch(`${base}/objects?${query}`);
   if (request !== image.request) return false; // a newer slider position or another run is on its way
@@ -417,8 +870,9 @@ async function refreshImage() {
     setError($("image-error"), message);
     return false;
   }
-  const { objects } = await response.json();
+  const { objects, scene } = await response.json();
   if (request !== image.request) return false;
+  showCounts($("image-counts"), scene);
   const rows = $("objects").tBodies[0];
   rows.replaceChildren(...objects.map((o) => {
     const row = document.createElement("tr");
@@ -492,6 +946,7 @@ function clearVideoResult() {
   result.load(); // lets go of the old file
   show(result, false);
   show($("video-summary"), false);
+  show($("video-scene"), false);
   clearLinks($("video-downloads"));
 }
 
@@ -513,7 +968,8 @@ async function runVideo() {
   $("progress-text").textContent = `Uploading ${file.name}…`;
   show($("video-progress"), true);
   try {
-    const result = await upload(`/api/videos?name=${encodeURIComponent(file.name)}&${filterQuery()}`, file);
+    const regions = await state.editors.video.sync(); // bad zones or lines: said, and nothing is uploaded
+    const result = await upload(`/api/videos?name=${encodeURIComponent(file.name)}&${filterQuery()}&regions=${regions}`, file);
     video.job = { id: result.id, name: file.name, stem: result.stem, state: "queued" };
     remember(video.job);
     show($("cancel-video"), true);
@@ -554,6 +1010,11 @@ function showVideoStatus(job, status) {
   if (total) $("progress").value = Math.min(100, (100 * status.frames_done) / total);
   $("progress-text").textContent = progressText(job, status);
   show($("video-progress"), true);
+  show($("video-scene"), status.analytics && status.state !== "queued");
+  if (status.analytics) {
+    showCounts($("video-counts"), status.scene);
+    showEvents("video", status.events, status.events_total);
+  }
   if (ACTIVE.includes(status.state)) return;
   show($("cancel-video"), false);
   updateVideoRun(); // before focus moves: a disabled Run could not take it
@@ -566,6 +1027,9 @@ function showVideoStatus(job, status) {
     show($("video-summary"), true);
     setLink("download-mp4", `${base}/annotated.mp4`, `${job.stem}-annotated.mp4`);
     setLink("download-jsonl", `${base}/detections.jsonl`, `${job.stem}-detections.jsonl`);
+    setLink("download-heatmap", `${base}/heatmap.png`, `${job.stem}-heatmap.png`);
+    if (status.analytics) setLink("download-events", `${base}/events.jsonl`, `${job.stem}-events.jsonl`);
+    show($("download-events"), status.analytics);
     show($("video-downloads"), true);
     moveFocus($("cancel-video"), $("video-summary"));
   } else {
@@ -634,10 +1098,26 @@ function reconnectVideo() {
 const MAX_UNANSWERED = 3;
 const MAX_WIDTH = 640;
 
-function sendWebcamSettings() {
+// The settings with the id of the zones and lines (sent to the server first); only the newest call sends.
+async function sendWebcamSettings() {
   const webcam = state.webcam;
   if (!webcam || webcam.socket.readyState !== WebSocket.OPEN) return;
-  webcam.socket.send(JSON.stringify({ score: Number($("score").value), classes: state.classes }));
+  const turn = ++webcam.settingsTurn;
+  let regions = null;
+  try {
+    regions = (await state.editors.webcam.sync()) || null;
+  } catch (ignored) { /* said beside the zones; the camera goes on without them */ }
+  if (turn !== webcam.settingsTurn || webcam.socket.readyState !== WebSocket.OPEN) return;
+  webcam.socket.send(JSON.stringify({ score: Number($("score").value), classes: state.classes, regions }));
+}
+
+function showWebcamScene(webcam, facts) {
+  show($("webcam-scene"), Boolean(facts.scene));
+  if (!facts.scene) { webcam.events = []; webcam.eventsTotal = 0; return; }
+  showCounts($("webcam-counts"), facts.scene);
+  webcam.events = [...webcam.events, ...facts.events].slice(-50);
+  webcam.eventsTotal += facts.events.length;
+  showEvents("webcam", webcam.events, webcam.eventsTotal);
 }
 
 function resetMeters() {
@@ -670,7 +1150,8 @@ async function startWebcam() {
   const socket = new WebSocket(`${scheme}://${location.host}/api/live`);
   socket.binaryType = "blob";
   const webcam = { camera, socket, canvas: document.createElement("canvas"), sent: 0, answered: 0, drawn: 0,
-                   frames: 0, sentAt: new Map(), arrivals: [], facts: null, timer: null };
+                   frames: 0, sentAt: new Map(), arrivals: [], facts: null, timer: null, settingsTurn: 0,
+                   events: [], eventsTotal: 0 };
   state.webcam = webcam;
   socket.onopen = () => {
     sendWebcamSettings();
@@ -685,6 +1166,7 @@ async function startWebcam() {
   };
   $("webcam-stop").disabled = false;
   show($("webcam-pair"), true);
+  state.editors.webcam.update();
   $("webcam-pair").scrollIntoView({ block: "nearest", behavior: "smooth" });
   moveFocus($("webcam-start"), $("webcam-stop"));
 }
@@ -716,6 +1198,7 @@ async function receive(webcam, data) {
     if (facts.seq !== undefined) {
       webcam.answered = Math.max(webcam.answered, facts.seq); // older frames were dropped: none is pending
       webcam.facts = facts;
+      if (!facts.error) showWebcamScene(webcam, facts);
     }
     return;
   }
@@ -755,6 +1238,9 @@ function stopWebcam(webcam = state.webcam) {
   view.width = 0;
   view.height = 0;
   show($("webcam-pair"), false);
+  show($("webcam-scene"), false);
+  state.editors.webcam.cancel();
+  state.editors.webcam.update();
   resetMeters();
   const cause = $("webcam-error").hidden ? "" : " after an error";
   $("webcam-status").textContent = `Stopped${cause}: ${plural(webcam.frames, "frame")} annotated. Start streams again.`;
@@ -773,6 +1259,17 @@ window.addEventListener("DOMContentLoaded", async () => {
     return;
   }
   $("score").addEventListener("input", settingsChanged);
+  buildScene("video");
+  buildScene("webcam");
+  state.editors = {
+    image: new RegionEditor("image", $("image-preview"), {
+      lines: false, onChange: () => refreshImage(), waiting: "Choose an image to draw zones on it." }),
+    video: new RegionEditor("video", $("video-preview"), {
+      lines: true, onChange: () => {}, waiting: "Choose a video to draw on its first frame. Zones and lines in "
+        + "force at Run apply to the whole video." }),
+    webcam: new RegionEditor("webcam", $("webcam-source"), {
+      lines: true, onChange: sendWebcamSettings, waiting: "Start the webcam to draw on its picture." }),
+  };
   wirePicker();
   wireTabs();
   wireDropZones();

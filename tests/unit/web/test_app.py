@@ -260,7 +260,7 @@ def test_a_video_runs_through_the_pipeline_to_an_mp4_with_its_json_lines(client,
     job_id = response.json()["id"]
     status = finished(client, job_id)
     assert status == {"state": "done", "frames_done": 12, "frames_total": 12, "eta_seconds": None, "error": None,
-                      "ahead": 0, "stem": "clip"}
+                      "ahead": 0, "stem": "clip", "analytics": False, "scene": None, "events": [], "events_total": 0}
 
     video = client.get(f"/api/videos/{job_id}/annotated.mp4")
     assert video.headers["content-type"] == "video/mp4"
