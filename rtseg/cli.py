@@ -29,7 +29,9 @@ from rtseg.core.regions import parse_line, parse_zone
 log = logging.getLogger("rtseg")
 
 SUBCOMMANDS = {"train": "rtseg.offline.train", "evaluate": "rtseg.offline.evaluate",  # rtseg train|evaluate --help
-               "serve": "rtseg.web.serve"}  # rtseg serve --help: the browser page
+               "serve": "rtseg.web.serve",  # rtseg serve --help: the browser page
+               "export": "rtseg.offline.exports", "import": "rtseg.offline.import_labels",  # MOTS, YouTube-VIS, CVAT, COCO
+               "evaluate-tracks": "rtseg.offline.eval_masks"}  # HOTA, MOTSA, IDF1 against MOTS / YouTube-VIS
 _EXIT_CODES = {"interrupted": 130, "terminated": 143}  # 128 + SIGINT / SIGTERM, as shells report them
 EXIT_PARTIAL = 3  # some streams failed while others finished
 
@@ -50,7 +52,9 @@ examples:
   rtseg --source 0 --zone bay=0.5,0.4,1,0.4,1,1,0.5,1 --mqtt mqtt://127.0.0.1 --heatmap heat.png
 
 subcommands: rtseg train --help (fine-tune on COCO-format data), rtseg evaluate --help (COCO AP, precision/recall),
-             rtseg serve --help (the browser page: images, videos, the webcam)
+             rtseg serve --help (the browser page: images, videos, the webcam),
+             rtseg export --help (a run as MOTS, YouTube-VIS, CVAT video, COCO), rtseg import --help (CVAT/MOTS to COCO),
+             rtseg evaluate-tracks --help (HOTA, MOTSA, IDF1 of a run against MOTS / YouTube-VIS ground truth)
 
   rtseg --source rtsp://cam1/s --source rtsp://cam2/s --output recordings/   two cameras, one model, a mosaic
   rtseg --source archive/ --output out/ --no-show          every video of a folder; rerun to finish what was cut off

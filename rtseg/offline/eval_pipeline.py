@@ -44,6 +44,7 @@ from rtseg.core.config import Config
 from rtseg.core.errors import RtsegError
 from rtseg.core.masks import coco_rle
 from rtseg.detect.base import Detector
+from rtseg.offline.eval_masks import evaluate_mots, synthetic_truth_as_mots
 from rtseg.offline.mot_metrics import MotAccumulator, count_colour_changes
 from rtseg.offline.synthetic import CLASS_NAMES, write_video
 
@@ -133,6 +134,10 @@ def evaluate_pipeline(out: Path, config: Config, *, seed: int = 0, frames: int =
     truth = json.loads(gt_path.read_text(encoding="utf-8"))
     records = [json.loads(line) for line in export.read_text(encoding="utf-8").splitlines()]
     report = score(truth, records, min_visible)
+    mots = out / "ground_truth_mots.txt"
+    classes = synthetic_truth_as_mots(truth, mots, min_visible)
+    masks = evaluate_mots(export, mots, gt_classes=classes)["overall"]  # TrackEval's HOTA, CLEAR and Identity
+    report.update({f"mask_{k.lower()}": masks[k] for k in ("HOTA", "DetA", "AssA", "LocA", "MOTSA", "sMOTSA", "IDF1")})
     report.update({"annotated_frames": count_frames(annotated), "seed": seed, "size": f"{width}x{height}",
                    "min_visible": min_visible,
                    "pipeline_fps": result.summary.frames_written / max(result.summary.wall_seconds, 1e-9),
@@ -153,6 +158,9 @@ def report_lines(report: dict[str, Any]) -> list[str]:
         f"  masks      IoU of matched objects: mean {report['mask_iou_mean']:.3f}, "
         f"median {report['mask_iou_median']:.3f}",
         f"  tracking   MOTA {report['mota']:.3f}  IDF1 {report['idf1']:.3f}  ID switches {report['id_switches']}",
+        f"  mask tracks HOTA {report['mask_hota']:.3f} (DetA {report['mask_deta']:.3f}, AssA {report['mask_assa']:.3f}, "
+        f"LocA {report['mask_loca']:.3f})  MOTSA {report['mask_motsa']:.3f}  sMOTSA {report['mask_smotsa']:.3f}  "
+        f"IDF1 {report['mask_idf1']:.3f} (TrackEval)",
         f"  colour     changes while continuously detected {report['colour_changes_while_detected']}, "
         f"over whole lives {report['colour_changes_over_lives']}",
         f"  output     annotated MP4 holds {report['annotated_frames']} of {report['frames']} frames",
