@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import signal
 import threading
@@ -41,6 +42,8 @@ def ray_cluster():
 def _config(**cluster) -> Config:
     config = Config()
     config.model = dataclasses.replace(config.model, weights="none")
+    # The square (x = 4 + 3 i) crosses the middle of every clip: each video has events, written per file.
+    config.analytics = dataclasses.replace(config.analytics, lines=[{"name": "gate", "points": [[0.4, 0], [0.4, 1]]}])
     config.output = dataclasses.replace(config.output, show=False)
     config.cluster = dataclasses.replace(config.cluster, workers=2, cpus_per_worker=1.0, gpus_per_worker=0.5, **cluster)
     return config
@@ -53,8 +56,14 @@ def _archive(folder: Path, count: int, frames: int) -> list[Path]:
 
 def _single_run(clip: Path, target: Path, delay: float = 0.0) -> None:
     target.mkdir(exist_ok=True)
-    process(str(clip), Outputs(output=target / f"{clip.stem}.mp4", save_json=target / f"{clip.stem}.jsonl"),
+    process(str(clip), Outputs(output=target / f"{clip.stem}.mp4", save_json=target / f"{clip.stem}.jsonl",
+                               events=target / f"{clip.stem}.events.jsonl"),
             config=_config(), detector=SquareDetector(delay=delay))
+
+
+def _events(path: Path) -> list[dict]:
+    """A run's events without their wall clock, which differs between runs."""
+    return [{k: v for k, v in json.loads(line).items() if k != "wall_time"} for line in path.read_text().splitlines()]
 
 
 def _same_as_single(out: Path, reference: Path, name: str) -> None:
@@ -94,14 +103,19 @@ def test_an_archive_on_two_workers_matches_single_runs_and_a_rerun_skips_it(ray_
     out = tmp_path / "out"
     (tmp_path / "started").mkdir()  # both workers start before either takes a file, however loaded the machine
     factory = started_together(tmp_path / "started", 2, functools.partial(SquareDetector, delay=0.01))
-    result = run_cluster("auto", [str(tmp_path / "archive")], Outputs(output=out, save_json=out), _config(),
-                         detector_factory=factory)
+    result = run_cluster("auto", [str(tmp_path / "archive")], Outputs(output=out, save_json=out, events=out),
+                         _config(), detector_factory=factory)
     assert result.state == "done", result.lines()
     assert len(result.workers) == 2 and all(w.node == "127.0.0.1" for w in result.workers), result.lines()
     assert sum(w.units for w in result.workers) == 6 and sum(w.frames for w in result.workers) == 72
+    crossed = []
     for clip in clips:
         _single_run(clip, tmp_path / "single")
+        reference = _events(tmp_path / "single" / f"{clip.stem}.events.jsonl")
+        assert _events(out / f"{clip.stem}.events.jsonl") == reference
+        crossed += [clip.stem for e in reference if e["kind"] == "cross"]
         _same_as_single(out, tmp_path / "single", clip.stem)
+    assert crossed == ["clip0", "clip1", "clip2"]  # the narrower clips, where the square gets past 40 % of the width
     records = read_manifest(out / MANIFEST_NAME)
     assert sorted(Path(r["file"]).name for r in records) == [c.name for c in clips]
     assert all(r["status"] == "done" and r["frames"] == 12 and r["attempts"] == 1 and r["fps"] > 0
@@ -110,7 +124,7 @@ def test_an_archive_on_two_workers_matches_single_runs_and_a_rerun_skips_it(ray_
     # The same command again: nothing to redo. Then one output lost: only that file is redone, from the CLI.
     monkeypatch.setenv(DETECTOR_ENV, STUB)
     argv = ["--source", str(tmp_path / "archive"), "--output", str(out), "--save-json", str(out), "--weights", "none",
-            "--cluster", "auto"]
+            "--cluster", "auto", "--line", "gate=0.4,0,0.4,1"]  # the line of _config(): drawn alike
     assert main(argv) == 0
     assert "0 done, 0 failed, 6 skipped" in capsys.readouterr().out
     (out / "clip3.mp4").unlink()
