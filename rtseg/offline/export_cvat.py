@@ -21,10 +21,11 @@ from typing import Any
 from xml.sax.saxutils import XMLGenerator
 from xml.sax.xmlreader import AttributesImpl
 
+import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from rtseg.offline.export_formats import Tally, TrackVotes, rle_runs
+from rtseg.offline.export_formats import Tally, TrackVotes, rle_runs_batch
 from rtseg.offline.export_io import RunReader, TrackStore
 
 LAYOUTS = ("tracks", "frames")
@@ -49,22 +50,53 @@ def _crop_runs(crop: np.ndarray) -> list[int]:
 
 
 def coco_to_cvat(counts: str, size: list[int]) -> tuple[list[int], int, int, int, int] | None:
-    """:func:`cvat_rle` of a compressed COCO RLE, decoding only the mask's box: COCO runs go down columns, so
-    the box's columns are one stretch of them."""
+    """:func:`cvat_rle` of a compressed COCO RLE (:func:`coco_to_cvat_batch` of one)."""
+    return coco_to_cvat_batch([counts], size)[0]
+
+
+def coco_to_cvat_batch(counts: list[str], size: list[int],
+                       boxes: np.ndarray | None = None) -> list[tuple[list[int], int, int, int, int] | None]:
+    """:func:`cvat_rle` of each compressed COCO RLE of one frame size, none decoded beyond its box and all at
+    once (numpy's cost is in its calls, not its elements). The box is pycocotools' ``toBbox``. COCO's run ends
+    (column-major) are moved to where they fall in the box read column by column (an end above the box to the
+    column's top, below it to the column's bottom; before or after the box's columns to its start or end),
+    which gives the box column by column; a transposing copy reads it row by row. ``boxes``: their ``toBbox``,
+    if known."""
     height = size[0]
-    rle = {"size": size, "counts": counts.encode("ascii")}
-    x, y, w, h = (int(v) for v in mask_utils.toBbox(rle))
-    if w <= 0 or h <= 0:
-        return None
-    runs = rle_runs(counts)
+    if boxes is None:
+        boxes = mask_utils.toBbox([{"size": size, "counts": c.encode("ascii")} for c in counts])
+    boxes = boxes.astype(np.int64)
+    results: list[tuple[list[int], int, int, int, int] | None] = [None] * len(counts)
+    todo = [k for k, (w, h) in enumerate(boxes[:, 2:].tolist()) if w > 0 and h > 0]
+    if not todo:
+        return results
+    runs, bounds = rle_runs_batch([counts[k] for k in todo])
+    x, y, w, h = boxes[todo].T
+    per_mask = np.diff(bounds)
+    area = w * h
     ends = np.cumsum(runs)
-    starts = ends - runs
-    lo, hi = x * height, (x + w) * height
-    keep = (ends > lo) & (starts < hi)
-    lengths = np.minimum(ends[keep], hi) - np.maximum(starts[keep], lo)
-    values = (np.flatnonzero(keep) % 2) == 1
-    columns = np.repeat(values, lengths).reshape(w, height)
-    return _crop_runs(columns[:, y:y + h].T), x, y, w, h
+    ends -= np.repeat(np.concatenate(([0], ends))[bounds[:-1]], per_mask)
+    column, row = np.divmod(ends, height)
+    tx, ty, tw, th = (np.repeat(v, per_mask) for v in (x, y, w, h))
+    ends = np.clip((column - tx) * th + np.clip(row - ty, 0, th), 0, tw * th)
+    starts = np.concatenate(([0], ends[:-1]))
+    starts[bounds[:-1]] = 0
+    ones = (np.arange(ends.size) - np.repeat(bounds[:-1], per_mask)) % 2 == 1
+    by_column = np.repeat(ones, ends - starts)
+    offsets = np.concatenate(([0], np.cumsum(area)))
+    column_bytes, by_row = by_column.view(np.uint8), np.empty(by_column.size, np.uint8)
+    for a, b, rows, columns in zip(offsets[:-1].tolist(), offsets[1:].tolist(), h.tolist(), w.tolist()):
+        cv2.transpose(column_bytes[a:b].reshape(columns, rows), dst=by_row[a:b].reshape(rows, columns))
+    change = by_row[1:] != by_row[:-1]
+    change[offsets[1:-1] - 1] = True  # each box starts a run (its first may be a 0 long run of 0s: lead below)
+    edges = np.concatenate(([0], np.flatnonzero(change) + 1, [by_row.size]))
+    lengths = np.diff(edges).tolist()
+    first = np.searchsorted(edges, offsets).tolist()
+    lead = by_row[offsets[:-1]].astype(bool).tolist()
+    for k, index in enumerate(todo):
+        piece = lengths[first[k]:first[k + 1]]
+        results[index] = ([0] + piece if lead[k] else piece), int(x[k]), int(y[k]), int(w[k]), int(h[k])
+    return results
 
 
 def decode_cvat_rle(runs: list[int], left: int, top: int, width: int, height: int,
@@ -79,13 +111,34 @@ def decode_cvat_rle(runs: list[int], left: int, top: int, width: int, height: in
     return mask
 
 
-def _mask_attrs(counts: str, size: list[int]) -> dict[str, str] | None:
-    encoded = coco_to_cvat(counts, size)
-    if encoded is None:
-        return None
-    runs, left, top, width, height = encoded
-    return {"rle": ", ".join(map(str, runs)), "left": str(left), "top": str(top), "width": str(width),
-            "height": str(height), "z_order": "0"}
+_NUMBERS = [str(v) for v in range(4096)]  # the decimal text of the commonest run lengths, looked up
+_CHUNK_MASKS, _CHUNK_PIXELS = 32, 1 << 20  # masks and box pixels converted at once: the arrays stay small
+
+
+def _rle_text(runs: list[int]) -> str:
+    try:
+        return ", ".join([_NUMBERS[v] for v in runs])
+    except IndexError:
+        return ", ".join(map(str, runs))
+
+
+def _mask_attrs(frames: list[tuple[int, str]], size: list[int]) -> Iterator[str | None]:
+    """The attributes of each frame's mask, in order (None for an empty mask), as XML attribute text, converted
+    in batches of at most about :data:`_CHUNK_PIXELS` box pixels."""
+    start = 0
+    while start < len(frames):
+        counts = [c for _, c in frames[start:start + _CHUNK_MASKS]]
+        boxes = mask_utils.toBbox([{"size": size, "counts": c.encode("ascii")} for c in counts])
+        pixels = np.cumsum(boxes[:, 2] * boxes[:, 3])
+        take = max(1, int(np.searchsorted(pixels, _CHUNK_PIXELS, side="right")))
+        for encoded in coco_to_cvat_batch(counts[:take], size, boxes[:take]):
+            if encoded is None:
+                yield None
+                continue
+            runs, left, top, width, height = encoded
+            yield (f'rle="{_rle_text(runs)}" left="{left}" top="{top}" width="{width}" height="{height}" '
+                   f'z_order="0"')
+        start += take
 
 
 def _stretches(frames: list[tuple[int, str]]) -> Iterator[list[tuple[int, str]]]:
@@ -102,6 +155,7 @@ class _Xml:
 
     def __init__(self, out: Any) -> None:
         self._gen = XMLGenerator(out, "utf-8")
+        self._out = out
         self._level = 0
 
     def open(self, tag: str, attrs: dict[str, str] | None = None) -> None:
@@ -119,6 +173,11 @@ class _Xml:
         self.open(tag, attrs)
         self._gen.characters(text)
         self.close(tag, inline=True)
+
+    def raw_leaf(self, tag: str, attrs: str) -> None:
+        """An empty element whose attributes are given as XML text (what :meth:`leaf` writes for them, made
+        without the generator: numbers need no escaping, and it is the hot path)."""
+        self._out.write(f"\n{'  ' * self._level}<{tag} {attrs}></{tag}>")
 
     def start(self) -> None:
         self._gen.startDocument()
@@ -150,9 +209,8 @@ def _meta(xml: _Xml, name: str, frames: int, labels: list[str], width: int, heig
     xml.close("meta")
 
 
-def _shape(xml: _Xml, frame: int, outside: bool, attrs: dict[str, str]) -> None:
-    xml.leaf("mask", attrs={"frame": str(frame), "keyframe": "1", "outside": str(int(outside)), "occluded": "0",
-                            **attrs})
+def _shape(xml: _Xml, frame: int, outside: bool, attrs: str) -> None:
+    xml.raw_leaf("mask", f'frame="{frame}" keyframe="1" outside="{int(outside)}" occluded="0" {attrs}')
 
 
 def write_cvat_video(reader: RunReader, path: Path, scratch: Path, layout: str = "tracks") -> dict[str, Any]:
@@ -171,6 +229,7 @@ def write_cvat_video(reader: RunReader, path: Path, scratch: Path, layout: str =
             _meta(xml, reader.path.stem, votes.frames, sorted(votes.class_id_of), reader.width, reader.height)
             next_id = 0
             for track, frames in store.tracks():
+                shapes = _mask_attrs(frames, size)
                 pieces = _stretches(frames) if layout == "tracks" else ([f] for f in frames)
                 if layout == "tracks":
                     xml.open("track", {"id": str(track), "label": votes.label(track), "source": "auto"})
@@ -179,8 +238,8 @@ def write_cvat_video(reader: RunReader, path: Path, scratch: Path, layout: str =
                         xml.open("track", {"id": str(next_id), "label": votes.label(track), "source": "auto"})
                         next_id += 1
                     attrs = None
-                    for frame, counts in piece:
-                        attrs = _mask_attrs(counts, size) or attrs
+                    for frame, _ in piece:
+                        attrs = next(shapes) or attrs
                         if attrs is not None:
                             _shape(xml, frame, False, attrs)
                             tally.counts["masks"] += 1

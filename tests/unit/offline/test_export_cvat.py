@@ -15,7 +15,7 @@ from pycocotools.coco import COCO
 from rtseg.core.errors import DataError
 from rtseg.core.masks import encode_mask
 from rtseg.offline.coco import CocoInstances
-from rtseg.offline.export_cvat import coco_to_cvat, cvat_rle
+from rtseg.offline.export_cvat import coco_to_cvat, coco_to_cvat_batch, cvat_rle
 from rtseg.offline.exports import export_run
 from rtseg.offline.import_labels import import_labels, main
 
@@ -155,3 +155,16 @@ def test_box_only_conversion_from_coco_rle_equals_the_whole_mask_one_on_random_m
         mask = rng.random((h, w)) < rng.random() * 0.3
         rle = encode_mask(mask)
         assert coco_to_cvat(rle["counts"], rle["size"]) == cvat_rle(mask)
+
+
+def test_batched_conversion_equals_the_whole_mask_one_for_each_mask_of_a_batch() -> None:
+    """Masks of one frame size converted together (as the export does: runs, box and transposition in one go)
+    give each mask's own answer: empty, full, a pixel in a corner, runs that go on into the next column."""
+    rng = np.random.default_rng(2)
+    for _ in range(60):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        masks = [rng.random((h, w)) < rng.random() * rng.choice([0.05, 0.5, 1.0]) for _ in range(int(rng.integers(1, 9)))]
+        masks += [np.zeros((h, w), bool), np.ones((h, w), bool), box(h, w, h - 1, w - 1, h, w),
+                  box(h, w, 0, 0, h, w // 2 + 1) & ~box(h, w, 1, 0, h - 1, w)]
+        rles = [encode_mask(m) for m in masks]
+        assert coco_to_cvat_batch([r["counts"] for r in rles], [h, w]) == [cvat_rle(m) for m in masks]
