@@ -4,19 +4,28 @@ Rules (docs/analytics.md shows them measured against ground truth and against
 the one-point-of-the-box rule of other tools):
 
 - Inside a zone: at least ``zone_share`` of the object's mask area lies in it.
-  A member leaves only when its share falls below ``zone_share - zone_margin``,
-  so an object on the border does not flicker in and out.
+  The decision waits until the share is past ``zone_share`` by half of
+  ``zone_margin`` (in at 0.6, out below 0.4 by default), so an object on the
+  border, its mask jittering, does not flicker in and out; the visit is then
+  dated from the frame its share crossed ``zone_share``, so dwell is unbiased.
+  Occupancy (and the mark on an object inside) is the plain rule, frame by
+  frame: tracked objects with at least ``zone_share`` inside at their latest
+  sighting.
 - A line's side: the side holding the larger part of the mask area that lies
   within the line's extent. The side changes (a crossing) only when the new side
-  holds at least ``0.5 + line_margin`` of it, so an object lingering on the line
-  never counts twice. An object less than a quarter of which lies within the
+  holds at least ``0.5 + line_margin`` of it in two sightings in a row, so an
+  object lingering on the line never counts twice, nor when a passer-by hides
+  part of it for a frame. An object less than a quarter of which lies within the
   extent is beside the line: its side is forgotten, and walking round an end of
   the line is no crossing.
-- Only confirmed tracks (``track_id >= 0``) enter, exit, cross and loiter. A
-  track that goes unseen keeps its zones and sides for ``lost_seconds``; a new
-  id whose box overlaps the lost track's predicted box by ``reacquire_iou`` within
-  that time takes them over (a tracker's id switch is no second entry or
-  crossing). After ``lost_seconds`` unseen, the track exits its zones.
+- Only confirmed tracks (``track_id >= 0``) enter, exit, cross and loiter, each
+  under the class most of its detections had. A track that goes unseen keeps
+  its zones and sides for ``lost_seconds``; a new id whose box overlaps the lost
+  track's predicted box by ``reacquire_iou`` (or, of the same class and size,
+  lies within half its diagonal) within that time takes them over (a tracker's
+  id switch is no second entry or crossing). A track last seen at the frame's
+  edge left the picture and is not taken over. After ``lost_seconds`` unseen,
+  the track exits its zones.
 - Times are the frames' own timestamps, so dwell is right for variable frame
   rates and live clocks.
 - Without tracking (``tracked=False``) only occupancy is counted, per frame, from
@@ -41,6 +50,10 @@ from rtseg.core.structures import Detections
 
 LINE_EXTENT = 0.25  # least share of a mask within a line's extent for the object to be on one of its sides
 VELOCITY_SMOOTHING = 0.5  # weight of the newest box motion in a track's velocity estimate
+REACQUIRE_DISTANCE = 0.5  # a lost track's predicted centre within this many of its box diagonals: the same object
+CROSSING_SIGHTINGS = 2  # sightings in a row on the new side that make a crossing (a passer-by hiding part of a
+# lingering object can tip its share for one frame)
+EDGE = 2.0  # pixels: a track last seen this close to the frame's edge left the picture and is not re-acquired
 
 
 def regions(settings: AnalyticsConfig, where: str = "analytics") -> tuple[list[Zone], list[Line]]:
@@ -56,6 +69,14 @@ def check_tracking(lines: Sequence[Line], tracked: bool, where: str) -> None:
     if lines and not tracked:
         raise UsageError(f"{where}: lines count crossings of tracked objects; turn tracking on (drop --no-track) "
                          "or remove the lines")
+
+
+def _area(box: np.ndarray) -> float:
+    return float(max(box[2] - box[0], 0) * max(box[3] - box[1], 0))
+
+
+def _centre(box: np.ndarray) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -78,17 +99,25 @@ class _Track:
     box: np.ndarray
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # box corners' motion per second
     zones: dict[str, float] = field(default_factory=dict)  # zone -> time entered
+    edges: dict[str, float] = field(default_factory=dict)  # zone -> when its share last crossed zone_share
+    shares: dict[str, float] = field(default_factory=dict)  # zone -> its share at its last sighting
     loitered: set[str] = field(default_factory=set)
     sides: dict[str, str] = field(default_factory=dict)  # line -> 'left' | 'right'
+    turning: dict[str, int] = field(default_factory=dict)  # line -> sightings in a row on the other side so far
+    votes: Counter[str] = field(default_factory=Counter)  # class -> detections of it
 
     def predicted(self, time: float) -> np.ndarray:
         return self.box + self.velocity * (time - self.last_time)
 
     def seen(self, box: np.ndarray, time: float, frame: int, class_name: str) -> None:
+        """A new sighting; the track's class is the one most of its detections had (a flickering class does
+        not split one object's counts)."""
         gap = time - self.last_time
         if gap > 0:
             self.velocity = (1 - VELOCITY_SMOOTHING) * self.velocity + VELOCITY_SMOOTHING * (box - self.box) / gap
-        self.box, self.last_time, self.last_frame, self.class_name = box, time, frame, class_name
+        self.box, self.last_time, self.last_frame = box, time, frame
+        self.votes[class_name] += 1
+        self.class_name = self.votes.most_common(1)[0][0]
 
 
 @dataclass
@@ -233,22 +262,41 @@ class SceneAnalytics:
         return occupancy
 
     def _tracked_occupancy(self) -> dict[str, dict[str, int]]:
+        """Tracks (seen now, or unseen for less than ``lost_seconds``) with at least ``zone_share`` of their mask
+        in the zone at their last sighting: the count as it is now, without the events' hysteresis."""
         occupancy: dict[str, dict[str, int]] = {z.name: {} for z in self.zones}
+        threshold = self.settings.zone_share
         for track in self._tracks.values():
-            for zone in track.zones:
-                counts = occupancy[zone]
-                counts[track.class_name] = counts.get(track.class_name, 0) + 1
+            for zone, share in track.shares.items():
+                if share >= threshold:
+                    counts = occupancy[zone]
+                    counts[track.class_name] = counts.get(track.class_name, 0) + 1
         return occupancy
 
-    def _reacquire(self, box: np.ndarray, time: float, frame: int) -> _Track | None:
-        """A lost track (unseen this frame, within ``lost_seconds``) whose predicted box overlaps ``box`` best."""
-        best, best_iou = None, self.settings.reacquire_iou
+    def _reacquire(self, box: np.ndarray, class_name: str, time: float, frame: int) -> _Track | None:
+        """The lost track (unseen this frame, within ``lost_seconds``) this new id most likely is: its predicted box
+        overlaps ``box`` by ``reacquire_iou``, or (a small object that moved on during the gap) lies within half its
+        own diagonal of it at a similar size and is of the same class. Overlap ranks before distance."""
+        threshold = self.settings.reacquire_iou
+        best, best_score = None, 0.0
+        assert self._maps is not None
+        height, width = self._maps.height, self._maps.width
         for track_id, track in self._tracks.items():
-            if track.last_frame >= frame:
+            x0, y0, x1, y1 = track.box
+            at_edge = x0 <= EDGE or y0 <= EDGE or x1 >= width - EDGE or y1 >= height - EDGE
+            if track.last_frame >= frame or at_edge:  # last seen at the frame's edge: it left the picture
                 continue
-            overlap = _iou(track.predicted(time), box)
-            if overlap >= best_iou:
-                best, best_iou = track_id, overlap
+            predicted = track.predicted(time)
+            score = _iou(predicted, box)
+            if score < threshold:
+                size, other = _area(predicted), _area(box)
+                diagonal = float(np.hypot(predicted[2] - predicted[0], predicted[3] - predicted[1]))
+                distance = float(np.hypot(*(_centre(predicted) - _centre(box))))
+                similar = size > 0 and 0.5 <= other / size <= 2.0 and track.class_name == class_name
+                score = threshold * (1 - distance / diagonal) if similar and diagonal > 0 and \
+                    distance <= REACQUIRE_DISTANCE * diagonal else 0.0
+            if score > best_score:
+                best, best_score = track_id, score
         if best is None:
             return None
         self.tally.reacquired += 1
@@ -257,7 +305,8 @@ class SceneAnalytics:
     def _update_tracks(self, detections: Detections, names: list[str], shares: RegionShares, time: float, frame: int,
                        event: Any, inside: list[list[str]]) -> None:
         settings = self.settings
-        enter_at, leave_below = settings.zone_share, settings.zone_share - settings.zone_margin
+        half = settings.zone_margin / 2
+        enter_at, leave_below = min(settings.zone_share + half, 1.0), settings.zone_share - half
         decided = 0.5 + settings.line_margin
         ids = detections.track_ids
         order = np.argsort(-detections.scores, kind="stable")  # the surest detection takes over a lost track first
@@ -265,32 +314,41 @@ class SceneAnalytics:
             track_id = int(ids[i])
             if track_id < 0 or not shares.area[i]:
                 continue
-            name, box = names[i], detections.boxes[i].astype(np.float64)
+            box = detections.boxes[i].astype(np.float64)
             track = self._tracks.get(track_id)
             if track is None:
-                track = self._reacquire(box, time, frame) or _Track(name, time, frame, box)
+                track = self._reacquire(box, names[i], time, frame) or _Track(names[i], time, frame, box)
                 self._tracks[track_id] = track
-            track.seen(box, time, frame, name)
+            track.seen(box, time, frame, names[i])
+            name = track.class_name
             for j, zone in enumerate(self.zones):
                 if not self._applies(zone, name):
                     continue
                 share = float(shares.zone[i, j])
+                track.shares[zone.name] = share
                 member = zone.name in track.zones
+                # The edge: when the share last crossed zone_share, towards where it is now (a visit's true start
+                # or end); the decision waits until it is past zone_share by half the margin either way.
+                if (share >= settings.zone_share) != member:
+                    track.edges.setdefault(zone.name, time)
+                else:
+                    track.edges.pop(zone.name, None)
                 if not member and share >= enter_at:
-                    track.zones[zone.name] = time
+                    track.zones[zone.name] = track.edges.pop(zone.name, time)
                     self.tally.entered[zone.name][name] += 1
                     event("enter", zone.name, "zone", track_id=track_id, class_name=name, share=share)
                 elif member and share < leave_below:
-                    self._exit(track, track_id, zone.name, time, event, share)
-                if zone.name in track.zones:
+                    self._exit(track, track_id, zone.name, track.edges.pop(zone.name, time), event, share)
+                if share >= settings.zone_share:
                     inside[i].append(zone.name)
+                if zone.name in track.zones:
                     dwell = time - track.zones[zone.name]
                     if settings.loiter_seconds > 0 and dwell >= settings.loiter_seconds \
                             and zone.name not in track.loitered:
                         track.loitered.add(zone.name)
                         self.tally.loiters[zone.name] += 1
                         event("loiter", zone.name, "zone", track_id=track_id, class_name=name, share=share,
-                              dwell=dwell)
+                              dwell=dwell, entered=track.zones[zone.name])
             for j, line in enumerate(self.lines):
                 if not self._applies(line, name):
                     continue
@@ -300,10 +358,16 @@ class SceneAnalytics:
                 left = float(shares.left[i, j])
                 side = "left" if left >= decided else "right" if 1 - left >= decided else None
                 before = track.sides.get(line.name)
-                if side is None:
+                if side is None or side == before:
+                    track.turning.pop(line.name, None)
                     continue
+                if before is not None:  # a change of side must hold for CROSSING_SIGHTINGS sightings in a row
+                    track.turning[line.name] = track.turning.get(line.name, 0) + 1
+                    if track.turning[line.name] < CROSSING_SIGHTINGS:
+                        continue
+                track.turning.pop(line.name, None)
                 track.sides[line.name] = side
-                if before is not None and before != side:
+                if before is not None:
                     direction = "in" if side == line.in_side else "out"
                     self.tally.crossed[line.name][direction][name] += 1
                     event("cross", line.name, "line", track_id=track_id, class_name=name, direction=direction,
@@ -311,13 +375,15 @@ class SceneAnalytics:
         for track_id in [t for t, track in self._tracks.items() if time - track.last_time > settings.lost_seconds]:
             track = self._tracks.pop(track_id)
             for zone_name in list(track.zones):
-                self._exit(track, track_id, zone_name, time, event, None)
+                self._exit(track, track_id, zone_name, track.edges.get(zone_name, track.last_time), event, None)
 
-    def _exit(self, track: _Track, track_id: int, zone: str, time: float, event: Any, share: float | None) -> None:
-        """``track`` leaves ``zone``: its visit ends at its last sighting (now, or when it was lost)."""
+    def _exit(self, track: _Track, track_id: int, zone: str, ended: float, event: Any, share: float | None) -> None:
+        """``track`` leaves ``zone``; its visit ended at ``ended`` (when its share fell below zone_share, or its
+        last sighting when it was lost)."""
         entered = track.zones.pop(zone)
         track.loitered.discard(zone)
-        dwell = track.last_time - entered
+        dwell = ended - entered
         self.tally.dwell[zone].append(dwell)
-        event("exit", zone, "zone", track_id=track_id, class_name=track.class_name, share=share, dwell=dwell)
+        event("exit", zone, "zone", track_id=track_id, class_name=track.class_name, share=share, dwell=dwell,
+              entered=entered)
 

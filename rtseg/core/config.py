@@ -136,7 +136,7 @@ class AnalyticsConfig:
     zones: list[dict[str, Any]] = setting([], "zones: [{name, points: [[x, y], ...] in pixels or 0..1 of the frame, classes: [...]}]")
     lines: list[dict[str, Any]] = setting([], "lines: [{name, points: [[x, y], ...] (2 or more), in: left|right, classes: [...]}]")
     zone_share: float = setting(0.5, "an object is inside a zone while at least this share of its mask is", above=0.0, max=1.0)
-    zone_margin: float = setting(0.1, "it leaves only when its share falls below zone_share minus this (no flicker)", min=0.0, below=1.0)
+    zone_margin: float = setting(0.2, "entering and leaving wait until the share is past zone_share by half this (no flicker)", min=0.0, below=1.0)
     line_margin: float = setting(0.1, "an object has crossed once 0.5 plus this of its mask is on the other side", min=0.0, below=0.5)
     loiter_seconds: float = setting(30.0, "a 'loiter' event when a tracked object stays in a zone this long (0 = never)", min=0.0)
     occupancy_seconds: float = setting(1.0, "seconds of video between 'occupancy' events per zone (0 = none)", min=0.0)

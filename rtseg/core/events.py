@@ -38,6 +38,7 @@ class SceneEvent:
     share: float | None = None
     direction: str | None = None  # cross: 'in' or 'out'
     dwell: float | None = None  # exit and loiter: seconds inside the zone so far
+    entered: float | None = None  # exit and loiter: when the visit began (its share crossed zone_share)
     count: int | None = None  # occupancy: objects inside now
     counts: dict[str, int] | None = None  # occupancy: objects inside now, per class
 
@@ -54,7 +55,8 @@ class SceneEvent:
             data["track_id"] = self.track_id
         optional = {"class": self.class_name, "direction": self.direction, "count": self.count, "counts": self.counts,
                     "share": None if self.share is None else round(self.share, 4),
-                    "dwell": None if self.dwell is None else round(self.dwell, 3)}
+                    "dwell": None if self.dwell is None else round(self.dwell, 3),
+                    "entered": None if self.entered is None else round(self.entered, 6)}
         data.update({k: v for k, v in optional.items() if v is not None})
         return data
 

@@ -51,6 +51,7 @@ class Instance:
     kind: int
     mask: np.ndarray  # (H, W) bool
     full_area: int  # pixels the shape would cover without occluders
+    centre: tuple[float, float] = (float("nan"), float("nan"))  # the whole shape's centre (x, y), hidden or not
 
 
 def shape_mask(shape: Shape, height: int, width: int) -> np.ndarray:
@@ -110,7 +111,7 @@ def compose(rng: np.random.Generator, backdrop: np.ndarray, shapes: list[Shape])
     instances: list[Instance] = []
     covered = np.zeros((height, width), bool)
     for shape, mask in zip(reversed(shapes), reversed(full)):
-        instances.append(Instance(shape.kind, mask & ~covered, int(mask.sum())))
+        instances.append(Instance(shape.kind, mask & ~covered, int(mask.sum()), (shape.cx, shape.cy)))
         covered |= mask
     return np.clip(image, 0, 255).astype(np.uint8), instances[::-1]
 

@@ -21,7 +21,9 @@ from rtseg.sinks.archive import MANIFEST_NAME, read_manifest
 
 FAST = ["--weights", "none", "--size", "64", "--no-show"]
 # The clip's white square (16 x 16, rows 24..39 of 96) moves right 3 px a frame from x = 4: it enters the left
-# half at once, leaves it (less than 40 % inside) at frame 24 and is 60 % over the line at x = 112 at frame 34.
+# half once its track is confirmed (frame 1), leaves it at frame 24 (4 of 16 columns inside: below 0.4; its share
+# fell below 0.5 at frame 23, where its visit ends) and is 60 % over the line at x = 112 at frame 34, so crosses
+# at frame 35, its second sighting there.
 ANALYTICS = {"zones": [{"name": "left", "points": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}],
              "lines": [{"name": "gate", "points": [[0.7, 0], [0.7, 1]]}]}
 
@@ -42,8 +44,8 @@ def test_a_clip_gives_its_known_events_drawings_heatmap_and_counts(tmp_path):
     events = [e for e in _events(tmp_path / "events.jsonl") if e["kind"] != "occupancy"]
     assert [(e["kind"], e.get("zone") or e.get("line"), e["frame"], e["track_id"], e.get("direction"))
             for e in events] == [("enter", "left", 1, 1, None), ("exit", "left", 24, 1, None),
-                                 ("cross", "gate", 34, 1, "in")]
-    assert events[1]["dwell"] == pytest.approx(2.3) and events[2]["time"] == pytest.approx(3.4)
+                                 ("cross", "gate", 35, 1, "in")]
+    assert events[1]["dwell"] == pytest.approx(2.2) and events[2]["time"] == pytest.approx(3.5)
     assert square_x(34, 160) + 16 - 112 >= 0.6 * 16 > square_x(33, 160) + 16 - 112
     occupancy = [e for e in _events(tmp_path / "events.jsonl") if e["kind"] == "occupancy"]
     assert [e["time"] for e in occupancy] == pytest.approx([0.0, 1.0, 2.0, 3.0])  # one a second of video
@@ -78,9 +80,9 @@ def test_snapshots_hold_the_frame_and_the_object_of_each_entry_and_crossing(tmp_
     shots = tmp_path / "shots" / "clip"
     assert sorted(p.name for p in shots.iterdir()) == [
         "clip-000001-enter-left-t1-object.png", "clip-000001-enter-left-t1.jpg",
-        "clip-000034-cross-gate-t1-object.png", "clip-000034-cross-gate-t1.jpg"]
-    frame = cv2.imread(str(shots / "clip-000034-cross-gate-t1.jpg"))
-    cut = cv2.imread(str(shots / "clip-000034-cross-gate-t1-object.png"), cv2.IMREAD_UNCHANGED)
+        "clip-000035-cross-gate-t1-object.png", "clip-000035-cross-gate-t1.jpg"]
+    frame = cv2.imread(str(shots / "clip-000035-cross-gate-t1.jpg"))
+    cut = cv2.imread(str(shots / "clip-000035-cross-gate-t1-object.png"), cv2.IMREAD_UNCHANGED)
     assert frame.shape == (96, 160, 3) and cut.shape == (16, 16, 4)
     assert (cut[..., 3] == 255).all() and (cut[..., :3] > 200).all()  # the white square, wholly inside its mask
 
@@ -96,8 +98,8 @@ def test_each_stream_of_a_run_has_its_own_zones(tmp_path):
     first = _events(tmp_path / "events" / "cam-a.events.jsonl")
     second = _events(tmp_path / "events" / "cam-b.events.jsonl")
     assert {e.get("zone") or e.get("line") for e in first} == {"left", "gate"} and {e["stream"] for e in first} == {"cam-a"}
-    # The right half from x = 80: at frame 23 the square (73..88) is 9/16 inside, at frame 22 only 6/16.
-    assert [(e["kind"], e["frame"]) for e in second if e["kind"] != "occupancy"] == [("enter", 23)]
+    # The right half from x = 80: at frame 24 the square (76..91) is 12/16 inside (past 0.6), at frame 23 9/16.
+    assert [(e["kind"], e["frame"]) for e in second if e["kind"] != "occupancy"] == [("enter", 24)]
 
 
 def test_an_archive_writes_events_per_video_under_the_manifest_rules(tmp_path, capsys):
