@@ -24,7 +24,8 @@ from rtseg.sinks.data import CropsSink, FramesSink, JsonLinesSink
 from rtseg.sinks.events import EventsSink, SnapshotsSink
 from rtseg.sinks.heatmap import HeatmapSink
 from rtseg.sinks.mp4 import Mp4Sink
-from rtseg.sinks.publish import Publisher, open_publishers
+from rtseg.sinks.publish import Publisher
+from rtseg.sinks.publishing import open_publishers
 from rtseg.sources.base import VideoSource
 from rtseg.sources.factory import open_source
 from rtseg.sources.files import ImageSource

@@ -15,8 +15,8 @@ bounded time even when the other side hangs. Every event that reached
 failed ("not delivered": given up after retries, or still waiting at close).
 
 The concrete publishers are ``rtseg.sinks.mqtt.MqttSink`` and
-``rtseg.sinks.webhook.WebhookSink``; ``open_publishers`` builds the ones a
-configuration asks for.
+``rtseg.sinks.webhook.WebhookSink``; ``rtseg.sinks.publishing.open_publishers``
+builds the ones a configuration asks for.
 """
 
 from __future__ import annotations
@@ -231,20 +231,3 @@ class Publisher:
 def backoff(attempt: int) -> float:
     """Seconds to wait before try ``attempt + 1`` after ``attempt`` failed ones: 0.5, 1, 2, ... capped at 30."""
     return float(min(BACKOFF_START * 2 ** max(attempt - 1, 0), BACKOFF_CAP))
-
-
-def open_publishers(config: EventsConfig, stream: str) -> list[Publisher]:
-    """The publishers ``config`` asks for (MQTT, webhook), for one stream; raises ConfigError before starting any."""
-    from rtseg.sinks.mqtt import MqttSink, check_mqtt
-    from rtseg.sinks.webhook import WebhookSink, check_webhook
-
-    if config.mqtt:
-        check_mqtt(config, stream)
-    if config.webhook:
-        check_webhook(config)
-    publishers: list[Publisher] = []
-    if config.mqtt:
-        publishers.append(MqttSink(config, stream))
-    if config.webhook:
-        publishers.append(WebhookSink(config, stream))
-    return publishers

@@ -16,7 +16,8 @@ from rtseg.core.config import EventsConfig
 from rtseg.core.errors import ConfigError
 from rtseg.offline.rtsp import free_port
 from rtseg.sinks.mqtt import PAHO_MISSING, parse_mqtt_url, topic_prefix
-from rtseg.sinks.publish import PublisherFigures, Redactor, backoff, mask_secrets, open_publishers
+from rtseg.sinks.publish import PublisherFigures, Redactor, backoff, mask_secrets
+from rtseg.sinks.publishing import open_publishers
 
 
 def test_figures_line():
