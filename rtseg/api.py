@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from rtseg.core.config import Config, ModelConfig, RenderConfig, StreamConfig, apply_overrides, load_config
-from rtseg.core.errors import OutputError, UsageError
+from rtseg.core.errors import NothingToDo, UsageError
 from rtseg.core.structures import Detections, Frame
 from rtseg.detect.base import Detector
 from rtseg.detect.maskrcnn import MaskRCNNDetector
@@ -36,7 +36,7 @@ from rtseg.pipeline.planner import Outputs, RunPlan, StreamPlan, plan_run
 from rtseg.pipeline.summary import RunSummary, StreamSummary
 from rtseg.render.renderer import Renderer
 from rtseg.render.window import PreviewWindow
-from rtseg.sinks.archive import Manifest
+from rtseg.sinks.archive import Manifest, nothing_to_do
 from rtseg.sinks.base import Sink
 from rtseg.sinks.stats import StatsCollector
 
@@ -137,8 +137,7 @@ class PreparedRun:
         ``attempt`` numbers the staging folders of archive videos (a cluster's retries);
         ``on_finish`` is called with each stream's summary as it ends."""
         if not plan.streams:
-            raise OutputError("nothing to do: every archive video is finished already (pass --overwrite to redo them)") \
-                if plan.skipped else UsageError("no source given")
+            raise NothingToDo(nothing_to_do(len(plan.skipped))) if plan.skipped else UsageError("no source given")
         self.plan = plan
         self.manifest = Manifest(plan.manifest) if plan.manifest is not None else None
         self.stats = {stream.name: StatsCollector() for stream in plan.streams}

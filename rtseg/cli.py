@@ -18,11 +18,12 @@ import threading
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from rtseg.core.commandline import ArgumentParser, add_model_flags, model_overrides, setup_logging
 from rtseg.core.config import Config, apply_overrides, load_config
-from rtseg.core.errors import RtsegError, TerminationRequest, UsageError
+from rtseg.core.errors import NothingToDo, RtsegError, TerminationRequest, UsageError
 from rtseg.core.redaction import mask_credentials
 from rtseg.core.regions import parse_line, parse_zone
 
@@ -31,12 +32,14 @@ log = logging.getLogger("rtseg")
 SUBCOMMANDS = {"train": "rtseg.offline.train", "evaluate": "rtseg.offline.evaluate",  # rtseg train|evaluate --help
                "serve": "rtseg.web.serve",  # rtseg serve --help: the browser page
                "export": "rtseg.offline.exports", "import": "rtseg.offline.import_labels",  # MOTS, YouTube-VIS, CVAT, COCO
-               "evaluate-tracks": "rtseg.offline.eval_masks"}  # HOTA, MOTSA, IDF1 against MOTS / YouTube-VIS
+               "evaluate-tracks": "rtseg.offline.eval_masks",  # HOTA, MOTSA, IDF1 against MOTS / YouTube-VIS
+               "classes": "rtseg.detect.classes"}  # the class names --classes takes
 _EXIT_CODES = {"interrupted": 130, "terminated": 143}  # 128 + SIGINT / SIGTERM, as shells report them
 EXIT_PARTIAL = 3  # some streams failed while others finished
 
 EXAMPLES = """\
 examples:
+  rtseg --source samples/car.mp4 --output car-seg.mp4    the sample clip (offline: add --weights none)
   rtseg --source clip.mp4 --output clip-seg.mp4          segment a file into an annotated MP4
   rtseg --source clip.mp4 --output out.mp4 --no-show --classes person,car --score-threshold 0.6
   rtseg --source clip.mp4 --output out.mp4 --weights model.pt      use a local weights file
@@ -51,7 +54,8 @@ examples:
                                                            count people crossing the middle, per direction
   rtseg --source 0 --zone bay=0.5,0.4,1,0.4,1,1,0.5,1 --mqtt mqtt://127.0.0.1 --heatmap heat.png
 
-subcommands: rtseg train --help (fine-tune on COCO-format data), rtseg evaluate --help (COCO AP, precision/recall),
+subcommands: rtseg classes (the class names --classes takes; --weights FILE for a checkpoint's),
+             rtseg train --help (fine-tune on COCO-format data), rtseg evaluate --help (COCO AP, precision/recall),
              rtseg serve --help (the browser page: images, videos, the webcam),
              rtseg export --help (a run as MOTS, YouTube-VIS, CVAT video, COCO), rtseg import --help (CVAT/MOTS to COCO),
              rtseg evaluate-tracks --help (HOTA, MOTSA, IDF1 of a run against MOTS / YouTube-VIS ground truth)
@@ -60,7 +64,7 @@ subcommands: rtseg train --help (fine-tune on COCO-format data), rtseg evaluate 
   rtseg --source archive/ --output out/ --no-show          every video of a folder; rerun to finish what was cut off
   rtseg --config fleet.yaml                                the streams: list of a config file
   rtseg --source archive/ --output out/ --cluster auto     an archive over Ray workers on this machine (docs/cluster.md)
-  rtseg --config fleet.yaml --output rec/ --cluster 10.0.0.5:6379   cameras over a running Ray cluster
+  rtseg --config cameras.yaml --output rec/ --cluster 10.0.0.5:6379   a streams: list of cameras over a running Ray cluster
 
 exit codes: 0 done, 1 failed while running, 2 bad usage/config/input, 3 some streams failed (the others finished),
             130 Ctrl-C, 143 SIGTERM
@@ -102,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--webhook", metavar="URL", help="POST each event as JSON to this URL")
     parser.add_argument("--config", help="YAML file overriding configs/default.yaml; flags override both")
     add_model_flags(parser)
-    parser.add_argument("--classes", help="comma-separated COCO class names to keep, e.g. person,car")
+    parser.add_argument("--classes", help="comma-separated class names to keep, e.g. person,car ('rtseg classes' lists "
+                                          "them; a checkpoint's own with --weights FILE)")
     parser.add_argument("--batch-size", type=int, help="frames per model call for files")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     parser.add_argument("--realtime", action="store_true",
@@ -120,7 +125,25 @@ def build_parser() -> argparse.ArgumentParser:
                              "127.0.0.1, ADDRESS joins a running cluster (ray start --head); an archive is spread one "
                              "file per task over the workers, a streams: list of cameras over them (docs/cluster.md)")
     parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
+    parser.add_argument("--version", action="store_true", help="print rtseg's version (and torch's) and exit")
     return parser
+
+
+def version_line() -> str:
+    """rtseg's version with torch's and torchvision's, read from the installed packages' metadata (no torch import:
+    it answers at once)."""
+    from importlib import metadata
+
+    from rtseg import __version__
+
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return (f"rtseg {__version__} (torch {installed('torch')}, torchvision {installed('torchvision')}, "
+            f"Python {sys.version.split()[0]})")
 
 
 def _check_conflicts(args: argparse.Namespace) -> None:
@@ -161,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     if not args.source and not config.streams:
-        raise UsageError("no source: give --source (several times for several streams) or a config file with streams:")
+        raise UsageError(f"no source: give --source with a video, image, folder, camera or URL, e.g. rtseg --source "
+                         f"{_sample_for_cwd()} --output car-seg.mp4 --weights none (or --config FILE with streams:)")
     outputs = Outputs(output=args.output, save_json=args.save_json, save_frames=args.save_frames,
                       save_crops=args.save_crops, save_stats=args.save_stats, events=args.events,
                       heatmap=args.heatmap, show=config.output.show)
@@ -191,6 +215,16 @@ def run(args: argparse.Namespace) -> int:
             print(mask_credentials(f"rtseg: error: stream {stream.name}: {stream.error}"), file=sys.stderr)
         return EXIT_PARTIAL
     return 0
+
+
+def _sample_for_cwd() -> str:
+    """The sample clip as a path the user can paste here: relative to the current folder when it is below it."""
+    from rtseg.core.media import SAMPLE_CLIP
+
+    try:
+        return str(SAMPLE_CLIP.relative_to(Path.cwd()))
+    except ValueError:
+        return str(SAMPLE_CLIP)
 
 
 @contextmanager
@@ -229,8 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 code: int = importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
                 return code
         args = build_parser().parse_args(argv)
+        if args.version:
+            print(version_line())
+            return 0
         with _signals_as_interrupts():
             return run(args)
+    except NothingToDo as exc:  # a rerun of a finished archive: said in one line, not an error
+        print(exc)  # as --cluster prints it: a result line, not a log line
+        return exc.exit_code
     except RtsegError as exc:
         if debug:
             print(mask_credentials(traceback.format_exc()), end="", file=sys.stderr)

@@ -15,9 +15,11 @@ import functools
 import sys
 from pathlib import Path
 
+from rtseg.core.media import SAMPLE_CLIP
 from rtseg.offline.soak import run_live_soak
 
-BIKES_CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips" / "bikes.mp4"
+SHARED_CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips" / "bikes.mp4"
+BIKES_CLIP = SHARED_CLIP if SHARED_CLIP.exists() else SAMPLE_CLIP  # the sample on a fresh clone
 
 
 def main(argv: list[str] | None = None) -> int:

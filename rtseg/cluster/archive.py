@@ -26,7 +26,7 @@ from rtseg.cluster.workers import ArchiveWorker, FileOutcome, FileTask
 from rtseg.core.config import Config
 from rtseg.core.errors import TerminationRequest
 from rtseg.pipeline.planner import RunPlan
-from rtseg.sinks.archive import Manifest
+from rtseg.sinks.archive import Manifest, nothing_to_do
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,11 @@ class ArchiveResult:
         return [r for r in self.records if r["status"] == "done"]
 
     @property
+    def cut(self) -> list[dict[str, Any]]:
+        """Files ended by --max-frames: processed as asked, but not finished (a rerun redoes them)."""
+        return [r for r in self.records if r["status"] == "cut"]
+
+    @property
     def failed(self) -> list[dict[str, Any]]:
         return [r for r in self.records if r["status"] == "failed"]
 
@@ -66,13 +71,16 @@ class ArchiveResult:
         if self.stop_reason is not None:
             return self.stop_reason
         if self.failed:
-            return "failed" if not self.done else "partial"
+            return "failed" if not (self.done or self.cut) else "partial"
         return "done"
 
     def lines(self) -> list[str]:
-        frames = sum(r["frames"] for r in self.done)
+        if not self.records and self.skipped and self.stop_reason is None:  # a rerun of a finished archive
+            return [nothing_to_do(len(self.skipped))]
+        frames = sum(r["frames"] for r in [*self.done, *self.cut])
         out = [tally.line("file") for tally in self.workers]
         out.append(f"files: {len(self.done)} done, {len(self.failed)} failed"
+                   + (f", {len(self.cut)} cut by --max-frames (kept staged)" if self.cut else "")
                    + (f", {len(self.skipped)} skipped (finished by an earlier run)" if self.skipped else "")
                    + f"; {sum(r['attempts'] for r in self.records)} attempt(s)")
         rate = frames / self.wall_seconds if self.wall_seconds else 0.0
@@ -140,7 +148,7 @@ class ArchiveRun:
                     else:
                         self._take(ref, running.pop(ref), pool, queue, result, manifest)
                 if bar is not None:
-                    frames = sum(r["frames"] for r in result.done)
+                    frames = sum(r["frames"] for r in [*result.done, *result.cut])
                     bar.update(len(result.records) - bar.n)
                     bar.set_postfix_str(f"{frames} frames, {frames / (time.monotonic() - started):.1f} frames/s",
                                         refresh=False)
@@ -198,10 +206,11 @@ class ArchiveRun:
                 outcome: FileOutcome) -> None:
         worker = None if index is None or self.pool is None else self.pool.tallies[index]
         done = outcome.done
-        record = {"file": str(task.source), "output": str(task.stream.finals[0]) if done else None,
+        cut = done and outcome.summary is not None and outcome.summary.cut  # left staged by the worker
+        record = {"file": str(task.source), "output": str(task.stream.finals[0]) if done and not cut else None,
                   "worker": None if worker is None else worker.name,
                   "node": None if outcome.identity is None else outcome.identity.node,
-                  "status": "done" if done else "failed", "frames": outcome.frames, "fps": outcome.fps,
+                  "status": ("cut" if cut else "done") if done else "failed", "frames": outcome.frames, "fps": outcome.fps,
                   "attempts": task.attempt, "error": None if done else outcome.error or "failed"}
         manifest.append(record)
         result.records.append(record)

@@ -61,12 +61,13 @@ def cluster_run(ray: Any, archive: Path, out: Path, config: Config, workers: int
     started = time.monotonic()
     result: ArchiveResult = ArchiveRun(ray, plan, config, factory).run()
     wall = time.monotonic() - started
-    frames = sum(r["frames"] for r in result.done)
+    ended = [*result.done, *result.cut]  # --frames cuts each clip: processed as asked
+    frames = sum(r["frames"] for r in ended)
     per_frame = sum(result.file_seconds) / frames if frames else 0.0
     overhead = sum(result.overheads) / len(result.overheads) if result.overheads else 0.0
     clip_30s = 30 * 25 * per_frame  # a 30-second clip at 25 frames/s on one of these workers
     working = wall - (result.ready_seconds or 0.0)  # after the first worker had loaded its model
-    return _row(f"cluster-{workers}", len(result.done), frames, wall, ready_s=round(result.ready_seconds or 0.0, 2),
+    return _row(f"cluster-{workers}", len(ended), frames, wall, ready_s=round(result.ready_seconds or 0.0, 2),
                 frames_per_s_after_ready=round(frames / working, 3), overhead_ms_per_file=round(1000 * overhead, 1),
                 overhead_share=round(result.overhead_share, 4), file_s_mean=round(sum(result.file_seconds) /
                                                                                  max(1, len(result.file_seconds)), 2),

@@ -6,6 +6,7 @@ import importlib
 import logging
 import math
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ DETECTOR_ENV = "RTSEG_CLUSTER_DETECTOR"
 # Ray's single-node mode: every server it starts listens on 127.0.0.1 (read when ray is first imported).
 _SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 _PING_RETRY_SECONDS = 0.5
+_DEFAULT_GCS_PORT = 6379  # what 'ray start --head' listens on unless told otherwise
 
 DetectorFactory = Callable[[], Detector]
 
@@ -55,6 +57,8 @@ def connected(address: str, **local_settings: Any) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
+    if address != "auto":
+        check_reachable(address)
     try:
         if address == "auto":
             ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, **local_settings)
@@ -66,6 +70,20 @@ def connected(address: str, **local_settings: Any) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+
+
+def check_reachable(address: str, timeout: float = 3.0) -> None:
+    """One line within seconds for an address nothing answers at: ``ray.init`` itself retries for about 20 s,
+    printing a warning each time, before it gives up. ``ray://`` client addresses are probed the same way."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        host, port = address.removeprefix("ray://"), str(_DEFAULT_GCS_PORT)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        raise UsageError(f"cannot join the Ray cluster at {address}: nothing answers at {host}:{port} ({reason}); "
+                         "start it with 'ray start --head' there, or use --cluster auto") from exc
 
 
 def detector_factory_from_env() -> DetectorFactory | None:

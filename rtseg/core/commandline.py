@@ -32,10 +32,12 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def add_device_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: str | None = "auto") -> None:
-    """--device and --precision; ``default`` None leaves both to the configuration (rtseg, rtseg serve)."""
+def add_device_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: str | None = "auto",
+                     precision_help: str = PRECISION_HELP) -> None:
+    """--device and --precision; ``default`` None leaves both to the configuration (rtseg, rtseg serve);
+    ``precision_help`` for a command whose ``auto`` differs (training has no bf16)."""
     parser.add_argument("--device", default=default, help="auto | cpu | cuda | cuda:N (default auto)")
-    parser.add_argument("--precision", default=default, choices=PRECISIONS, help=PRECISION_HELP)
+    parser.add_argument("--precision", default=default, choices=PRECISIONS, help=precision_help)
 
 
 def add_model_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,

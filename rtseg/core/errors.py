@@ -43,6 +43,13 @@ class DataError(UsageError):
     """A data set (COCO annotation file, image folder, predictions) is missing or malformed."""
 
 
+class NothingToDo(RtsegError):
+    """Every archive video is finished already: not a failure (exit 0), since a rerun of a finished archive is the
+    normal way to check it, and scripts that rerun until done must not see an error."""
+
+    exit_code = 0
+
+
 class RuntimeFailure(RtsegError):
     """A stage failed while the pipeline was running."""
 

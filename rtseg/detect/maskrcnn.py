@@ -46,7 +46,7 @@ from rtseg.core.structures import Detections
 from rtseg.detect.base import DetectorBase
 from rtseg.detect.device import bf16_convolutions_supported, choose_precision, resolve_device
 from rtseg.detect.fusion import fuse_for_cpu
-from rtseg.detect.models import load_model, set_input_size
+from rtseg.detect.models import PLACEHOLDER_CLASSES, load_model, real_classes, set_input_size
 from rtseg.detect.ops import best_after_nms, paste_masks, pool_rois
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def class_ids_for(names: Sequence[str], class_names: Sequence[str]) -> list[int]
     import difflib
 
     ids = []
-    known = [n for n in class_names if n not in ("__background__", "N/A")]
+    known = real_classes(list(class_names))
     for name in names:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=3)
@@ -99,6 +99,11 @@ class MaskRCNNDetector(DetectorBase):
         self.size, self.max_size = set_input_size(loaded, config.size, config.max_size)
         self._keep_ids = (torch.tensor(class_ids_for(config.classes, self.class_names), device=self.device)
                           if config.classes else None)
+        # torchvision's "N/A" placeholder ids are never reported: their scores are zeroed before the threshold and
+        # the per-image cap, so random weights (which would pick them) fill the cap with real classes, as a COCO
+        # model (which never predicts them) does.
+        placeholders = [i for i, name in enumerate(self.class_names) if i and name in PLACEHOLDER_CLASSES]
+        self._placeholder_ids = torch.tensor(placeholders, device=self.device) if placeholders else None
         model = loaded.model.to(self.device).eval()
         # CUDA fp16 is autocast unless model.fp16_weights asks for model.half(): half weights skip the per-call
         # casts and halve weight memory but compute every layer in fp16, where autocast keeps touchy ops in fp32
@@ -226,6 +231,8 @@ class MaskRCNNDetector(DetectorBase):
         counts = [len(p) for p in proposals]
         boxes_all = heads.box_coder.decode(box_regression.to(torch.float32), proposals)
         scores_all = F.softmax(class_logits.to(torch.float32), -1)
+        if self._placeholder_ids is not None:
+            scores_all[:, self._placeholder_ids] = 0.0  # never above any threshold (kept strictly above it)
         classes = scores_all.shape[-1]
         found = []
         for boxes, scores, size in zip(boxes_all.split(counts), scores_all.split_with_sizes(counts), image_sizes):

@@ -35,6 +35,23 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from rtseg.core.errors import WeightsError
 
 COCO_CATEGORIES: tuple[str, ...] = tuple(MaskRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
+# torchvision keeps COCO's 91 category ids, so its list has "N/A" at the ids COCO never used, and index 0 is the
+# background: neither is a class anyone can ask for, and no detection of them is ever shown (the detector drops them).
+PLACEHOLDER_CLASSES = frozenset({"__background__", "N/A"})
+
+
+def real_classes(class_names: tuple[str, ...] | list[str]) -> list[str]:
+    """The class names a model can report and a user can name (``--classes``), in id order, placeholders left out."""
+    return [name for name in class_names if name not in PLACEHOLDER_CLASSES]
+
+
+def class_names_for(weights: str) -> tuple[str, ...]:
+    """The class names (placeholders included, indexed by class id) of 'default', 'none' or a checkpoint file,
+    without building the model or downloading anything: COCO's for torchvision's weights and random ones."""
+    if weights in ("default", "none"):
+        return COCO_CATEGORIES
+    _, meta = read_checkpoint(weights)
+    return tuple(meta.get("class_names", COCO_CATEGORIES))
 
 
 @dataclass(frozen=True)

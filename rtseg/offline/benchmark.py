@@ -55,6 +55,7 @@ from torchvision.ops import box_iou
 from rtseg.api import Outputs, process
 from rtseg.core.config import Config, ModelConfig, codec_threads
 from rtseg.core.errors import DeviceError
+from rtseg.core.media import SAMPLE_CLIP
 from rtseg.core.structures import Detections
 from rtseg.detect.device import choose_precision, resolve_device
 from rtseg.detect.maskrcnn import MaskRCNNDetector
@@ -69,7 +70,7 @@ STEPS = ("total", "preprocess", "model", "postprocess")
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", default="../shared/data/clips/car-detection.mp4", help="video file")
+    parser.add_argument("--source", default=str(SAMPLE_CLIP), help="video file (default: the sample, samples/car.mp4)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--weights", default="none", help="'none' (seeded random), 'default' (COCO) or a file")
     parser.add_argument("--models", default="maskrcnn_v1", help="comma-separated: maskrcnn_v1,maskrcnn_v2")

@@ -46,6 +46,7 @@ from rtseg.core.masks import coco_rle
 from rtseg.detect.base import Detector
 from rtseg.offline.eval_masks import evaluate_mots, synthetic_truth_as_mots
 from rtseg.offline.mot_metrics import MotAccumulator, count_colour_changes
+from rtseg.offline.progress import on_terminal
 from rtseg.offline.synthetic import CLASS_NAMES, write_video
 
 MATCH_IOU = 0.5
@@ -128,7 +129,8 @@ def evaluate_pipeline(out: Path, config: Config, *, seed: int = 0, frames: int =
     annotated, export = out / "annotated.mp4", out / "detections.jsonl"
     write_video(video, gt_path, seed=seed, width=width, height=height, num_frames=frames, num_objects=objects)
     config = dataclasses.replace(config, output=dataclasses.replace(config.output, overwrite=True))
-    result = process(str(video), Outputs(output=annotated, save_json=export), config=config, detector=detector)
+    result = process(str(video), Outputs(output=annotated, save_json=export), config=config, detector=detector,
+                     progress=on_terminal())
     if result.summary.error is not None:
         raise result.summary.error
     truth = json.loads(gt_path.read_text(encoding="utf-8"))

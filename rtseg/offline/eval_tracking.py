@@ -33,6 +33,7 @@ import numpy as np
 
 from rtseg.core.config import TrackingConfig
 from rtseg.offline.mot_metrics import ColourChange, ColourChanges, MotAccumulator, MotCounts, colour_changes
+from rtseg.offline.progress import progress
 from rtseg.offline.scenes import HEIGHT, NMS_IOU, SCENES, WIDTH, FrameData, Noise, Scene, detect, gaps, make_scene
 from rtseg.track import appearance
 from rtseg.track.tracker import Tracker
@@ -272,7 +273,8 @@ def evaluate(scenes: Sequence[str], seeds: Sequence[int], frames: int, noise: No
     say(f"{'scene':<28}{'objects':>8}{'GT boxes':>9}{'gap':>9}{'MOTA':>8}{'IDF1':>8}{'IDSW':>6}{'FP':>7}{'FN':>7}"
         f"{'run':>6}{'life':>6}")
 
-    results = [run_scene(s, seed, frames, noise, config) for s in scenes for seed in seeds]
+    runs = [(s, seed) for s in scenes for seed in seeds]
+    results = [run_scene(s, seed, frames, noise, config) for s, seed in progress(runs, "scene runs", len(runs))]
 
     summary: dict[str, dict[str, Any]] = {}
     for s in scenes:
@@ -335,7 +337,7 @@ def compare(scenes: Sequence[str], seeds: Sequence[int], frames: int, noise: Noi
             simulated[seed] = (made, list(detections))
         for name in trackers:
             rows = [run_scene(scene, seed, frames, noise, config, name, with_hota=True, simulated=simulated[seed])
-                    for seed in seeds]
+                    for seed in progress(seeds, f"{scene}: {name}", len(seeds))]
             summary = _summary(rows)
             gt = summary["num_gt"]
             summary.update({key: float(np.average([r[key] for r in rows], weights=[r["num_gt"] for r in rows]))

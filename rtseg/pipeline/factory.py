@@ -80,7 +80,9 @@ def stream_start(plan: StreamPlan, sinks: Sequence[Sink] = (), *, manifest: Mani
                 _settle(plan, staged, written, summary)
         finally:  # the manifest records every archive video, a failure to commit included
             if manifest is not None and plan.archive_input is not None:
-                manifest.append({"file": str(plan.archive_input), "output": summary.output, "status": summary.status,
+                cut = summary.status == "done" and summary.cut  # kept staged: a rerun redoes it
+                manifest.append({"file": str(plan.archive_input), "output": None if cut else summary.output,
+                                 "status": "cut" if cut else summary.status,
                                  "frames": summary.frames_written, "fps": round(summary.fps, 3),
                                  "error": None if summary.error is None else str(summary.error)})
             if on_finish is not None:
@@ -91,6 +93,11 @@ def stream_start(plan: StreamPlan, sinks: Sequence[Sink] = (), *, manifest: Mani
 
 def _settle(plan: StreamPlan, staged: Sequence[StagedOutput], written: Outputs, summary: StreamSummary) -> None:
     """An ended archive video: complete outputs take their final names; what a fault cut short stays staged."""
+    if summary.status == "done" and summary.cut:
+        log.warning("%s: cut by --max-frames after %d frames; kept in %s, not under its final name, so a rerun "
+                    "without --max-frames redoes it", plan.name, summary.frames_written,
+                    written.output if written.output is not None else staged[0].directory if staged else "nothing")
+        return
     if summary.status == "done":
         try:
             for output in staged:

@@ -186,6 +186,9 @@ class StreamLane:
             frames = self.source.frames()
             while not stage.halted.is_set():
                 if limit and summary.frames_read >= limit:
+                    # Cut only if a frame is left: a file of exactly ``limit`` frames is whole (an archive commits
+                    # it). A live source never ends, so it is always cut (and never waited on here).
+                    summary.cut = self.live or next(frames, None) is not None
                     break
                 # A live source waits for its frames and handles its own hangs (read timeout,
                 # reconnecting), so only file decoding is timed and watched by the watchdog.

@@ -320,7 +320,7 @@ def _plan_several(streams: list[StreamPlan], outputs: Outputs, config: Config, r
         else:
             _check_single(stream)
         run.streams.append(stream)
-    if run.skipped:
+    if run.skipped and run.streams:  # with nothing left, the front door says so in one line
         log.info("skipping %d archive video(s) finished by an earlier run (--overwrite redoes them)", len(run.skipped))
 
 

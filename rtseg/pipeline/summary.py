@@ -63,6 +63,7 @@ class StreamSummary:
     decode_errors: int = 0
     reconnects: int = 0
     status: str = "running"
+    cut: bool = False  # pipeline.max_frames ended a file before its end: done as asked, but not the whole video
     error: RtsegError | None = None
     output: str | None = None  # the main output file, for manifests
     wall_seconds: float = 0.0

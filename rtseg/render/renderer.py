@@ -11,14 +11,20 @@ for OpenCV to add boxes and labels, instead of N full-frame masks.
 
 from __future__ import annotations
 
+import functools
+import math
+
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
 
 from rtseg.core.config import RenderConfig
 from rtseg.core.structures import Detections
 from rtseg.render.colors import color_for_id
+
+Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 (ends exclusive)
 
 
 def instance_color(detections: Detections, i: int, color_by: str = "track") -> tuple[int, int, int]:
@@ -62,24 +68,30 @@ class Renderer:
         colors = [instance_color(detections, i, self.color_by) for i in range(len(detections))]
         if isinstance(detections.masks, torch.Tensor):
             out = self._compose_on_device(image, detections.masks, colors)
+            taken: list[Rect] = []  # this frame's labels so far: the next one avoids covering them
             for i, color in enumerate(colors):
-                self._box_and_label(out, detections, i, color)
+                self._box_and_label(out, detections, i, color, taken)
             return out
         out = image.copy()
         bounds = [mask_bounds(mask) for mask in detections.masks]
         self._blend_masks(out, detections.masks, colors, bounds)
-        for i, color in enumerate(colors):
-            if self.config.contours:
+        if self.config.contours:
+            for i, color in enumerate(colors):
                 self._outline(out, detections.masks[i], bounds[i], color)
-            self._box_and_label(out, detections, i, color)
+        labels: list[Rect] = []  # drawn after every outline, so that no outline crosses a label
+        for i, color in enumerate(colors):
+            self._box_and_label(out, detections, i, color, labels)
         return out
 
-    def _box_and_label(self, out: np.ndarray, detections: Detections, i: int, color: tuple[int, int, int]) -> None:
+    def _box_and_label(self, out: np.ndarray, detections: Detections, i: int, color: tuple[int, int, int],
+                       taken: list[Rect]) -> None:
         x1, y1, x2, y2 = (int(round(v)) for v in detections.boxes[i])
         if self.config.boxes:
             cv2.rectangle(out, (x1, y1), (x2, y2), color, self.config.line_width)
         if self.config.labels:
-            draw_label(out, instance_label(detections, i), (x1, y1), color)
+            text = instance_label(detections, i)
+            rect = place_label(text, (x1, y1, x2, y2), out.shape[0], out.shape[1], taken)
+            draw_label(out, text, (x1, y1), color, rect)
 
     def _compose_on_device(self, image: np.ndarray, masks: torch.Tensor,
                            colors: list[tuple[int, int, int]]) -> np.ndarray:
@@ -141,34 +153,82 @@ class Renderer:
 
 
 
-def draw_label(out: np.ndarray, text: str, corner: tuple[int, int], color: tuple[int, int, int]) -> None:
-    """A filled label with ink that reads on ``color``, placed by ``label_geometry``."""
-    (x0, y0, x1, y1), scale, thickness, pad = label_geometry(text, corner, out.shape[0], out.shape[1])
-    cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), color, cv2.FILLED)
-    luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
-    ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
-    baseline = cv2.getTextSize(text, _FONT, scale, thickness)[1]
-    cv2.putText(out, text, (x0 + pad, y1 - pad - baseline), _FONT, scale, ink, thickness, cv2.LINE_AA)
+
+@functools.lru_cache(maxsize=32)
+def label_font(pixels: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's bundled TrueType font (Aileron, through torchvision's own Pillow dependency: nothing to download) at
+    ``pixels``: unlike OpenCV's Hershey font, a zero is not slashed (``0.61`` never reads ``Ø.61``) and small sizes
+    stay legible. A Pillow built without FreeType has only its fixed bitmap font."""
+    try:
+        return ImageFont.load_default(size=pixels)
+    except (ImportError, OSError):
+        return ImageFont.load_default()
 
 
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
+def label_geometry(text: str, corner: tuple[int, int], height: int, width: int) -> tuple[Rect, int, int, int]:
+    """Where a label goes on a ``height`` x ``width`` frame: its filled box (x0, y0, x1, y1; ends exclusive), the
+    font size in pixels, the padding, and the text's vertical offset inside the box.
 
-
-def label_geometry(text: str, corner: tuple[int, int], height: int, width: int) -> tuple[tuple[int, int, int, int],
-                                                                                        float, int, int]:
-    """Where a label goes on a ``height`` x ``width`` frame: its filled box (x0, y0, x1, y1; ends
-    exclusive), font scale, stroke thickness and padding.
-
-    Font, stroke and padding grow with the frame's shorter side (scale 0.5 at 480 pixels,
-    never below 0.3), so a label takes the same share of any frame. The label sits on the
-    box's top-left ``corner``, above the box, moved inside the frame where it would cross
-    an edge (below the box's top edge when the box touches the frame's top).
+    The font and padding grow with the frame's shorter side (14 px at 480 pixels, never below 9), so a label takes
+    the same share of any frame. The label sits on ``corner`` (a box's top-left: above the box), moved inside the
+    frame where it would cross an edge (below the box's top edge when the box touches the frame's top).
     """
-    scale = max(0.3, min(height, width) / 960)
-    thickness = max(1, round(1.5 * scale))
-    pad = max(1, round(4 * scale))
-    (text_w, text_h), baseline = cv2.getTextSize(text, _FONT, scale, thickness)
-    label_w, label_h = text_w + 2 * pad, text_h + baseline + 2 * pad
+    pixels, pad, offset, label_h = _label_style(height, width)
+    label_w = math.ceil(label_font(pixels).getlength(text)) + 2 * pad
+    return _clamped(corner, label_w, label_h, height, width), pixels, pad, offset
+
+
+@functools.lru_cache(maxsize=64)
+def _label_style(height: int, width: int) -> tuple[int, int, int, int]:
+    """A frame size's label font size, padding, text offset and label height: the same for every label, so that the
+    labels of one frame line up (from the tallest character to the lowest descender)."""
+    pixels = max(9, round(min(height, width) / 34))
+    pad = max(1, round(pixels / 7))
+    _, top, _, bottom = label_font(pixels).getbbox("#0123456789Ag|jpqy")
+    return pixels, pad, pad - int(top), int(bottom) - int(top) + 2 * pad
+
+
+def _clamped(corner: tuple[int, int], label_w: int, label_h: int, height: int, width: int) -> Rect:
     x0 = min(max(corner[0], 0), max(width - label_w, 0))
     y1 = min(max(corner[1], label_h), height)
-    return (x0, max(y1 - label_h, 0), min(x0 + label_w, width), y1), scale, thickness, pad
+    return x0, max(y1 - label_h, 0), min(x0 + label_w, width), y1
+
+
+def place_label(text: str, box: Rect, height: int, width: int, taken: list[Rect]) -> Rect:
+    """The first of a few places for ``box``'s label that covers no label already ``taken`` in this frame: above the
+    box's top-left corner, just inside its top edge, below its bottom edge, then stacked higher above it. Where every
+    place is taken (a crowd), the first one; the chosen place is added to ``taken``."""
+    x1, y1, _, y2 = box
+    first, *_ = label_geometry(text, (x1, y1), height, width)
+    label_w, label_h = first[2] - first[0], first[3] - first[1]
+    for corner in ((x1, y1), (x1, y1 + label_h), (x1, y2 + label_h), *((x1, y1 - k * label_h) for k in (1, 2, 3))):
+        rect = _clamped(corner, label_w, label_h, height, width)
+        if not any(_overlap(rect, other) for other in taken):
+            taken.append(rect)
+            return rect
+    taken.append(first)
+    return first
+
+
+def _overlap(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def draw_label(out: np.ndarray, text: str, corner: tuple[int, int], color: tuple[int, int, int],
+               rect: Rect | None = None) -> None:
+    """A filled label with ink that reads on ``color``, placed by ``label_geometry`` (or at ``rect``, a place
+    ``place_label`` chose), its text anti-aliased by FreeType."""
+    if rect is None:
+        rect, *_ = label_geometry(text, corner, out.shape[0], out.shape[1])
+    x0, y0, x1, y1 = rect
+    pixels, pad, offset, _ = _label_style(out.shape[0], out.shape[1])
+    if x1 <= x0 or y1 <= y0:
+        return
+    cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), color, cv2.FILLED)
+    luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
+    ink = np.array((0, 0, 0) if luminance > 140 else (255, 255, 255), np.float32)
+    coverage = Image.new("L", (x1 - x0, y1 - y0), 0)
+    ImageDraw.Draw(coverage).text((pad, offset), text, font=label_font(pixels), fill=255)
+    alpha = np.asarray(coverage, np.float32)[..., None] / 255.0
+    region = out[y0:y1, x0:x1]
+    region[:] = (region * (1.0 - alpha) + ink * alpha + 0.5).astype(np.uint8)

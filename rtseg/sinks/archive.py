@@ -91,6 +91,12 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def nothing_to_do(skipped: int) -> str:
+    """The one line both archive paths (one machine, ``--cluster``) print when a rerun finds every video finished."""
+    return (f"nothing to do: all {skipped} archive video(s) are finished already "
+            "(--overwrite redoes them; a video cut by --max-frames is not finished)")
+
+
 def check_archive_directory(directory: Path, inputs: Sequence[Path]) -> None:
     """An archive's outputs go to a directory that exists (or can be made) and is not the inputs' own."""
     if directory.exists() and not directory.is_dir():

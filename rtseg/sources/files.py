@@ -33,6 +33,29 @@ from rtseg.sources.base import SourceInfo, check_readable_file, ffmpeg_reason
 log = logging.getLogger(__name__)
 
 
+def mp4_without_index(path: Path) -> bool:
+    """An ISO-BMFF file (MP4, MOV) holding media data but no ``moov`` box: one cut short before its recorder wrote
+    the index at the end. Only the top-level box headers are read (a seek each), so a large file costs nothing."""
+    import struct
+
+    boxes: set[bytes] = set()
+    try:
+        with path.open("rb") as file:
+            size, offset = path.stat().st_size, 0
+            while offset + 8 <= size and len(boxes) < 64:
+                file.seek(offset)
+                length, kind = struct.unpack(">I4s", file.read(8))
+                if length == 1 and offset + 16 <= size:  # a 64-bit size follows the type
+                    (length,) = struct.unpack(">Q", file.read(8))
+                boxes.add(kind)
+                if length < 8:  # 0: the box runs to the end of the file
+                    break
+                offset += length
+    except OSError:
+        return False
+    return b"ftyp" in boxes and b"mdat" in boxes and b"moov" not in boxes and b"moof" not in boxes
+
+
 class FileSource:
     """A video file decoded with PyAV, frames in presentation order with source timestamps."""
 
@@ -47,6 +70,10 @@ class FileSource:
         try:
             self._container = av.open(str(self.path), mode="r")
         except av.error.FFmpegError as exc:
+            if mp4_without_index(self.path):
+                raise SourceError(f"cannot read {self.path} as video: an MP4 cut short before its index (the moov box, "
+                                  "written last by most recorders) was written; without it its frames can be neither "
+                                  "found nor decoded (the codec setup is in that box)") from exc
             raise SourceError(f"cannot read {self.path} as video: {ffmpeg_reason(exc)}") from exc
         try:
             if not self._container.streams.video:

@@ -44,6 +44,7 @@ from rtseg.core.errors import SourceError, UsageError
 from rtseg.core.events import SceneState
 from rtseg.detect.base import Detector
 from rtseg.detect.maskrcnn import class_ids_for
+from rtseg.detect.models import real_classes
 from rtseg.sinks.data import frame_record
 from rtseg.sources.factory import open_source
 from rtseg.web.images import (
@@ -117,7 +118,7 @@ class WebServer:
 
     @property
     def class_names(self) -> list[str]:
-        return [n for n in self.model.class_names if n not in ("__background__", "N/A")]
+        return real_classes(list(self.model.class_names))
 
     def start(self) -> None:
         self.workspace = Workspace()

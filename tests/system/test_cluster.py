@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cluster_helpers import catch_mid_file
+from cluster_helpers import catch_mid_file, ray_or_skip
 from helpers import SquareDetector, make_clip, read_video
 
 from rtseg.api import Outputs
 from rtseg.cluster.archive import ArchiveRun
 from rtseg.cluster.fleet import FleetRun
-from rtseg.cluster.runtime import import_ray
 from rtseg.core.config import Config, StreamConfig
 from rtseg.offline.rtsp import RtspServer
 from rtseg.pipeline.planner import plan_run
@@ -30,7 +29,7 @@ STORE = 80 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def two_nodes():
-    ray = import_ray(single_node=True)
+    ray = ray_or_skip()
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 1, "object_store_memory": STORE,

@@ -29,7 +29,7 @@ from rtseg.core.config import ModelConfig
 from rtseg.core.structures import Detections
 from rtseg.detect.device import bf16_convolutions_supported
 from rtseg.detect.maskrcnn import MaskRCNNDetector
-from rtseg.detect.models import load_model
+from rtseg.detect.models import COCO_CATEGORIES, load_model
 from rtseg.detect.ops import best_after_nms, paste_masks
 
 SETTINGS = dict(weights="none", device="cpu", precision="fp32", size=128, max_size=256, score_threshold=0.0, detections_per_image=8)
@@ -51,10 +51,14 @@ def _scene(seed: int, height: int = 96, width: int = 160) -> np.ndarray:
 
 
 def _confident(model: torch.nn.Module) -> torch.nn.Module:
-    """Non-negative class and mask logit weights: scores and masks with margins, like a trained model's."""
+    """Non-negative class and mask logit weights: scores and masks with margins, like a trained model's; and, as a
+    COCO model does, torchvision's "N/A" placeholder classes never predicted (rtseg drops them, stock does not)."""
     heads = model.roi_heads
     with torch.no_grad():
         heads.box_predictor.cls_score.weight.abs_()
+        placeholders = [i for i, name in enumerate(COCO_CATEGORIES) if name == "N/A"]
+        heads.box_predictor.cls_score.weight[placeholders] = 0.0
+        heads.box_predictor.cls_score.bias[placeholders] = -1e4
         heads.mask_predictor.mask_fcn_logits.weight.abs_()
     return model
 

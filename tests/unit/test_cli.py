@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import pytest
@@ -14,6 +15,7 @@ from rtseg.cli import build_parser, main
 from rtseg.core.commandline import PRECISIONS
 from rtseg.detect.device import PRECISION_DTYPES
 from rtseg.offline import evaluate, train
+from rtseg.sinks.archive import MANIFEST_NAME, nothing_to_do, read_manifest
 
 FAST = ["--weights", "none", "--size", "64", "--no-show"]
 
@@ -40,9 +42,9 @@ def test_variable_frame_rate_survives(clip_factory, tmp_path):
     assert times == pytest.approx([p / 1000 for p in pts], abs=1e-3)
 
 
-def test_real_footage_with_audio(car_clip, tmp_path):
+def test_real_footage_with_audio(sample_clip, tmp_path):
     out = tmp_path / "car-seg.mp4"
-    assert main(["--source", str(car_clip), "--output", str(out), "--max-frames", "6", *FAST]) == 0
+    assert main(["--source", str(sample_clip), "--output", str(out), "--max-frames", "6", *FAST]) == 0
     frames, times, info = read_video(out)
     assert len(frames) == 6
     assert (info["width"], info["height"]) == (768, 432)
@@ -127,8 +129,74 @@ def test_device_and_precision_flags_are_declared_once_for_every_command():
     assert PRECISIONS == ("auto", *PRECISION_DTYPES)  # the config's choices are what the detector can run
     declared = {name: {a.dest: (a.choices, a.help) for a in parser._actions if a.dest in ("device", "precision")}
                 for name, parser in parsers.items()}
-    assert declared["rtseg"] == declared["train"] == declared["evaluate"]
+    for flag in ("device", "precision"):
+        assert declared["rtseg"][flag][0] == declared["train"][flag][0] == declared["evaluate"][flag][0]
+    assert declared["rtseg"]["device"] == declared["train"]["device"] == declared["evaluate"]["device"]
     assert declared["rtseg"]["precision"][0] == PRECISIONS
+    # What 'auto' means differs, and each help says it: bf16 on capable CPUs for inference, fp32 on the CPU for
+    # training (no bf16 recipe), fp32 for evaluation (the reference).
+    assert "bf16 on CPUs with native bf16" in declared["rtseg"]["precision"][1]
+    assert "fp32 on the CPU" in declared["train"]["precision"][1]
+    assert "auto = fp32" in declared["evaluate"]["precision"][1]
     # the main command leaves both to the configuration file; the subcommands, which read none, default to auto
     assert build_parser().parse_args(["--source", "x.mp4"]).precision is None
     assert evaluate._parser().parse_args(["--data", "d", "--images", "i", "--weights", "w"]).precision == "auto"
+
+
+def test_version_and_the_class_names(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("rtseg 0.1.0 (torch ")
+    assert main(["classes"]) == 0
+    names = capsys.readouterr().out.splitlines()
+    assert len(names) == 80 and names[:3] == ["person", "bicycle", "car"] and "N/A" not in names
+    assert main(["classes", "--ids"]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == "3 car"  # the class_id of --save-json, gaps and all
+
+
+def test_a_checkpoints_class_names_and_a_missing_one(tmp_path, capsys):
+    import torch
+
+    path = tmp_path / "mine.pt"
+    torch.save({"model": {"w": torch.zeros(1)}, "meta": {"class_names": ["__background__", "square", "disc"]}}, path)
+    assert main(["classes", "--weights", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines() == ["square", "disc"]
+    assert main(["classes", "--weights", str(tmp_path / "gone.pt")]) == 2
+    assert capsys.readouterr().err.strip() == f"rtseg: error: weights file not found: {tmp_path / 'gone.pt'}"
+
+
+def test_no_source_says_what_to_give(capsys):
+    assert main(["--no-show"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "--source" in err and "samples/car.mp4" in err
+
+
+def test_an_archive_cut_by_max_frames_is_recorded_cut_and_redone_and_a_finished_one_is_nothing_to_do(
+        clip_factory, tmp_path, capsys):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for i in range(2):
+        clip_factory(frames=6).rename(archive / f"v{i}.mp4")
+    out = tmp_path / "seg"
+    argv = ["--source", str(archive), "--output", str(out), *FAST]
+    assert main([*argv, "--max-frames", "3"]) == 0
+    records = read_manifest(out / MANIFEST_NAME)
+    assert sorted((r["status"], r["frames"], r["output"]) for r in records) == [("cut", 3, None)] * 2
+    assert not (out / "v0.mp4").exists() and (out / ".v0.mp4.partial" / "1" / "v0.mp4").exists()  # staged, to look at
+    capsys.readouterr()
+    assert main(argv) == 0  # redoes both, to their ends
+    assert "6 read, 6 inferred, 6 written" in capsys.readouterr().out
+    assert [r["status"] for r in read_manifest(out / MANIFEST_NAME)[2:]] == ["done", "done"]
+    assert len(read_video(out / "v0.mp4")[0]) == 6 and not (out / ".v0.mp4.partial").exists()
+    assert main(argv) == 0  # nothing left: one line, exit 0
+    assert capsys.readouterr().out.splitlines() == [nothing_to_do(2)]  # as with --cluster
+
+
+def test_a_file_of_exactly_max_frames_is_whole(clip_factory, tmp_path):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    clip_factory(frames=4).rename(archive / "short.mp4")
+    clip_factory(frames=6).rename(archive / "long.mp4")
+    assert main(["--source", str(archive), "--output", str(tmp_path / "seg"), "--max-frames", "4", *FAST]) == 0
+    records = {Path(r["file"]).name: r["status"] for r in read_manifest(tmp_path / "seg" / MANIFEST_NAME)}
+    assert records == {"short.mp4": "done", "long.mp4": "cut"}
+    assert (tmp_path / "seg" / "short.mp4").exists() and not (tmp_path / "seg" / "long.mp4").exists()

@@ -13,26 +13,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cluster_helpers import catch_mid_file, started_together
+from cluster_helpers import catch_mid_file, ray_or_skip, started_together
 from helpers import SquareDetector, make_clip, read_video
 
 from rtseg.api import Outputs, process
 from rtseg.cli import EXIT_PARTIAL, main
 from rtseg.cluster.archive import ArchiveRun
 from rtseg.cluster.front import run_cluster
-from rtseg.cluster.runtime import DETECTOR_ENV, import_ray
+from rtseg.cluster.runtime import DETECTOR_ENV
 from rtseg.core.config import Config
 from rtseg.core.redaction import MASK
 from rtseg.offline.rtsp import free_port
 from rtseg.pipeline.planner import plan_run
-from rtseg.sinks.archive import MANIFEST_NAME, read_manifest
+from rtseg.sinks.archive import MANIFEST_NAME, nothing_to_do, read_manifest
 
 STUB = "rtseg.offline.stubs:SquareDetector"
 
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray = import_ray(single_node=True)
+    ray = ray_or_skip()
     ray.init(address="local", num_cpus=2, num_gpus=1, object_store_memory=80 * 1024 * 1024, include_dashboard=False,
              logging_level="WARNING")
     yield ray
@@ -126,7 +126,7 @@ def test_an_archive_on_two_workers_matches_single_runs_and_a_rerun_skips_it(ray_
     argv = ["--source", str(tmp_path / "archive"), "--output", str(out), "--save-json", str(out), "--weights", "none",
             "--cluster", "auto", "--line", "gate=0.4,0,0.4,1"]  # the line of _config(): drawn alike
     assert main(argv) == 0
-    assert "0 done, 0 failed, 6 skipped" in capsys.readouterr().out
+    assert capsys.readouterr().out.splitlines() == [nothing_to_do(6)]  # one line, exit 0, as without --cluster
     (out / "clip3.mp4").unlink()
     assert main(argv) == 0
     printed = capsys.readouterr().out
@@ -188,6 +188,24 @@ def test_a_file_failing_every_attempt_is_reported_and_the_rest_go_on(ray_cluster
     assert [records[f"clip{i}.mp4"]["status"] for i in range(2)] == ["done", "done"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip0.mp4", "clip1.mp4", MANIFEST_NAME]
     assert "Traceback" not in captured.err
+
+
+def test_files_cut_by_max_frames_are_recorded_cut_and_redone_by_a_full_rerun(ray_cluster, tmp_path, monkeypatch,
+                                                                            capsys):
+    _archive(tmp_path / "archive", 2, frames=8)
+    monkeypatch.setenv(DETECTOR_ENV, STUB)
+    out = tmp_path / "out"
+    argv = ["--source", str(tmp_path / "archive"), "--output", str(out), "--weights", "none", "--cluster", "auto"]
+    assert main([*argv, "--max-frames", "3"]) == 0
+    assert "0 done, 0 failed, 2 cut by --max-frames (kept staged)" in capsys.readouterr().out
+    records = read_manifest(out / MANIFEST_NAME)
+    assert sorted((r["status"], r["frames"], r["output"]) for r in records) == [("cut", 3, None)] * 2
+    assert not (out / "clip0.mp4").exists()
+    assert main(argv) == 0  # not taken for finished: both redone to their ends
+    assert "2 done, 0 failed" in capsys.readouterr().out
+    assert [(r["status"], r["frames"]) for r in read_manifest(out / MANIFEST_NAME)[2:]] == [("done", 8)] * 2
+    assert main(argv) == 0
+    assert capsys.readouterr().out.splitlines() == [nothing_to_do(2)]
 
 
 def test_a_fleet_on_one_worker_whose_cameras_are_all_down_fails_in_one_line_each(ray_cluster, tmp_path, monkeypatch,

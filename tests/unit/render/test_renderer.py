@@ -11,7 +11,7 @@ import pytest
 from rtseg.core.config import RenderConfig
 from rtseg.core.structures import Detections
 from rtseg.render.colors import color_for_id
-from rtseg.render.renderer import Renderer, instance_color, instance_label, label_geometry, mask_bounds
+from rtseg.render.renderer import Renderer, instance_color, instance_label, label_geometry, mask_bounds, place_label
 
 
 def _one_square(track_id: int = -1) -> tuple[np.ndarray, Detections]:
@@ -149,3 +149,22 @@ def test_labels_take_the_same_share_of_any_frame():
     # On a 160 x 128 video a label is at most a tenth of the frame's height and a twentieth of its area.
     (x0, y0, x1, y1), *_ = label_geometry(text, (10, 60), 128, 160)
     assert (y1 - y0) <= 128 / 10 and (x1 - x0) * (y1 - y0) <= 128 * 160 / 20
+
+
+def test_labels_of_crowded_objects_do_not_cover_each_other():
+    """Two objects whose boxes start at nearly the same corner: the second label moves off the first one."""
+    det = Detections(boxes=np.array([[40, 60, 140, 150], [44, 62, 150, 160]], np.float32),
+                     scores=np.array([0.9, 0.61], np.float32), class_ids=np.array([1, 1]),
+                     masks=np.zeros((2, 240, 320), bool), class_names=("__background__", "person"),
+                     track_ids=np.array([3, 4]))
+    taken: list = []
+    rects = [place_label(instance_label(det, i), tuple(int(v) for v in det.boxes[i]), 240, 320, taken)
+             for i in range(2)]
+    (a0, a1, a2, a3), (b0, b1, b2, b3) = rects
+    assert not (a0 < b2 and b0 < a2 and a1 < b3 and b1 < a3)
+    assert rects[0] == label_geometry(instance_label(det, 0), (40, 60), 240, 320)[0]  # the first keeps its place
+    config = dataclasses.replace(RenderConfig(), alpha=0.0, contours=False, boxes=False)
+    out = Renderer(config).draw(np.zeros((240, 320, 3), np.uint8), det)
+    for x0, y0, x1, y1 in rects:  # both drawn where placed: filled in the track's colour, with ink on it
+        patch = out[y0:y1, x0:x1].reshape(-1, 3)
+        assert len(np.unique(patch, axis=0)) > 2

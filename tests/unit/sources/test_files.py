@@ -5,7 +5,7 @@ from __future__ import annotations
 import av
 import numpy as np
 import pytest
-from helpers import square_x
+from helpers import make_clip, square_x
 
 from rtseg.core.errors import SourceError
 from rtseg.sources.factory import open_source
@@ -33,6 +33,17 @@ def test_real_footage_frame_count(car_clip):
         assert sum(1 for _ in source.frames()) == 377
     finally:
         source.close()
+
+
+def test_the_shipped_sample_is_a_real_clip_with_audio(sample_clip):
+    """samples/car.mp4, cut from the car clip at its keyframes without re-encoding: 60 frames, 4.8 s, its audio."""
+    source = open_source(str(sample_clip))
+    try:
+        assert (source.info.width, source.info.height, source.info.frame_count) == (768, 432, 60)
+        assert source.info.has_audio and sum(1 for _ in source.frames()) == 60
+    finally:
+        source.close()
+    assert sample_clip.stat().st_size < 1_000_000
 
 
 def test_missing_directory_empty_and_text_sources(tmp_path):
@@ -69,3 +80,25 @@ def test_timestamps_are_kept_and_repaired_only_when_missing_or_not_increasing():
     assert _next_pts(120, 80, 40) == 120  # a gap (variable frame rate) is kept
     assert _next_pts(None, 80, 40) == 120  # missing: one nominal frame later
     assert _next_pts(80, 80, 40) == 81  # duplicate: nudged forward so the muxer accepts it
+
+
+def test_an_mp4_cut_short_is_read_up_to_the_cut_when_its_index_is_at_the_start(sample_clip, tmp_path):
+    """`head -c 200000 car.mp4`: the sample keeps its index (moov) at the start, so the frames before the cut play."""
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(sample_clip.read_bytes()[:200_000])
+    source = open_source(str(cut))
+    try:
+        frames = sum(1 for _ in source.frames())
+    finally:
+        source.close()
+    assert 20 < frames < 60
+
+
+def test_an_mp4_cut_before_its_index_was_written_says_so_in_one_line(tmp_path):
+    """PyAV, like most recorders, writes the index last: a file cut before it has no index and no codec setup."""
+    data = make_clip(tmp_path / "whole.mp4", frames=30).read_bytes()
+    assert data.index(b"mdat") < data.index(b"moov")  # the index at the end, as a camera writes it
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: data.index(b"moov") - 200])  # cut in the media data, before the index
+    with pytest.raises(SourceError, match="cut short before its index"):
+        open_source(str(cut))
