@@ -76,9 +76,14 @@ class StreamSummary:
     def fps(self) -> float:
         return self.frames_written / self.wall_seconds if self.wall_seconds else 0.0
 
+    @property
+    def shown_status(self) -> str:
+        """The status as people read it: a file that --max-frames ended early is 'cut', as its manifest line says."""
+        return "cut by --max-frames" if self.status == "done" and self.cut and not self.live else self.status
+
     def line(self) -> str:
         """One line for the closing summary of a multi-stream run."""
-        text = (f"{self.name}: {self.status}, {self.frames_read} read, {self.frames_inferred} inferred, "
+        text = (f"{self.name}: {self.shown_status}, {self.frames_read} read, {self.frames_inferred} inferred, "
                 f"{self.frames_written} written")
         if self.live:
             text += f", {self.frames_dropped} dropped, {self.reconnects} reconnect(s)"
@@ -171,6 +176,8 @@ class RunSummary:
             out.append(f"skipped {len(self.skipped)} input(s) finished by an earlier run")
         out += [
             f"frames: {self.frames_read} read, {self.frames_inferred} inferred, {self.frames_written} written"
+            + (" (cut by --max-frames before the end of the file)" if len(self.streams) == 1
+               and self.streams[0].shown_status != self.streams[0].status else "")
             + (f", {self.frames_dropped} dropped (the model is slower than the source)" if self.live else "")
             + (f", {self.decode_errors} undecodable packets skipped" if self.decode_errors else ""),
             f"time: {self.wall_seconds:.1f} s, {self.fps:.2f} frames/s"

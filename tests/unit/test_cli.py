@@ -200,3 +200,13 @@ def test_a_file_of_exactly_max_frames_is_whole(clip_factory, tmp_path):
     records = {Path(r["file"]).name: r["status"] for r in read_manifest(tmp_path / "seg" / MANIFEST_NAME)}
     assert records == {"short.mp4": "done", "long.mp4": "cut"}
     assert (tmp_path / "seg" / "short.mp4").exists() and not (tmp_path / "seg" / "long.mp4").exists()
+
+
+def test_a_file_cut_by_max_frames_says_so_and_a_whole_one_does_not(clip_factory, tmp_path, capsys):
+    source = clip_factory(frames=6)
+    assert main(["--source", str(source), "--output", str(tmp_path / "a.mp4"), "--max-frames", "3", *FAST]) == 0
+    assert "frames: 3 read, 3 inferred, 3 written (cut by --max-frames before the end of the file)" in \
+        capsys.readouterr().out
+    assert main(["--source", str(source), "--output", str(tmp_path / "b.mp4"), "--max-frames", "6", *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "frames: 6 read, 6 inferred, 6 written\n" in out and "cut by" not in out
