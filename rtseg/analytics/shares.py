@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from rtseg.core.regions import Line, Zone
 from rtseg.core.structures import Detections
@@ -111,7 +110,6 @@ class RegionMaps:
         n, z, l_ = len(detections), self.zones, self.lines
         counts = np.zeros((n, 8 * len(self.codes)), np.float64)
         area = np.zeros(n, np.float64)
-        masks = detections.masks
         for i, box in enumerate(detections.boxes):
             x0, y0, x1, y1 = (float(v) for v in box)
             pad_x, pad_y = (x1 - x0) * BOX_MARGIN + 1, (y1 - y0) * BOX_MARGIN + 1
@@ -121,8 +119,7 @@ class RegionMaps:
                 continue
             step = max(1, math.ceil(math.sqrt((right - left) * (bottom - top) / SAMPLE_PIXELS)))
             window = (slice(top, bottom, step), slice(left, right, step))
-            crop = masks[i][window]
-            mask = crop.cpu().numpy() if isinstance(crop, torch.Tensor) else crop
+            mask = detections.host_mask_window(i, *window)
             area[i] = np.count_nonzero(mask)
             if area[i]:
                 for b, codes in enumerate(self.codes):

@@ -67,6 +67,11 @@ class Detections:
             return self.masks.cpu().numpy()
         return self.masks
 
+    def host_mask_window(self, i: int, rows: slice, columns: slice) -> np.ndarray:
+        """Part of mask ``i`` as a numpy array: only that window crosses from the GPU when the masks live there."""
+        window = self.masks[i][rows, columns]
+        return window.cpu().numpy() if isinstance(window, torch.Tensor) else window
+
     def names(self) -> list[str]:
         """Class name of each instance."""
         return [self.class_names[c] if 0 <= c < len(self.class_names) else str(c) for c in self.class_ids]

@@ -14,7 +14,6 @@ from typing import IO, Any
 
 import cv2
 import numpy as np
-import torch
 
 from rtseg.core.errors import OutputError
 from rtseg.core.masks import encode_mask
@@ -125,8 +124,7 @@ def cut_out(frame: Frame, i: int) -> np.ndarray | None:
     x1, y1, x2, y2 = _box_pixels(detections.boxes[i], frame.width, frame.height)
     if x2 <= x1 or y2 <= y1:
         return None
-    mask = detections.masks[i][y1:y2, x1:x2]
-    alpha = (mask.cpu().numpy() if isinstance(mask, torch.Tensor) else mask).astype(np.uint8) * 255
+    alpha = detections.host_mask_window(i, slice(y1, y2), slice(x1, x2)).astype(np.uint8) * 255
     return np.dstack([frame.image[y1:y2, x1:x2], alpha])
 
 

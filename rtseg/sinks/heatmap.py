@@ -16,7 +16,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from rtseg.core.errors import OutputError
 from rtseg.core.structures import Frame
@@ -51,9 +50,7 @@ class HeatmapSink:
             x1, y1 = min(width, math.ceil(box[2]) + 1), min(height, math.ceil(box[3]) + 1)
             if x1 <= x0 or y1 <= y0:
                 continue
-            crop = detections.masks[i][y0:y1, x0:x1]
-            mask = crop.cpu().numpy() if isinstance(crop, torch.Tensor) else crop
-            self._heat[y0:y1, x0:x1] += mask
+            self._heat[y0:y1, x0:x1] += detections.host_mask_window(i, slice(y0, y1), slice(x0, x1))
 
     def picture(self) -> np.ndarray | None:
         """The heatmap as an RGB image (None before the first frame)."""
