@@ -10,7 +10,6 @@ and the frame's scene state), measured after a warm-up over ``frames`` frames.
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from rtseg.analytics import Line, SceneAnalytics, Zone
-from rtseg.core.structures import Detections, Frame
+from rtseg.core.structures import Detections
 
 CLASSES = ("__background__", "person", "car")
 
@@ -133,24 +132,6 @@ class PublishingRate:
             f" ({'; '.join(self.figures)})" if self.figures else "")
 
 
-class _AtFrame:
-    """A sink that starts ``actions[index]`` in a thread of its own when frame ``index`` is written (never waits)."""
-
-    def __init__(self, actions: dict[int, Callable[[], None]]) -> None:
-        self.actions = actions
-        self.threads: list[threading.Thread] = []
-
-    def write(self, frame: Frame) -> None:
-        action = self.actions.get(frame.index)
-        if action is not None:
-            self.threads.append(threading.Thread(target=action))
-            self.threads[-1].start()
-
-    def close(self) -> None:
-        for thread in self.threads:
-            thread.join(30)
-
-
 def publishing_rates(clip: Path, frames: int = 300, model_seconds: float = 0.02) -> list[PublishingRate]:
     """Frames per second of a whole run (stub model taking ``model_seconds`` a frame, a zone and a line, an event
     every few frames) without MQTT, with a live Mosquitto on 127.0.0.1, and with that broker killed at a third of
@@ -158,7 +139,7 @@ def publishing_rates(clip: Path, frames: int = 300, model_seconds: float = 0.02)
     from rtseg.api import Outputs, PreparedRun, plan_run
     from rtseg.core.config import Config, apply_overrides
     from rtseg.offline.broker import Mosquitto, find_mosquitto
-    from rtseg.offline.stubs import SquareDetector
+    from rtseg.offline.stubs import FrameTrigger, SquareDetector
 
     binary = find_mosquitto()
     if binary is None:
@@ -180,7 +161,7 @@ def publishing_rates(clip: Path, frames: int = 300, model_seconds: float = 0.02)
                                          "bench")
                 plan = plan_run([str(clip)], Outputs(), config)
                 result = PreparedRun(plan, config, detector=SquareDetector(delay=model_seconds),
-                                     extra_sinks=[_AtFrame(actions)]).run()
+                                     extra_sinks=[FrameTrigger(actions)]).run()
                 summary = result.summary
                 rates.append(PublishingRate(case, summary.frames_written, summary.fps,
                                             tuple(summary.streams[0].publishing)))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -152,3 +152,24 @@ class BatchCostDetector(DetectorBase):
     def capacity(self, batch_size: int) -> float:
         """Frames per second this detector can do at full batches of ``batch_size``."""
         return batch_size / (self.per_call + self.per_image * batch_size)
+
+
+class FrameTrigger:
+    """A sink that starts ``actions[index]`` in a thread of its own when frame ``index`` is written (never waits),
+    and records the indices it saw: faults injected at known frames of a run (a broker killed, restarted)."""
+
+    def __init__(self, actions: dict[int, Callable[[], None]]) -> None:
+        self.actions = actions
+        self.frames: list[int] = []
+        self.threads: list[threading.Thread] = []
+
+    def write(self, frame: Frame) -> None:
+        self.frames.append(frame.index)
+        action = self.actions.get(frame.index)
+        if action is not None:
+            self.threads.append(threading.Thread(target=action))
+            self.threads[-1].start()
+
+    def close(self) -> None:
+        for thread in self.threads:
+            thread.join(30)

@@ -6,7 +6,6 @@ restart arrive."""
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,8 @@ from helpers import make_clip
 
 from rtseg.api import PreparedRun
 from rtseg.core.config import Config, apply_overrides
-from rtseg.core.structures import Frame
 from rtseg.offline.broker import Mosquitto
-from rtseg.offline.stubs import SquareDetector
+from rtseg.offline.stubs import FrameTrigger, SquareDetector
 from rtseg.pipeline.planner import Outputs, plan_run
 
 FRAMES, FPS = 60, 20  # a three-second clip, played at its own pace as a camera would be
@@ -25,27 +23,7 @@ ANALYTICS = {"zones": [{"name": "left", "points": [[0, 0], [0.5, 0], [0.5, 1], [
              "lines": [{"name": "gate", "points": [[0.7, 0], [0.7, 1]]}], "occupancy_seconds": 0.1}
 
 
-class Trigger:
-    """A sink that runs ``actions[index]`` in a thread of its own when frame ``index`` is written (never waits)."""
-
-    def __init__(self, actions: dict) -> None:
-        self.actions = actions
-        self.frames: list[int] = []
-        self.threads: list[threading.Thread] = []
-
-    def write(self, frame: Frame) -> None:
-        self.frames.append(frame.index)
-        if frame.index in self.actions:
-            thread = threading.Thread(target=self.actions[frame.index])
-            thread.start()
-            self.threads.append(thread)
-
-    def close(self) -> None:
-        for thread in self.threads:
-            thread.join(30)
-
-
-def _run(tmp_path: Path, events: dict, trigger: Trigger):
+def _run(tmp_path: Path, events: dict, trigger: FrameTrigger):
     clip = make_clip(tmp_path / "clip.mp4", frames=FRAMES, width=160, height=96, fps=FPS)
     config = apply_overrides(Config(), {"analytics": ANALYTICS, "events": events, "output": {"show": False}}, "test")
     plan = plan_run([str(clip)], Outputs(events=tmp_path / "events.jsonl"), config, realtime=True)
@@ -69,7 +47,7 @@ def test_a_broker_killed_and_restarted_mid_run_costs_no_frame_and_gets_the_later
         mosquitto.start()  # same port
         watchers.append(Subscriber(mosquitto.port, "rtseg/#", qos=1))  # before rtseg's client is back (1 s wait)
 
-    trigger = Trigger({15: mosquitto.kill, 30: restart})
+    trigger = FrameTrigger({15: mosquitto.kill, 30: restart})
     try:
         summary, written = _run(tmp_path, {"mqtt": mosquitto.url, "mqtt_qos": 1}, trigger)
         after = [e for e in written if e["frame"] > 40]  # written well after the restart
@@ -96,7 +74,7 @@ def _figures(line: str) -> tuple[str, dict[str, int]]:
 def test_a_webhook_that_fails_then_hangs_never_slows_the_run(tmp_path):
     server = WebhookServer([500, 200, 200, "hang"])
     try:
-        trigger = Trigger({})
+        trigger = FrameTrigger({})
         summary, written = _run(tmp_path, {"webhook": server.url(), "webhook_retries": 2, "timeout": 1.0,
                                            "queue_size": 8}, trigger)
     finally:
