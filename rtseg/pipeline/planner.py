@@ -304,8 +304,8 @@ def _plan_several(streams: list[StreamPlan], outputs: Outputs, config: Config, r
         own = stream.outputs
         stream.outputs = dataclasses.replace(
             outputs,
-            output=own.output or _per_stream(outputs.output, stream.name, "" if stream.stills else ".mp4"),
-            save_json=own.save_json or _per_stream(outputs.save_json, stream.name, ".jsonl"),
+            output=own.output or _per_stream(outputs.output, stream.name, "" if stream.stills else FILE_FIELDS["output"]),
+            save_json=own.save_json or _per_stream(outputs.save_json, stream.name, FILE_FIELDS["save_json"]),
             events=_per_stream(outputs.events, stream.name, FILE_FIELDS["events"]),
             heatmap=_per_stream(outputs.heatmap, stream.name, FILE_FIELDS["heatmap"]),
             save_frames=_per_stream(outputs.save_frames, stream.name, ""),
