@@ -71,6 +71,8 @@ class PipelineConfig:
     max_open_files: int = setting(4, "archive videos processed at once (each has its own decoder, tracker and encoder)", min=1, max=256)
     decoder_threads: int = setting(0, "FFmpeg threads decoding a video file (0 = 1 on up to 4 cores, else FFmpeg's choice)", min=0, max=256)
     stage_timeout: float = setting(120.0, "seconds a stage may spend on one frame before the run is stopped as hung", min=0.1)
+    max_pixels: int = setting(40_000_000, "largest image or video frame decoded, in pixels (larger: refused unread)",
+                              min=4096, max=1_000_000_000)
 
 
 @dataclass
