@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import BIKES_CLIP, CAR_CLIP, SAMPLE_CLIP, make_clip
+from helpers import SAMPLE_CLIP, make_clip
 
 from rtseg.offline.rtsp import rtsp_server_missing
 
@@ -27,25 +27,10 @@ def clip_factory(tmp_path: Path) -> Callable[..., Path]:
     return factory
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def sample_clip() -> Path:
     """Real footage that every checkout has (samples/car.mp4): for tests that need a real clip, not this one."""
     return SAMPLE_CLIP
-
-
-@pytest.fixture
-def car_clip() -> Path:
-    """The whole 30 s car clip beside the checkout, for tests of its full length (skipped on a fresh clone)."""
-    if not CAR_CLIP.exists():
-        pytest.skip(f"real footage not found at {CAR_CLIP}")
-    return CAR_CLIP
-
-
-@pytest.fixture(scope="session")
-def bikes_clip() -> Path:
-    if not BIKES_CLIP.exists():
-        pytest.skip(f"real footage not found at {BIKES_CLIP}")
-    return BIKES_CLIP
 
 
 @pytest.fixture(scope="module")

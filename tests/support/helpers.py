@@ -16,12 +16,9 @@ import numpy as np
 
 from rtseg.offline.stubs import SHAPE_CLASSES, SHAPE_LEVELS, SquareDetector, TwoSquaresDetector
 
-__all__ = ["BIKES_CLIP", "CAR_CLIP", "DATA_DIR", "SAMPLE_CLIP", "SHAPE_CLASSES", "SHAPE_LEVELS", "SquareDetector",
+__all__ = ["SAMPLE_CLIP", "SHAPE_CLASSES", "SHAPE_LEVELS", "SquareDetector",
            "TwoSquaresDetector", "make_clip", "make_two_squares_clip", "read_video", "square_x"]
 
-DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "clips"
-CAR_CLIP = DATA_DIR / "car-detection.mp4"
-BIKES_CLIP = DATA_DIR / "bikes.mp4"
 # The repository's own real footage: 4.8 s (60 frames, audio included) of the car clip, so tests of real footage
 # run on a fresh clone too (samples/README.md).
 SAMPLE_CLIP = Path(__file__).resolve().parents[2] / "samples" / "car.mp4"

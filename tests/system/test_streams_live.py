@@ -15,18 +15,18 @@ from helpers import SquareDetector, read_video
 from rtseg.api import Outputs, stream
 from rtseg.cli import EXIT_PARTIAL, main
 from rtseg.core.config import Config
-from rtseg.offline.rtsp import RtspServer, cut_clip, free_port, loop_clip
+from rtseg.offline.rtsp import RtspServer, free_port, loop_clip
 
 READ_TIMEOUT = 3.0
 
 
 @pytest.fixture(scope="module")
-def camera_clip(tmp_path_factory: pytest.TempPathFactory, bikes_clip: Path) -> Path:
-    """About 24 s of bikes.mp4 (3 s looped, no re-encoding): each server plays it once, longer than any test here."""
-    folder = tmp_path_factory.mktemp("cameras")
-    cut_clip(bikes_clip, folder / "3s.mp4", 3.0)
-    loop_clip(folder / "3s.mp4", folder / "camera.mp4", 8)
-    return folder / "camera.mp4"
+def camera_clip(tmp_path_factory: pytest.TempPathFactory, sample_clip: Path) -> Path:
+    """About 24 s of the shipped sample (4.8 s looped, no re-encoding): each server plays it once, longer than any
+    test here."""
+    path = tmp_path_factory.mktemp("cameras") / "camera.mp4"
+    loop_clip(sample_clip, path, 5)
+    return path
 
 
 def _config(**pipeline) -> Config:
