@@ -195,23 +195,26 @@ def _clamped(corner: tuple[int, int], label_w: int, label_h: int, height: int, w
 
 
 def place_label(text: str, box: Rect, height: int, width: int, taken: list[Rect]) -> Rect:
-    """The first of a few places for ``box``'s label that covers no label already ``taken`` in this frame: above the
-    box's top-left corner, just inside its top edge, below its bottom edge, then stacked higher above it. Where every
-    place is taken (a crowd), the first one; the chosen place is added to ``taken``."""
-    x1, y1, _, y2 = box
+    """The first of the places for ``box``'s label that covers no label already ``taken`` in this frame, nearest the
+    box first: above its top-left corner, just inside its top edge, below its bottom edge, then stacked further above
+    and below, each also shifted right along the box's top and left of it. Where every place is taken (a dense crowd),
+    the one that covers the least label area. The chosen place is added to ``taken``."""
+    x1, y1, x2, y2 = box
     first, *_ = label_geometry(text, (x1, y1), height, width)
     label_w, label_h = first[2] - first[0], first[3] - first[1]
-    for corner in ((x1, y1), (x1, y1 + label_h), (x1, y2 + label_h), *((x1, y1 - k * label_h) for k in (1, 2, 3))):
-        rect = _clamped(corner, label_w, label_h, height, width)
-        if not any(_overlap(rect, other) for other in taken):
-            taken.append(rect)
-            return rect
-    taken.append(first)
-    return first
-
-
-def _overlap(a: Rect, b: Rect) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+    rows = (y1, y1 + label_h, y2 + label_h, *(y1 - k * label_h for k in (1, 2, 3)),
+            *(y2 + k * label_h for k in (2, 3)))
+    columns = (x1, x1 + label_w, x1 - label_w, x2 - label_w)
+    places = [_clamped((x, y), label_w, label_h, height, width) for y in rows for x in columns]
+    best = 0
+    if taken:  # the label area each place would cover, all places against all labels at once
+        a, b = np.array(places)[:, None, :], np.array(taken)[None, :, :]
+        across = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])
+        down = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])
+        covered = (np.clip(across, 0, None) * np.clip(down, 0, None)).sum(axis=1)
+        best = int(np.argmin(covered))  # the first of equals: the free place nearest the box where there is one
+    taken.append(places[best])
+    return places[best]
 
 
 def draw_label(out: np.ndarray, text: str, corner: tuple[int, int], color: tuple[int, int, int],

@@ -151,6 +151,42 @@ def test_labels_take_the_same_share_of_any_frame():
     assert (y1 - y0) <= 128 / 10 and (x1 - x0) * (y1 - y0) <= 128 * 160 / 20
 
 
+def _labels_of_people(boxes: list[list[int]], height: int, width: int) -> tuple[Detections, list]:
+    """The places ``place_label`` gives the labels of people in ``boxes``, in order, on a ``height`` x ``width``
+    frame."""
+    count = len(boxes)
+    det = Detections(boxes=np.array(boxes, np.float32), scores=np.full(count, 0.87, np.float32),
+                     class_ids=np.ones(count, int), masks=np.zeros((count, height, width), bool),
+                     class_names=("__background__", "person"), track_ids=np.arange(count))
+    taken: list = []
+    return det, [place_label(instance_label(det, i), tuple(int(v) for v in det.boxes[i]), height, width, taken)
+                 for i in range(count)]
+
+
+def test_labels_of_a_dozen_side_by_side_objects_cover_none_of_each_other():
+    """A queue of twelve people whose boxes start 12 px apart (each label is wider than that): every label finds a
+    free place near its box, where the old few places above and below the corner ran out after six."""
+    det, rects = _labels_of_people([[20 + 12 * i, 100 + (i % 2) * 4, 60 + 12 * i, 200] for i in range(12)], 240, 320)
+    for i, (a0, a1, a2, a3) in enumerate(rects):
+        assert 0 <= a0 < a2 <= 320 and 0 <= a1 < a3 <= 240
+        for b0, b1, b2, b3 in rects[i + 1:]:
+            assert not (a0 < b2 and b0 < a2 and a1 < b3 and b1 < a3)
+        x1, y1, x2, y2 = det.boxes[i]
+        assert a2 > x1 - (a2 - a0) and a0 < x2 + (a2 - a0)  # beside its own box, within a label's width
+
+
+def test_labels_of_a_packed_crowd_overlap_as_little_as_they_can():
+    """Forty labels on a small frame cannot all be free: each goes where it covers the least, so that together they
+    cover less of each other than one label's area each (always taking the place above the box, they covered 4.5
+    labels' area each)."""
+    _, rects = _labels_of_people([[8 * (i % 10), 30 + 6 * (i // 10), 8 * (i % 10) + 30, 90] for i in range(40)],
+                                 120, 160)
+    areas = sum((r[2] - r[0]) * (r[3] - r[1]) for r in rects)
+    covered = sum(max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+                  for i, a in enumerate(rects) for b in rects[i + 1:])
+    assert covered < areas
+
+
 def test_labels_of_crowded_objects_do_not_cover_each_other():
     """Two objects whose boxes start at nearly the same corner: the second label moves off the first one."""
     det = Detections(boxes=np.array([[40, 60, 140, 150], [44, 62, 150, 160]], np.float32),
