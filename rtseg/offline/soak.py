@@ -28,6 +28,7 @@ import numpy as np
 from rtseg.api import Engine, OpenedStream, Pipeline, RunSummary, StreamStart
 from rtseg.core.config import Config, TrackingConfig
 from rtseg.core.structures import Frame
+from rtseg.offline.progress import Meter
 from rtseg.offline.rtsp import RtspServer, loop_clip
 from rtseg.offline.stubs import IndexRecordingDetector, SquareDetector, StampedSource
 from rtseg.render.renderer import Renderer
@@ -157,15 +158,17 @@ def run_soak(frames: int, slow_sink: float = 0.0, directory: Path | None = None,
         done = threading.Event()
 
         def monitor() -> None:
-            while not done.is_set():
-                written = engine.frames_written()
-                for name, q in queues.items():
-                    queue_max[name] = max(queue_max[name], q.qsize())
-                if 0 < written <= 1000:
-                    rss_first.append(rss_mb())
-                elif written >= frames - 1000:
-                    rss_last.append(rss_mb())
-                time.sleep(0.01)
+            with Meter("frames", frames) as meter:
+                while not done.is_set():
+                    written = engine.frames_written()
+                    meter.show(written)
+                    for name, q in queues.items():
+                        queue_max[name] = max(queue_max[name], q.qsize())
+                    if 0 < written <= 1000:
+                        rss_first.append(rss_mb())
+                    elif written >= frames - 1000:
+                        rss_last.append(rss_mb())
+                    time.sleep(0.01)
 
         watcher = threading.Thread(target=monitor, daemon=True)
         watcher.start()

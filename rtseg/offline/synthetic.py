@@ -22,6 +22,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from rtseg.core.masks import encode_mask
+from rtseg.offline.progress import progress
 
 CLASS_NAMES: tuple[str, ...] = ("circle", "square", "triangle")
 CATEGORIES: list[dict[str, Any]] = [
@@ -158,7 +159,7 @@ def _split_dataset(images_dir: Path, split: str, index: int, count: int, seed: i
                    max_shapes: int, size_range: tuple[float, float]) -> dict[str, Any]:
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
-    for i in range(count):
+    for i in progress(range(count), f"{split} images"):
         # one generator per image: image i is the same whatever the split size
         rng = np.random.default_rng([seed, index, i])
         image, instances = make_image(rng, size, size, max_shapes, size_range)
@@ -244,7 +245,9 @@ def write_video(video_path: str | Path, gt_path: str | Path, seed: int = 0, widt
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": str(crf), "preset": "veryfast"}
-        for index, (image, instances) in enumerate(video_frames(seed, width, height, num_frames, num_objects)):
+        frames = progress(video_frames(seed, width, height, num_frames, num_objects), Path(video_path).name,
+                          total=num_frames)
+        for index, (image, instances) in enumerate(frames):
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
             visible = []
