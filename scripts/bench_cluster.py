@@ -39,9 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="rtseg-bench-cluster-") as work:
         stub = functools.partial(BatchCostDetector, 0.02, 0.03) if args.stub else None
-        report = compare(args.clip, Path(work), args.files, model_config(args.size, args.frames, args.detections), stub)
-    for row in report["rows"]:
-        print(json.dumps(row))
+        report = compare(args.clip, Path(work), args.files, model_config(args.size, args.frames, args.detections), stub,
+                         on_row=lambda row: print(json.dumps(row), flush=True))
     print(json.dumps({k: v for k, v in report.items() if k != "rows"}))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objects", type=int, default=20, help="tracked objects per frame (default 20)")
     parser.add_argument("--formats", default=",".join(BENCH_FORMATS), help="comma-separated (default: all timed)")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.formats.split(",")) - set(BENCH_FORMATS))
+    if unknown:
+        parser.error(f"--formats takes {', '.join(BENCH_FORMATS)} (the formats that need no frames); not {', '.join(unknown)}")
     load = os.getloadavg()
     result = benchmark(args.frames, args.objects, formats=tuple(args.formats.split(",")))
     print(f"{result['frames']} frames, {result['objects']} objects each at {result['size']} "

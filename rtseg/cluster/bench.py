@@ -10,6 +10,7 @@ import dataclasses
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,21 +75,24 @@ def cluster_run(ray: Any, archive: Path, out: Path, config: Config, workers: int
                 overhead_share_of_30s_clip=float(f"{overhead / clip_30s:.2g}") if clip_30s else None)
 
 
-def compare(clip: Path, work: Path, copies: int, config: Config, factory: DetectorFactory | None = None) -> dict[str, Any]:
+def compare(clip: Path, work: Path, copies: int, config: Config, factory: DetectorFactory | None = None,
+            on_row: Callable[[dict[str, Any]], None] = lambda row: None) -> dict[str, Any]:
     """Engine, then 1 and 2 workers on one local Ray instance (its start-up is reported, not counted).
 
     ``factory`` replaces Mask R-CNN (a stub that sleeps, as a GPU leaves the CPU free, shows scaling that the
-    machine's CPUs cannot).
+    machine's CPUs cannot). ``on_row`` gets each run's row as soon as it is done: the three runs take minutes.
     """
     archive = work / "archive"
     make_archive(clip, archive, copies)
     report: dict[str, Any] = {"load_before": os.getloadavg(), "rows": []}
     report["rows"].append(engine_run(archive, work / "out-engine", config, factory))
+    on_row(report["rows"][-1])
     started = time.monotonic()
     with connected("auto", num_cpus=os.cpu_count(), object_store_memory=100 * 1024 * 1024) as ray:
         report["ray_start_s"] = round(time.monotonic() - started, 2)
         for workers in (1, 2):
             report["rows"].append(cluster_run(ray, archive, work / f"out-{workers}", config, workers, factory))
+            on_row(report["rows"][-1])
     rows = {row["mode"]: row for row in report["rows"]}
     report["ratio_2_over_1_workers"] = round(rows["cluster-2"]["frames_per_s"] / rows["cluster-1"]["frames_per_s"], 3)
     report["ratio_2_over_1_workers_after_ready"] = round(rows["cluster-2"]["frames_per_s_after_ready"]

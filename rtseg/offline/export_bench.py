@@ -19,6 +19,7 @@ import numpy as np
 
 from rtseg.core.masks import encode_mask
 from rtseg.offline.exports import export_run
+from rtseg.offline.progress import progress
 
 BENCH_FORMATS = ("mots", "youtube-vis", "cvat-video")
 
@@ -60,7 +61,7 @@ def benchmark(frames: int = 3000, objects: int = 20, width: int = 1280, height: 
         size = write_bench_run(run, frames, objects, width, height)
         results: dict[str, Any] = {"frames": frames, "objects": objects, "size": f"{width}x{height}",
                                    "run_bytes": size, "fps": {}}
-        for fmt in formats:
+        for fmt in progress(formats, "formats"):
             start = time.perf_counter()
             export_run(run, fmt, Path(scratch) / f"out-{fmt}")
             results["fps"][fmt] = frames / (time.perf_counter() - start)
