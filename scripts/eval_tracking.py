@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Score rtseg's tracker on synthetic scenes with known ground truth (rtseg.offline.scenes, rtseg.offline.eval_tracking).
 
-Scenes of 1280x720 frames (steady, crossing, occlusion, crowd, exit_reenter) and a
-simulated detector with known errors; the tracker's confirmed ids are scored with
+Scenes of 1280x720 frames (the tuning families of rtseg.offline.scenes) and a simulated
+detector with known errors, and the checking generator's own scenes and detector
+(rtseg.offline.check_scenes: never used to choose settings); the tracker's confirmed ids are scored with
 MOTA, IDF1, ID switches and colour changes ("run": while an object is continuously
 detected; "life": over its whole life), tallied by cause; a benchmark times
 Tracker.update alone on 20 objects. docs/tracking.md has the figures and which seeds
@@ -11,6 +12,7 @@ were used for tuning and which for checking.
     python scripts/eval_tracking.py                    # all scenes, seeds 0 1 2
     python scripts/eval_tracking.py --seeds $(seq 10 19) --bench-frames 0   # unseen seeds
     python scripts/eval_tracking.py --json out.json    # also write every figure as JSON
+    python scripts/eval_tracking.py --peers --seeds $(seq 100 119) --frames 300   # against boxmot's trackers
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rtseg.core.config import TrackingConfig
-from rtseg.offline.eval_tracking import PEERS, TARGET_SCENES, TARGETS, compare, evaluate
+from rtseg.offline.check_scenes import CHECK_SCENES
+from rtseg.offline.eval_tracking import ABLATIONS, FAMILIES, PEERS, TARGET_SCENES, TARGETS, ablate, compare, evaluate
 from rtseg.offline.scenes import SCENES, Noise
 
 
@@ -42,7 +45,11 @@ def main(argv: list[str] | None = None) -> int:
                 "in another id. "
                 f"Targets on {', '.join(TARGET_SCENES)}: MOTA >= {TARGETS['mota']}, IDF1 >= {TARGETS['idf1']}; "
                 f"no 'run' colour changes in any scene; tracker <= {TARGETS['ms_per_frame']} ms/frame for 20 objects."))
-    parser.add_argument("--scenes", nargs="+", choices=SCENES, default=list(SCENES), help="scenes to run")
+    parser.add_argument("--scenes", nargs="+", choices=FAMILIES, metavar="SCENE",
+                        help=f"scene families to run: the tuning generator's ({', '.join(SCENES)}) and the checking "
+                             f"generator's ({', '.join(CHECK_SCENES)}: 120 frames of 640x480 and their own noise, "
+                             "whatever --frames and the noise options say); default: the tuning families, "
+                             "and with --peers both generators'")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="random seeds; each scene runs once per seed")
     parser.add_argument("--frames", type=int, default=600, help="frames per scene")
     parser.add_argument("--jitter", type=float, default=defaults.jitter, help="box noise sigma, pixels per coordinate")
@@ -61,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", nargs="*", choices=PEERS, metavar="PEER",
                         help=f"instead of the usual table, compare rtseg's tracker with boxmot's ({', '.join(PEERS)}; "
                              "all when none is named) per scene family, with HOTA (needs boxmot and trackeval)")
+    parser.add_argument("--ablate", nargs="*", choices=ABLATIONS, metavar="RULE",
+                        help="instead of the usual table, run rtseg with each of its additions to ByteTrack switched "
+                             f"off in turn ({', '.join(ABLATIONS)}; all when none is named): ID switches and IDF1 "
+                             "per scene family")
     parser.add_argument("--json", metavar="PATH", help="also write all results as JSON to PATH ('-' for stdout)")
     args = parser.parse_args(argv)
 
@@ -68,10 +79,12 @@ def main(argv: list[str] | None = None) -> int:
                   args.duplicates, args.agnostic_nms)
     config = dataclasses.replace(TrackingConfig(), match=args.match, class_agnostic=not args.class_aware,
                                  appearance=args.appearance)
-    if args.peers is not None:
-        report = compare(args.scenes, args.seeds, args.frames, noise, config, ["rtseg", *(args.peers or PEERS)])
+    if args.ablate is not None:
+        report = ablate(args.scenes or FAMILIES, args.seeds, args.frames, noise, config, args.ablate or list(ABLATIONS))
+    elif args.peers is not None:
+        report = compare(args.scenes or FAMILIES, args.seeds, args.frames, noise, config, ["rtseg", *(args.peers or PEERS)])
     else:
-        report = evaluate(args.scenes, args.seeds, args.frames, noise, config, args.bench_frames)
+        report = evaluate(args.scenes or SCENES, args.seeds, args.frames, noise, config, args.bench_frames)
     if args.json:
         text = json.dumps(report, indent=2)
         if args.json == "-":

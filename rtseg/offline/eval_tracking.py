@@ -24,6 +24,7 @@ inflate).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,6 +33,8 @@ from typing import Any
 import numpy as np
 
 from rtseg.core.config import TrackingConfig
+from rtseg.offline import check_scenes
+from rtseg.offline.check_scenes import CHECK_SCENES, make_check_scene
 from rtseg.offline.mot_metrics import ColourChange, ColourChanges, MotAccumulator, MotCounts, colour_changes
 from rtseg.offline.progress import progress
 from rtseg.offline.scenes import HEIGHT, NMS_IOU, SCENES, WIDTH, FrameData, Noise, Scene, detect, gaps, make_scene
@@ -39,12 +42,23 @@ from rtseg.track import appearance
 from rtseg.track.tracker import Tracker
 
 TARGET_SCENES = ("crossing", "occlusion", "crowd")
+FAMILIES = SCENES + CHECK_SCENES  # the tuning families, then the checking generator's (rtseg.offline.check_scenes)
 TARGETS = {"mota": 0.85, "idf1": 0.9, "colour_changes": 0, "ms_per_frame": 1.0}
 
 
 def simulate(name: str, seed: int, frames: int, noise: Noise, with_masks: bool,
              max_gap: int) -> tuple[Scene, Iterator[FrameData]]:
-    """A scene and its detections, frame by frame (simulated masks take 1 MB per object and frame)."""
+    """A scene and its detections, frame by frame (simulated masks take 1 MB per object and frame).
+
+    A checking family (:data:`~rtseg.offline.check_scenes.CHECK_SCENES`) has its own length and detector
+    noise (``frames``, ``noise`` and ``max_gap`` do not apply) and no masks.
+    """
+    if name in CHECK_SCENES:
+        if with_masks:
+            raise ValueError(f"{name}: the checking scenes have no masks (match: iou only)")
+        scene = make_check_scene(name, seed)
+        rng = np.random.default_rng([seed, 7919, CHECK_SCENES.index(name), 1])
+        return scene, (check_scenes.detect(scene, t, rng) for t in range(len(scene.boxes)))
     scene = make_scene(name, seed, frames, max_gap)
     rng = np.random.default_rng([seed, SCENES.index(name), 1])
     return scene, (detect(scene, t, noise, rng, with_masks) for t in range(frames))
@@ -72,6 +86,7 @@ def run_scene(name: str, seed: int, frames: int, noise: Noise, config: TrackingC
     ``simulated``: the scene and detections, when already made (:func:`simulate`) for another tracker.
     """
     scene, detections = simulated or simulate(name, seed, frames, noise, config.match == "mask_iou", config.max_age)
+    frames = len(scene.boxes)
     tracker = make_tracker(tracker_name, config)
     seconds = 0.0
     acc = MotAccumulator()
@@ -79,7 +94,7 @@ def run_scene(name: str, seed: int, frames: int, noise: Noise, config: TrackingC
     owners = []  # per frame: confirmed id -> object of the detection it was given (-1: a false detection)
     objects: set[int] = set()
     class_errors = tracked = 0  # tracked detections of objects, and those showing a class not the object's
-    look_rng = np.random.default_rng([seed, SCENES.index(name), 2])
+    look_rng = np.random.default_rng([seed, FAMILIES.index(name), 2])
     object_looks = simulated_looks(len(scene.classes), look_rng)
     for f in detections:
         objects.update(f.gt_objects.tolist())
@@ -324,7 +339,8 @@ def compare(scenes: Sequence[str], seeds: Sequence[int], frames: int, noise: Noi
             trackers: Sequence[str], say: Callable[[str], None] = print) -> dict[str, dict[str, dict[str, Any]]]:
     """Run every tracker on every scene and seed (the same detections for all); ``say`` one table per
     scene family and return its figures: {scene: {tracker: summary}}."""
-    say(f"seeds {' '.join(map(str, seeds))}, {frames} frames each; colour changes while continuously detected "
+    say(f"seeds {' '.join(map(str, seeds))}, {frames} frames each (the checking families: {check_scenes.FRAMES}); "
+        "colour changes while continuously detected "
         "per 10,000 ground-truth boxes (object-frames); ms: the tracker's CPU time per frame")
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for scene in scenes:
@@ -348,4 +364,53 @@ def compare(scenes: Sequence[str], seeds: Sequence[int], frames: int, noise: Noi
             say(f"{name:<12}{summary['mota']:>8.3f}{summary['idf1']:>8.3f}{summary['hota']:>8.3f}{summary['deta']:>8.3f}"
                 f"{summary['assa']:>8.3f}{summary['idsw']:>6}{summary['colour_per_10k']:>12.2f}"
                 f"{summary['ms_per_frame']:>8.3f}")
+    return table
+
+
+# Each of the tracker's additions to ByteTrack switched off on its own, for ablate(): the name, what is changed,
+# and the module constants (rtseg.track's private tuning knobs) or tracking settings that change it.
+# Patching private constants is for this measurement only; no setting exposes them.
+ABLATIONS: dict[str, tuple[str, tuple[tuple[str, str, float], ...], dict[str, Any]]] = {
+    "defaults": ("rtseg as it ships", (), {}),
+    "class_aware": ("class-aware association (tracking.class_agnostic: false)", (), {"class_agnostic": False}),
+    "other_class_share_1": ("another class counts its whole overlap", (("association", "_OTHER_CLASS", 1.0),), {}),
+    "no_score_bonus": ("no score tie-breaker", (("association", "_SCORE_BONUS", 0.0),), {}),
+    "no_continuity_bonus": ("no continuity bonus", (("association", "_SEEN_BONUS", 0.0),), {}),
+    "bonus_against_one_miss": ("continuity bonus also against tracks missed one frame (the rule before issue 27)",
+                               (("association", "_DRIFT_MISSES", 0),), {}),
+    "no_growth_misfit": ("a larger box counts as far off as a smaller (occlusion-only-shrinks off)",
+                         (("association", "_GROWTH_MISFIT", 1.0),), {}),
+    "no_sliver_step": ("no step 4 (slivers inside the prediction)", (("association", "_INSIDE_FALLBACK", 2.0),), {}),
+    "no_refind": ("no step 5 (finding lost tracks by Mahalanobis distance)", (("association", "_REFIND_GATE", 1e-9),), {}),
+    "no_last_resort": ("no step 6 (last resort)", (("association", "_LAST_RESORT_SIZE", -1.0),), {}),
+    "no_cut_boxes": ("boxes never taken as cut short by occlusion", (("motion", "_TRUNCATION", 1.0),), {}),
+    "no_manoeuvre_noise": ("no velocity noise growing with speed", (("motion", "_STD_MANOEUVRE", 0.0),), {}),
+    "full_velocity_noise": ("ByteTrack's velocity noise (not half)", (("motion", "_STD_VELOCITY", 1 / 160),), {}),
+    "no_low_score_claims": ("strict ByteTrack order (tracking.low_score_claims: false)", (), {"low_score_claims": False}),
+    "low_iou_0.5": ("ByteTrack's second-stage IoU 0.5 (tracking.low_iou_threshold)", (), {"low_iou_threshold": 0.5}),
+    "min_hits_3": ("tracking.min_hits 3", (), {"min_hits": 3}),
+}
+
+
+def ablate(scenes: Sequence[str], seeds: Sequence[int], frames: int, noise: Noise, config: TrackingConfig,
+           names: Sequence[str] = tuple(ABLATIONS), say: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+    """Run rtseg with each of :data:`ABLATIONS` in turn on the same detections; ``say`` ID switches and IDF1
+    per family and return them: {ablation: {scene: summary}}."""
+    from unittest import mock  # the knobs are module constants, patched for the run only
+
+    from rtseg.track import association, motion
+    modules = {"association": association, "motion": motion}
+    simulated = {(s, seed): simulate(s, seed, frames, noise, False, config.max_age) for s in scenes for seed in seeds}
+    made = {key: (scene, list(detections)) for key, (scene, detections) in simulated.items()}
+    say(f"{'ablation':<24}" + "".join(f"{s[:16]:>18}" for s in scenes) + "   (ID switches / IDF1)")
+    table: dict[str, dict[str, Any]] = {}
+    for name in names:
+        _, patches, settings = ABLATIONS[name]
+        cfg = dataclasses.replace(config, **settings)
+        with contextlib.ExitStack() as stack:
+            for module, attr, value in patches:
+                stack.enter_context(mock.patch.object(modules[module], attr, value))
+            table[name] = {s: _summary([run_scene(s, seed, frames, noise, cfg, simulated=made[s, seed]) for seed in seeds])
+                           for s in scenes}
+        say(f"{name:<24}" + "".join(f"{r['idsw']:>11} {r['idf1']:.3f}" for r in table[name].values()))
     return table

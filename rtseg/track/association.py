@@ -47,6 +47,11 @@ from rtseg.track.motion import Motion
 # detection whenever it fits a little better than the track that has followed it every frame.
 _SCORE_BONUS = 0.2
 _SEEN_BONUS = 0.1
+# The continuity bonus goes only against tracks missed for more than _DRIFT_MISSES frames: a track
+# missed for one frame (its object suppressed by the detector's NMS under a neighbour, or simply
+# missed) has not drifted, and giving its detection to the neighbour's track swaps two objects
+# that cross (the checking scenes of rtseg.offline.check_scenes; docs/tracking.md).
+_DRIFT_MISSES = 1
 # Step 4: least share of a leftover detection's area inside the predicted box of a track
 # matched last frame, and largest |log(size ratio)| of the two on the axis where they agree
 # best: an object sliding behind something keeps its size along the other axis, while a
@@ -113,6 +118,7 @@ class Pairing:
     boxes: np.ndarray  # (N, 4) xyxy detections
     bonus: np.ndarray  # (N,) _SCORE_BONUS * score
     seen: np.ndarray  # (T,) bool: matched last frame
+    misses: np.ndarray  # (T,) frames missed in a row until last frame (0: seen)
     fragment: np.ndarray  # (N,) bool: nested in a more confident detection
     same_class: np.ndarray  # (T, N) bool: the detection has the class the track shows
 
@@ -152,7 +158,7 @@ def _pairs(pairing: Pairing, stage: Stage, t_idx: np.ndarray, d_idx: np.ndarray)
         bonus = pairing.bonus[d_idx]
     else:
         sub, threshold = pairing.overlap[t_idx[:, None], d_idx], stage.threshold  # a copy: the frame's stays
-        bonus = pairing.bonus[d_idx][None, :] + _SEEN_BONUS * pairing.seen[t_idx, None]
+        bonus = pairing.bonus[d_idx][None, :] + _SEEN_BONUS * (pairing.misses[t_idx, None] <= _DRIFT_MISSES)
     other_class = ~pairing.same_class[t_idx[:, None], d_idx]
     sub[other_class] *= _OTHER_CLASS if stage.across_classes else 0.0
     return assign(sub, threshold, bonus)

@@ -85,8 +85,9 @@ detections above the stage's threshold (ByteTrack's cost limit: two pairs that
 barely pass never outweigh one good pair; step 6 has no threshold) plus two small
 bonuses: ``_SCORE_BONUS`` times the score (of two detections fitting a track about
 equally well, the confident one wins) and, in steps 2, 3 and 7, ``_SEEN_BONUS`` for a
-track matched last frame (of two tracks fitting a detection about equally well, the
-one that has followed it wins over a lost one whose prediction drifted onto it; step
+track matched last frame against one missed for more than ``_DRIFT_MISSES`` frames (of
+two tracks fitting a detection about equally well, the one that has followed it wins
+over a lost one whose prediction drifted onto it; one frame missed is no drift; step
 6 takes only such tracks, so there it would change nothing); pairs overlapping less
 than the stage's threshold (or, unless ``class_agnostic``, of different classes) never match. The
 overlap is box IoU, or with ``match: mask_iou`` the IoU of the detection's mask with
@@ -253,7 +254,8 @@ class Tracker:
                 Stage(Step.LAST_RESORT, confirmed & seen, last_resort, last_resort),
                 Stage(Step.TENTATIVE, ~confirmed, starts, starts, cfg.iou_threshold),
             )
-            pairing = Pairing(self._motion, overlap, predicted, boxes, score_bonus(scores), seen, fragment, same_class)
+            pairing = Pairing(self._motion, overlap, predicted, boxes, score_bonus(scores), seen, track_misses, fragment,
+                              same_class)
             track_of, free_track = associate(pairing, stages)
 
             matched_dets = (track_of >= 0).nonzero()[0]

@@ -90,3 +90,16 @@ def test_benchmark_times_the_histograms_with_appearance() -> None:
     figures = benchmark(dataclasses.replace(TrackingConfig(), appearance=True), 20, Noise())
     assert figures["frames"] == 20 and figures["appearance_ms"] > 0
     assert "appearance_ms" not in benchmark(TrackingConfig(), 20, Noise())
+
+
+def test_an_ablation_changes_the_rule_for_its_run_only() -> None:
+    from rtseg.offline.eval_tracking import ablate
+    from rtseg.track import association
+
+    lines: list[str] = []
+    table = ablate(["check_walkers"], [0], 120, Noise(), TrackingConfig(), ["defaults", "no_continuity_bonus"],
+                   say=lines.append)
+    assert set(table) == {"defaults", "no_continuity_bonus"}
+    assert table["defaults"]["check_walkers"]["num_gt"] == table["no_continuity_bonus"]["check_walkers"]["num_gt"] > 0
+    assert association._SEEN_BONUS == 0.1  # patched back after the run
+    assert lines[1].startswith("defaults") and lines[2].startswith("no_continuity_bonus")
