@@ -19,13 +19,16 @@ import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rtseg.core.commandline import ArgumentParser, add_model_flags, model_overrides, setup_logging
 from rtseg.core.config import Config, apply_overrides, load_config
-from rtseg.core.errors import NothingToDo, RtsegError, TerminationRequest, UsageError
+from rtseg.core.errors import NothingToDo, OutputError, RtsegError, TerminationRequest, UsageError
 from rtseg.core.redaction import mask_credentials
 from rtseg.core.regions import parse_line, parse_zone
+
+if TYPE_CHECKING:
+    from rtseg.pipeline.planner import Outputs
 
 log = logging.getLogger("rtseg")
 
@@ -179,16 +182,20 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check everything that can be checked, run the pipeline through the API, print the summary."""
-    from rtseg.api import Outputs, process
+    """Check everything that can be checked, run the pipeline through the API, print the summary.
 
+    The settings are checked before the API (and with it torch) is imported: a mistake there is one line at once.
+    """
     config = config_from_args(args)
     if not args.source and not config.streams:
         raise UsageError(f"no source: give --source with a video, image, folder, camera or URL, e.g. rtseg --source "
                          f"{_sample_for_cwd()} --output car-seg.mp4 --weights none (or --config FILE with streams:)")
+    from rtseg.api import Outputs, process
+
     outputs = Outputs(output=args.output, save_json=args.save_json, save_frames=args.save_frames,
                       save_crops=args.save_crops, save_stats=args.save_stats, events=args.events,
                       heatmap=args.heatmap, show=config.output.show)
+    _check_config_kept(args.config, outputs)
     if args.cluster:
         from rtseg.cluster.front import run_cluster
 
@@ -215,6 +222,18 @@ def run(args: argparse.Namespace) -> int:
             print(mask_credentials(f"rtseg: error: stream {stream.name}: {stream.error}"), file=sys.stderr)
         return EXIT_PARTIAL
     return 0
+
+
+def _check_config_kept(config_file: str | None, outputs: Outputs) -> None:
+    """The --config file is an input too: no output may replace it (compared as files: a hard link to it is it).
+    The planner compares the outputs with the sources and with each other."""
+    from rtseg.sinks.base import same_file  # imported with the pipeline (torch), after the settings were checked
+
+    if config_file is None:
+        return
+    for option, path in outputs.named():
+        if same_file(path, config_file):
+            raise OutputError(f"{option} {path} is the --config file; choose another name")
 
 
 def _sample_for_cwd() -> str:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from rtseg.core.config import ModelConfig, setting_choices
+from rtseg.core.config import ModelConfig, excerpt, setting_choices
 from rtseg.core.errors import RtsegError, UsageError
 from rtseg.core.redaction import CredentialFilter, mask_credentials
 
@@ -25,8 +26,25 @@ PRECISION_HELP = ("compute precision: auto = fp16 on CUDA, bf16 on CPUs with nat
 WEIGHTS_HELP = "'default' (torchvision COCO, cached download), a local file, or 'none' (random weights)"
 
 
+def finite_float(text: str) -> float:
+    """A number flag's value: ``float`` without ``nan`` and ``inf``, which pass every range check (each comparison
+    with NaN is False) and mean no setting's value."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{excerpt(text)} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{excerpt(text)} is not a finite number")
+    return value
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that raises ``UsageError`` instead of exiting, so every usage error looks alike."""
+    """argparse that raises ``UsageError`` instead of exiting, so every usage error looks alike, and whose
+    ``type=float`` flags refuse ``nan`` and ``inf`` (``finite_float``): every command built on it does."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("type", float, finite_float)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)

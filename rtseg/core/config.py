@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any, TypeVar
 import yaml
 
 from rtseg.core.errors import ConfigError
+from rtseg.core.redaction import mask_credentials
 
 SectionT = TypeVar("SectionT")
 
@@ -230,6 +233,24 @@ def codec_threads(requested: int) -> int:
     return 1 if (os.cpu_count() or 1) <= FEW_CORES else 0
 
 
+EXCERPT_CHARS = 80  # the most characters of a bad value an error message shows
+# Bounded at every level, so that the excerpt of a huge value (a YAML alias bomb expands to millions of items)
+# costs as little as that of a small one: reprlib stops after these counts instead of formatting it all.
+_EXCERPT = reprlib.Repr()
+_EXCERPT.maxlevel, _EXCERPT.maxlist, _EXCERPT.maxdict, _EXCERPT.maxtuple, _EXCERPT.maxset = 3, 4, 4, 4, 4
+_EXCERPT.maxstring, _EXCERPT.maxother, _EXCERPT.maxlong = EXCERPT_CHARS, EXCERPT_CHARS, EXCERPT_CHARS
+# A configuration file holds at most this many values with its YAML aliases expanded: a real one (zones with their
+# points, a streams: list of a thousand cameras) has a few thousand; 380 bytes of nested aliases expand to 387 million.
+MAX_CONFIG_VALUES = 100_000
+
+
+def excerpt(value: Any) -> str:
+    """A bad value as an error message shows it: its repr, cut to at most ``EXCERPT_CHARS`` characters without
+    formatting the rest, so a message about a huge value is as short and as quick as any other."""
+    text = _EXCERPT.repr(value)
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS - 3] + "..."
+
+
 def _type_name(f: dataclasses.Field[Any]) -> tuple[str, bool]:
     """A field's type as written (``int``, ``list[str]``, ...) and whether it may be None."""
     name = f.type if isinstance(f.type, str) else f.type.__name__
@@ -268,11 +289,15 @@ def _check_value(path: str, f: dataclasses.Field[Any], value: Any) -> str | None
         return None
     shown, type_ok = _TYPE_CHECKS[expected]
     if not type_ok(value):
-        return f"{path}: expected {shown}{' or null' if optional else ''}, got {type(value).__name__} {value!r}"
+        return f"{path}: expected {shown}{' or null' if optional else ''}, got {type(value).__name__} {excerpt(value)}"
     meta = f.metadata
     if meta.get("choices") and value not in meta["choices"]:
-        return f"{path}: {value!r} is not one of {', '.join(map(str, meta['choices']))}"
+        return f"{path}: {excerpt(value)} is not one of {', '.join(map(str, meta['choices']))}"
     for item in value if isinstance(value, list) else [value]:
+        # NaN passes every comparison below (each is False), and infinity is no setting's meaning: both are refused
+        # whether or not the setting has bounds.
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"{path}: {item} is not a finite number"
         if meta.get("min") is not None and item < meta["min"]:
             return f"{path}: {item!r} is below the minimum {meta['min']}"
         if meta.get("max") is not None and item > meta["max"]:
@@ -286,7 +311,7 @@ def _check_value(path: str, f: dataclasses.Field[Any], value: Any) -> str | None
 
 def _shown(key: Any) -> str:
     """A key as it can be shown on one line: plain names as they are, anything else quoted."""
-    return key if isinstance(key, str) and key.isidentifier() else repr(key)
+    return key if isinstance(key, str) and key.isidentifier() and len(key) <= EXCERPT_CHARS else excerpt(key)
 
 
 def _dotted(section_name: str, key: Any) -> str:
@@ -372,7 +397,8 @@ def _parse_streams(config: Config, values: Any, origin: str, problems: list[str]
                 problems.append(f"{where}.{_shown(key)}: unknown key (known: {', '.join(STREAM_KEYS)})")
                 bad = True
             elif not isinstance(value, kind):
-                problems.append(f"{where}.{key}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+                problems.append(f"{where}.{_shown(key)}: expected {kind.__name__}, got {type(value).__name__} "
+                                f"{excerpt(value)}")
                 bad = True
         if "source" not in entry:
             problems.append(f"{where}: no source")
@@ -388,14 +414,14 @@ def _parse_streams(config: Config, values: Any, origin: str, problems: list[str]
             streams.append(StreamConfig(**entry))
     names = [s.name for s in streams if s.name]
     for name in sorted({n for n in names if names.count(n) > 1}):
-        problems.append(f"streams: the name {name!r} is given to several streams")
+        problems.append(f"streams: the name {excerpt(name)} is given to several streams")
     return streams
 
 
 def stream_config(config: Config, stream: StreamConfig) -> Config:
     """The settings one stream runs with: the run's, with the stream's own live, tracking and analytics overrides."""
     return apply_overrides(config, {"live": stream.live, "tracking": stream.tracking, "analytics": stream.analytics},
-                           stream.name or stream.source)
+                           stream.name or mask_credentials(stream.source))
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -416,9 +442,41 @@ def load_config(path: str | Path | None = None) -> Config:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""
         raise ConfigError(f"config file {path} is not valid YAML{line}: {getattr(exc, 'problem', exc)}") from exc
+    except RecursionError:  # PyYAML's composer recurses once per level of nesting
+        raise ConfigError(f"config file {path} is nested too deeply to read") from None
     if data is None:
         return config
+    _check_expanded_size(data, path)
     return apply_overrides(config, data, str(path))
+
+
+def _check_expanded_size(data: Any, path: Path) -> None:
+    """Refuse a file whose YAML aliases expand beyond ``MAX_CONFIG_VALUES`` values, or refer to themselves.
+
+    PyYAML builds an alias as a shared reference, so loading such a file is cheap; whatever later walks the values
+    (validating them, copying the settings, writing them into a manifest) pays for every expanded copy. Each
+    mapping and list is counted once (its size is remembered), in a loop rather than a recursion, so neither a
+    bomb nor deep nesting costs more than the file's own size.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if not isinstance(node, (dict, list)) or (key := id(node)) in sizes:
+            continue
+        children = list(node.values()) if isinstance(node, dict) else node
+        if children_done:
+            sizes[key] = 1 + sum(sizes.get(id(child), 1) for child in children)
+            if sizes[key] > MAX_CONFIG_VALUES:
+                raise ConfigError(f"config file {path} holds more than {MAX_CONFIG_VALUES} values once its YAML "
+                                  "aliases are expanded (aliases of aliases?)")
+            continue
+        if key in open_nodes:
+            raise ConfigError(f"config file {path} has a YAML alias that refers to itself")
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children)
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

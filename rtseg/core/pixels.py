@@ -32,7 +32,9 @@ class OverBudget(SourceError):
 
 
 def megapixels(pixels: int) -> str:
-    return f"{pixels / 1e6:.1f} megapixels"
+    """A pixel count as people read it: megapixels from one million up, the count itself below (a small budget
+    would read as "0.0 megapixels")."""
+    return f"{pixels / 1e6:.1f} megapixels" if pixels >= 1_000_000 else f"{pixels} pixels"
 
 
 def check_frame_size(width: int, height: int, max_pixels: int, what: str) -> None:
@@ -63,15 +65,29 @@ def image_size(data: bytes | Path) -> tuple[int, int] | None:
         return None
 
 
-def decode_image(data: bytes | Path, max_pixels: int, what: str) -> np.ndarray | None:
+_JPEG_START = b"\xff\xd8\xff"
+# libjpeg scales while it decodes (in the DCT): a JPEG read at 1/8 never exists at full size in memory. Other formats
+# are decoded whole and resized by OpenCV, so they are only ever read at full size.
+_JPEG_REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
+def decode_image(data: bytes | Path, max_pixels: int, what: str, max_side: int = 0) -> np.ndarray | None:
     """The image as RGB uint8, its size checked against the budget first; None when it is no image rtseg reads.
 
-    ``data`` is the file's bytes (uploads) or its path (files on disk).
+    ``data`` is the file's bytes (uploads) or its path (files on disk). ``max_side`` (0: full size) is the longer
+    side the caller will shrink the image to: a JPEG at least twice that long is decoded at 1/2, 1/4 or 1/8 scale,
+    never below ``max_side``, so its full-size pixels are never held.
     """
     size = image_size(data)
     if size is None:
         return None
     check_frame_size(*size, max_pixels, what)
-    buffer = np.frombuffer(data if isinstance(data, bytes) else data.read_bytes(), np.uint8)
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    raw = data if isinstance(data, bytes) else data.read_bytes()
+    flag = cv2.IMREAD_COLOR
+    if max_side and raw.startswith(_JPEG_START):
+        flag = next((f for scale, f in _JPEG_REDUCED if max(size) // scale >= max_side), flag)
+    try:
+        image = cv2.imdecode(np.frombuffer(raw, np.uint8), flag)
+    except cv2.error:  # a damaged file OpenCV gives up on with an exception rather than None
+        return None
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rtseg.analytics.scene import SceneAnalytics, regions
 from rtseg.core.errors import OutputError
+from rtseg.core.redaction import mask_credentials
 from rtseg.pipeline.engine import OpenedStream, StreamStart
 from rtseg.pipeline.planner import Outputs, StreamPlan
 from rtseg.pipeline.summary import StreamSummary
@@ -46,7 +47,7 @@ def stream_start(plan: StreamPlan, sinks: Sequence[Sink] = (), *, manifest: Mani
         for output in staged:
             output.prepare()
         source = open_source(plan.source, config.live, realtime=plan.live,
-                             decoder_threads=config.pipeline.decoder_threads)
+                             decoder_threads=config.pipeline.decoder_threads, max_pixels=config.pipeline.max_pixels)
         try:
             opened = _open_sinks(source, written, plan)
         except BaseException:
@@ -84,7 +85,7 @@ def stream_start(plan: StreamPlan, sinks: Sequence[Sink] = (), *, manifest: Mani
                 manifest.append({"file": str(plan.archive_input), "output": None if cut else summary.output,
                                  "status": "cut" if cut else summary.status,
                                  "frames": summary.frames_written, "fps": round(summary.fps, 3),
-                                 "error": None if summary.error is None else str(summary.error)})
+                                 "error": None if summary.error is None else mask_credentials(str(summary.error))})
             if on_finish is not None:
                 on_finish(summary)
 
@@ -124,15 +125,12 @@ def _analytics(plan: StreamPlan, source: VideoSource, tracked: bool) -> SceneAna
 
 
 def _open_sinks(source: VideoSource, outputs: Outputs, plan: StreamPlan) -> list[Sink]:
-    """The stream's sinks, after the checks that need the opened source (still images' directory)."""
+    """The stream's sinks, after the check that needs the opened source (still images' copies that exist); the
+    planner checked the rest (folders writable, no output an input)."""
     config = plan.config
-    overwrite = config.output.overwrite
     images = isinstance(source, ImageSource)
     if outputs.output is not None and isinstance(source, ImageSource):
-        _check_image_directory(Path(outputs.output), source.paths, overwrite)
-    for directory in (outputs.save_frames, outputs.save_crops):
-        if directory is not None and Path(directory).exists() and not Path(directory).is_dir():
-            raise OutputError(f"not a directory: {directory}")
+        _check_image_directory(Path(outputs.output), source.paths, config.output.overwrite)
     sinks: list[Sink] = []
     try:
         if outputs.output is not None:
@@ -165,8 +163,6 @@ def _check_image_directory(directory: Path, inputs: Sequence[Path], overwrite: b
         raise OutputError(f"for still images --output must be a directory: {directory}")
     if not directory.parent.is_dir():
         raise OutputError(f"output directory's parent does not exist: {directory.parent}")
-    if any(p.parent.resolve() == directory.resolve() for p in inputs):
-        raise OutputError(f"output directory {directory} holds the input images; choose another")
     clashes = [p.name for p in inputs if (directory / p.name).exists()]
     if clashes and not overwrite:
         raise OutputError(f"{directory / clashes[0]} exists; pass --overwrite to replace it")

@@ -5,11 +5,14 @@ and the page's video jobs) and the cluster's archives and fleets. The planner
 decides each stream's name, its outputs' final paths, whether an archive video
 is finished already (skip if complete), where outputs are written until they
 are complete (``sinks.archive.StagedOutput``: one layout everywhere) and the
-detector's settings; it opens nothing (``pipeline.factory`` does).
+detector's settings; it opens nothing (``pipeline.factory`` does). Every output is
+checked here, before the model loads: no output is an input or another output
+(compared as files, hard links too: ``sinks.base.same_file``), and every folder of
+outputs can be made and written.
 
 One source runs exactly as it always has: its outputs are the paths given. With
-several streams (``--source`` given more than once, a ``streams:`` list, or an
-archive: a directory or glob of videos) every output option names a directory
+several streams (``--source`` given more than once, a ``streams:`` list) or an
+archive (a directory or glob of videos, even of one) every output option names a directory
 and each stream writes its own files there, named after the stream. Archive
 videos are written under a temporary name and renamed when complete, a manifest
 records each one as it finishes, and a rerun skips the ones already complete.
@@ -39,7 +42,7 @@ from rtseg.core.media import (
     VIDEO_SUFFIXES,
 )
 from rtseg.sinks.archive import MANIFEST_NAME, StagedOutput, check_archive_directory
-from rtseg.sinks.base import check_output_path
+from rtseg.sinks.base import check_output_directory, check_output_path, file_keys
 from rtseg.sources.base import SourceSpec
 from rtseg.sources.factory import parse_source
 from rtseg.sources.files import image_paths, video_paths
@@ -69,6 +72,10 @@ class Outputs:
         return any(p is not None for p in (self.output, self.save_json, self.save_frames, self.save_crops,
                                            self.events, self.heatmap))
 
+    def named(self) -> list[tuple[str, Path]]:
+        """Every path given, with the option that names it (``--save-json``, ...), for messages."""
+        return [(option, Path(value)) for name, option in OPTIONS.items() if (value := getattr(self, name)) is not None]
+
     def files(self) -> dict[str, Path]:
         """The single files a stream writes (its MP4 or folder of stills, JSON Lines, events, heatmap) by field."""
         return {name: Path(value) for name in FILE_FIELDS if (value := getattr(self, name)) is not None}
@@ -82,6 +89,9 @@ class Outputs:
 # Outputs that are one file per stream, with the name each gets in a directory of several streams' files
 # (an MP4's '.mp4' is dropped for still images, whose output is a folder).
 FILE_FIELDS = {"output": ".mp4", "save_json": ".jsonl", "events": ".events.jsonl", "heatmap": ".heatmap.png"}
+# Every output field with the command-line option that sets it.
+OPTIONS = {"output": "--output", "save_json": "--save-json", "save_frames": "--save-frames",
+           "save_crops": "--save-crops", "save_stats": "--save-stats", "events": "--events", "heatmap": "--heatmap"}
 
 
 @dataclass
@@ -200,6 +210,7 @@ def _check_directory(option: str, path: str | Path | None, why: str = "with seve
     parent = directory.parent if str(directory.parent) else Path(".")
     if not directory.exists() and not parent.is_dir():
         raise OutputError(f"output directory's parent does not exist: {parent}")
+    check_output_directory(option, directory)
 
 
 def plan_run(sources: Sequence[str | StreamConfig], outputs: Outputs, config: Config, *, realtime: bool = False,
@@ -216,16 +227,18 @@ def plan_run(sources: Sequence[str | StreamConfig], outputs: Outputs, config: Co
     run = RunPlan(streams=[], detector=config.model)
     if cluster:
         _check_cluster(streams, outputs)
-    if len(streams) == 1 and not cluster:
+    archive = any(stream.archive_input is not None for stream in streams)  # a folder of one video is an archive too
+    if len(streams) == 1 and not cluster and not archive:
         stream = streams[0]
         own = stream.outputs
         stream.outputs = dataclasses.replace(outputs, output=own.output or outputs.output,
                                              save_json=own.save_json or outputs.save_json)
+        _check_apart(streams)
         _check_single(stream)
         run.streams.append(stream)
     else:
-        _plan_several(streams, outputs, config, run, "with --cluster" if cluster else "with several streams",
-                      fleet=cluster and streams[0].live)
+        why = "with --cluster" if cluster else "for an archive of videos" if archive else "with several streams"
+        _plan_several(streams, outputs, config, run, why, fleet=cluster and streams[0].live)
     if cluster:  # workers on other machines, in other working directories, read and write the same paths
         run.streams = [_absolute(stream) for stream in run.streams]
         run.manifest = None if run.manifest is None else run.manifest.resolve()
@@ -296,10 +309,7 @@ def _plan_several(streams: list[StreamPlan], outputs: Outputs, config: Config, r
                 check_archive_directory(Path(directory), archive)
         run.manifest = Path(home) / MANIFEST_NAME
     if outputs.save_stats is not None:
-        check_output_path(outputs.save_stats, None, overwrite, suffixes=STATS_SUFFIXES)
-    for directory in {Path(p) for p in (outputs.output, outputs.save_json, outputs.events, outputs.heatmap)
-                      if p is not None}:
-        directory.mkdir(exist_ok=True)
+        check_output_path(outputs.save_stats, overwrite, suffixes=STATS_SUFFIXES)
     for stream in streams:
         own = stream.outputs
         stream.outputs = dataclasses.replace(
@@ -311,12 +321,18 @@ def _plan_several(streams: list[StreamPlan], outputs: Outputs, config: Config, r
             save_frames=_per_stream(outputs.save_frames, stream.name, ""),
             save_crops=_per_stream(outputs.save_crops, stream.name, ""),
             save_stats=None)
+    _check_apart(streams, [("--save-stats", Path(outputs.save_stats))] if outputs.save_stats is not None else [])
+    for directory in {Path(p) for p in (outputs.output, outputs.save_json, outputs.events, outputs.heatmap)
+                      if p is not None}:
+        directory.mkdir(exist_ok=True)
+    for stream in streams:
         if stream.archive_input is not None:
             if not overwrite and stream.complete():
                 run.skipped.append(stream.name)
                 continue
         elif fleet:
             _check_segments(stream)
+            _check_folders(stream)
         else:
             _check_single(stream)
         run.streams.append(stream)
@@ -325,27 +341,90 @@ def _plan_several(streams: list[StreamPlan], outputs: Outputs, config: Config, r
 
 
 def _check_single(stream: StreamPlan) -> None:
-    """The checks a stream's outputs pass before its source opens (a camera can take seconds)."""
-    spec = parse_source(stream.source)
+    """The checks a stream's outputs pass before its source opens (a camera can take seconds); ``_check_apart``
+    has compared them with the inputs and with each other."""
     outputs, overwrite = stream.outputs, stream.config.output.overwrite
-    source = spec.target if spec.kind == "file" else None
     if outputs.output is not None and not stream.stills:
-        check_output_path(outputs.output, source, overwrite)
+        check_output_path(outputs.output, overwrite)
     for path in (outputs.save_json, outputs.save_stats):
         if path is not None:
-            check_output_path(path, source, overwrite, suffixes=RECORDS_SUFFIXES)
+            check_output_path(path, overwrite, suffixes=RECORDS_SUFFIXES)
     if outputs.events is not None:
-        check_output_path(outputs.events, source, overwrite, suffixes=EVENTS_SUFFIXES)
+        check_output_path(outputs.events, overwrite, suffixes=EVENTS_SUFFIXES)
     if outputs.heatmap is not None:
-        check_output_path(outputs.heatmap, source, overwrite, suffixes=HEATMAP_SUFFIXES)
+        check_output_path(outputs.heatmap, overwrite, suffixes=HEATMAP_SUFFIXES)
+    _check_folders(stream)
+
+
+def _folders(stream: StreamPlan) -> list[tuple[str, Path]]:
+    """The folders a stream's sinks make and write into, with the option or setting that names each."""
+    outputs = stream.outputs
+    given = (("--save-frames", outputs.save_frames), ("--save-crops", outputs.save_crops),
+             ("--output", outputs.output if stream.stills else None))
+    return [(option, Path(path)) for option, path in given if path is not None] + _snapshots(stream)
+
+
+def _snapshots(stream: StreamPlan) -> list[tuple[str, Path]]:
+    snapshots = stream.config.events.snapshots
+    return [("events.snapshots", Path(snapshots) / stream.name)] if snapshots else []
+
+
+def _check_folders(stream: StreamPlan) -> None:
+    """Every folder the stream's sinks make can be made and written: one line now, not a failure mid-run."""
+    for option, folder in _folders(stream):
+        check_output_directory(option, folder)
+
+
+def _inputs(stream: StreamPlan) -> list[Path]:
+    """The files a stream reads: its video, its still images, or its archive video (cameras and URLs: none)."""
+    if stream.archive_input is not None:
+        return [stream.archive_input]
+    spec = parse_source(stream.source)
+    if spec.kind != "file":
+        return []
+    return (image_paths(spec.target) if stream.stills else None) or [Path(spec.target)]
+
+
+def _written(stream: StreamPlan, several: bool) -> list[tuple[str, Path]]:
+    """Every file and folder the stream writes, labelled for messages; a folder of still images' copies (its
+    --output, its --save-frames) also by each copy, which takes its image's name."""
+    label = f"{stream.name}'s {{}}" if several else "{}"
+    written = [(label.format(option), path) for option, path in (*stream.outputs.named(), *_snapshots(stream))]
+    if stream.stills:
+        images = _inputs(stream)
+        for option, folder in written[:]:
+            if option.endswith(("--output", "--save-frames")):
+                written += [(option, folder / image.name) for image in images]
+    return written
+
+
+def _check_apart(streams: Sequence[StreamPlan], extra: Sequence[tuple[str, Path]] = ()) -> None:
+    """No output of the run is one of its inputs, and no two outputs are one file or folder.
+
+    Paths are compared as files (``file_keys``: the resolved name and, for what exists, the device and inode), so
+    a hard link to the input is the input. Refused even with --overwrite: either would destroy data without a word
+    (the input, or what another option wrote). ``extra``: the run's own outputs (``--save-stats`` of several).
+    """
+    inputs = {key: path for stream in streams for path in _inputs(stream) for key in file_keys(path)}
+    claimed: dict[Path | tuple[int, int], tuple[str, Path]] = {}
+    several = len(streams) > 1
+    for option, path in [*extra, *(named for stream in streams for named in _written(stream, several))]:
+        keys = file_keys(path)
+        for key in keys:
+            if key in inputs:
+                raise OutputError(f"{option} {path} is the input file {inputs[key]}; choose another name")
+            if key in claimed:
+                other, other_path = claimed[key]
+                raise OutputError(f"{other} {other_path} and {option} {path} are the same file; give each its own")
+        claimed.update(dict.fromkeys(keys, (option, path)))
 
 
 def _check_segments(stream: StreamPlan) -> None:
     """A camera's recording paths: the checks of ``_check_single``, but an earlier segment there is no obstacle."""
     outputs = stream.outputs
     if outputs.output is not None:
-        check_output_path(outputs.output, None, overwrite=True)
+        check_output_path(outputs.output, overwrite=True)
     for path, suffixes in ((outputs.save_json, RECORDS_SUFFIXES), (outputs.events, EVENTS_SUFFIXES),
                            (outputs.heatmap, HEATMAP_SUFFIXES)):
         if path is not None:
-            check_output_path(path, None, overwrite=True, suffixes=suffixes)
+            check_output_path(path, overwrite=True, suffixes=suffixes)

@@ -8,6 +8,7 @@ from typing import Any
 
 from rtseg.analytics.scene import Tally
 from rtseg.core.errors import RtsegError
+from rtseg.core.redaction import mask_credentials
 
 
 class StageTimer:
@@ -103,7 +104,7 @@ class StreamSummary:
             "frames_dropped": self.frames_dropped, "decode_errors": self.decode_errors, "reconnects": self.reconnects,
             "fps": round(self.fps, 3), "latency_p50_ms": round(self.latency.percentile(50) * 1000, 1),
             "latency_p95_ms": round(self.latency.percentile(95) * 1000, 1),
-            "error": None if self.error is None else str(self.error),
+            "error": None if self.error is None else mask_credentials(str(self.error)),
             **({"analytics": self.analytics.as_dict()} if self.analytics is not None else {}),
         }
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from rtseg.core.errors import OutputError
+from rtseg.sinks.base import same_file
 
 MANIFEST_NAME = "rtseg-manifest.jsonl"
 PARTIAL_SUFFIX = ".partial"
@@ -104,7 +105,7 @@ def check_archive_directory(directory: Path, inputs: Sequence[Path]) -> None:
     parent = directory.parent if str(directory.parent) else Path(".")
     if not directory.exists() and not parent.is_dir():
         raise OutputError(f"output directory's parent does not exist: {parent}")
-    if directory.exists() and any(p.parent.resolve() == directory.resolve() for p in inputs):
+    if directory.exists() and any(same_file(p.parent, directory) for p in inputs):
         raise OutputError(f"output directory {directory} holds the input videos; choose another")
 
 

@@ -64,6 +64,17 @@ class JsonLinesSink:
             self._file = None
 
 
+def make_directory(directory: str | Path) -> Path:
+    """A sink's folder, made with its parents; one line if it cannot be (the planner checked it before the run, so
+    this is for a folder that changed since, or a sink used on its own)."""
+    path = Path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot make the folder {path}: {exc.strerror or exc}") from exc
+    return path
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "object"
 
@@ -81,7 +92,7 @@ class FramesSink:
         self.directory = Path(directory)
         self.every = every
         self.extension = extension
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_directory(self.directory)
 
     def write(self, frame: Frame) -> None:
         if frame.index % self.every:
@@ -97,8 +108,7 @@ class CropsSink:
     """Each instance cut out to its box as a transparent PNG (alpha = its mask), one object per file."""
 
     def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory = make_directory(directory)
 
     def write(self, frame: Frame) -> None:
         detections = frame.detections

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO
 
 from rtseg.core.structures import Frame
-from rtseg.sinks.data import cut_out, write_image
+from rtseg.sinks.data import cut_out, make_directory, write_image
 
 SNAPSHOT_KINDS = ("enter", "cross", "loiter")  # the events a person may want to look at; exits and counts are not
 
@@ -48,8 +48,7 @@ class SnapshotsSink:
     """
 
     def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory = make_directory(directory)
 
     def write(self, frame: Frame) -> None:
         detections = frame.detections

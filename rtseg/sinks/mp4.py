@@ -6,7 +6,9 @@ the source's audio packets are copied alongside without re-encoding. Live
 sources stamp frames with the capture clock, so their recordings play at real
 speed; a live source that comes back with another frame size after a reconnect
 is scaled into the recording's size (keeping its aspect ratio, black bars),
-because an MP4 video track has one size.
+because an MP4 video track has one size. H.264 in yuv420p stores colour for
+2x2 blocks, so an odd width or height is padded by one pixel, a copy of the last
+column or row: 641x481 frames are recorded as 642x482.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import cv2
 import numpy as np
 
 from rtseg.core.config import OutputConfig, codec_threads
-from rtseg.core.errors import OutputError, RuntimeFailure
+from rtseg.core.errors import RuntimeFailure
 from rtseg.core.structures import Frame
 
 log = logging.getLogger(__name__)
@@ -83,10 +85,14 @@ class Mp4Sink:
         self._audio: _AudioCopier | None = None
         self._end_seconds = 0.0
         self._size_warned: tuple[int, int] | None = None
+        self._size = (0, 0)  # the first frame's (width, height): the recording's, before padding to even
 
     def _open(self, frame: Frame) -> None:
-        if frame.width % 2 or frame.height % 2:
-            raise OutputError(f"H.264 yuv420p needs even frame sizes, got {frame.width}x{frame.height}")
+        self._size = (frame.width, frame.height)
+        width, height = frame.width + frame.width % 2, frame.height + frame.height % 2
+        if (width, height) != self._size:
+            log.info("%dx%d frames are recorded as %dx%d: H.264 in yuv420p needs even sizes (the last column or row "
+                     "is repeated)", frame.width, frame.height, width, height)
         fragment = self.config.fragment_seconds
         # Fragmented MP4: each keyframe starts a self-contained fragment on disk, so the file plays up to
         # the last fragment even if the process is killed before it can write a trailer. A fragmented file
@@ -95,7 +101,7 @@ class Mp4Sink:
         options = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"} if fragment else {}
         self._container = av.open(str(self.path), mode="w", format="mp4", options=options)
         stream = self._container.add_stream("libx264", rate=self.frame_rate)
-        stream.width, stream.height, stream.pix_fmt = frame.width, frame.height, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = frame.time_base
         stream.codec_context.time_base = frame.time_base
         if fragment:
@@ -131,12 +137,18 @@ class Mp4Sink:
             self._audio.copy_until(frame.timestamp)
 
     def _fit(self, image: np.ndarray) -> np.ndarray:
-        """The image at the recording's size: a live source may change size after a reconnect."""
+        """The image at the recording's size: a live source may change size after a reconnect; odd sizes padded."""
         assert self._stream is not None
-        width, height = self._stream.width, self._stream.height
         h, w = image.shape[:2]
-        if (w, h) == (width, height):
-            return image
+        if (w, h) != self._size:
+            image = self._scaled(image)
+        pad_w, pad_h = self._stream.width - self._size[0], self._stream.height - self._size[1]
+        return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge") if pad_w or pad_h else image
+
+    def _scaled(self, image: np.ndarray) -> np.ndarray:
+        """A frame of another size scaled into the first frame's, keeping its aspect ratio (black bars)."""
+        width, height = self._size
+        h, w = image.shape[:2]
         if self._size_warned != (w, h):
             self._size_warned = (w, h)
             log.warning("frame size changed to %dx%d; scaling it into the recording's %dx%d", w, h, width, height)

@@ -27,7 +27,8 @@ from urllib.parse import unquote, urlsplit
 from rtseg.core.config import EventsConfig
 from rtseg.core.errors import ConfigError
 from rtseg.core.events import SceneEvent
-from rtseg.sinks.publish import POLL, Publisher, Redactor, mask_secrets
+from rtseg.core.redaction import mask_credentials
+from rtseg.sinks.publish import POLL, Publisher, Redactor
 
 if TYPE_CHECKING:
     from paho.mqtt.client import MQTTMessageInfo
@@ -46,7 +47,7 @@ def parse_mqtt_url(url: str) -> tuple[str, int, str | None, str | None, bool]:
 
     Raises ConfigError with one line (credentials masked) for anything else.
     """
-    shown = mask_secrets(url)
+    shown = mask_credentials(url)
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts"):
         raise ConfigError(f"events.mqtt must look like mqtt://[user:password@]host[:port] (or mqtts://), not {shown}")

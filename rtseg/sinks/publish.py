@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from rtseg.core.config import EventsConfig
 from rtseg.core.events import SceneEvent
-from rtseg.core.redaction import MASK, mask_credentials
+from rtseg.core.redaction import MASK, SECRET_NAME, mask_credentials
 from rtseg.core.structures import Frame
 
 log = logging.getLogger(__name__)
@@ -41,23 +41,10 @@ BACKOFF_START = 0.5  # first wait after a failure, doubled after each further on
 BACKOFF_CAP = 30.0
 POLL = 0.05  # how often an idle or waiting publisher thread looks at its queue and at close()
 
-# Query parameters whose values are secrets: ?token=..., &api_key=..., &X-Amz-Signature=...
-_SECRET_NAME = r"[^=&#\s]*(?:token|key|secret|pass(?:word|wd)?|pwd|auth|sig(?:nature)?|credential)[^=&#\s]*"
-_SECRET_QUERY = re.compile(rf"([?&;]{_SECRET_NAME}=)[^&#;\s]*", re.IGNORECASE)
-
-
-def mask_secrets(text: str) -> str:
-    """``text`` with URL passwords (``mask_credentials``) and secret-looking query values replaced by ``***``.
-
-    Webhook URLs often carry their credential in the query (``?token=...``),
-    which ``mask_credentials`` leaves alone: a parameter whose name contains
-    token, key, secret, password, pwd, auth, sig or credential is masked too.
-    """
-    return _SECRET_QUERY.sub(lambda m: m.group(1) + MASK, mask_credentials(text))
-
 
 def url_secrets(url: str) -> list[str]:
-    """The secret strings of ``url`` (password, secret query values), raw and decoded, longest first.
+    """The secret strings of ``url`` (password, a token alone before '@', secret query values), raw and decoded,
+    longest first.
 
     ``Redactor`` removes them from texts that do not show them in URL form, such
     as an exception message quoting a header or a query string alone.
@@ -66,16 +53,18 @@ def url_secrets(url: str) -> list[str]:
     found: set[str] = set()
     try:
         password = parts.password
+        token = parts.username if password is None else None  # userinfo without ':' may be a token
     except ValueError:
-        password = None
-    if password:
-        found.update({password, unquote(password)})
+        password = token = None
+    for secret in (password, token):
+        if secret:
+            found.update({secret, unquote(secret)})
     for name, value in parse_qsl(parts.query, keep_blank_values=False):
-        if value and re.fullmatch(_SECRET_NAME, name, re.IGNORECASE):
+        if value and re.fullmatch(SECRET_NAME, name, re.IGNORECASE):
             found.add(value)
     raw_query = dict(p.split("=", 1) for p in re.split("[&;]", parts.query) if "=" in p)
     for name, value in raw_query.items():
-        if value and re.fullmatch(_SECRET_NAME, name, re.IGNORECASE):
+        if value and re.fullmatch(SECRET_NAME, name, re.IGNORECASE):
             found.add(value)
     return sorted((s for s in found if len(s) >= 3), key=len, reverse=True)
 
@@ -87,7 +76,7 @@ class Redactor:
         self._secrets = url_secrets(url)
 
     def __call__(self, text: str) -> str:
-        text = mask_secrets(text)
+        text = mask_credentials(text)
         for secret in self._secrets:  # bare values last: the URL forms above keep their shape
             text = text.replace(secret, MASK)
         return text

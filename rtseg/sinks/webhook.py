@@ -23,7 +23,8 @@ from urllib.parse import unquote, urlsplit
 from rtseg.core.config import EventsConfig
 from rtseg.core.errors import ConfigError
 from rtseg.core.events import SceneEvent
-from rtseg.sinks.publish import Publisher, Redactor, backoff, mask_secrets
+from rtseg.core.redaction import mask_credentials
+from rtseg.sinks.publish import Publisher, Redactor, backoff
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class _Target:
     """Where and how to POST: the parsed URL; ConfigError with one masked line for anything but http(s)."""
 
     def __init__(self, url: str) -> None:
-        shown = mask_secrets(url)
+        shown = mask_credentials(url)
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise ConfigError(f"events.webhook must be an http:// or https:// URL, not {shown}")

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from rtseg.core.config import LiveConfig
 from rtseg.core.errors import SourceError
+from rtseg.core.pixels import DEFAULT_MAX_PIXELS
 from rtseg.core.redaction import mask_credentials
 from rtseg.sources.base import SourceSpec, VideoSource
 from rtseg.sources.files import FileSource, ImageSource, RealtimeFileSource, image_paths
@@ -72,22 +73,23 @@ def _parse_url(url: str, scheme: str, name: str) -> SourceSpec:
 
 
 def open_source(source: str, live: LiveConfig | None = None, realtime: bool = False,
-                decoder_threads: int = 0) -> VideoSource:
+                decoder_threads: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoSource:
     """The reader for a source string: PyAV for video files and stream URLs, OpenCV for webcams and stills.
 
     ``realtime`` plays a file at its own pace as if it were live; live sources
     are paced by nature, so it changes nothing for them. ``decoder_threads`` is
-    ``pipeline.decoder_threads`` for video files.
+    ``pipeline.decoder_threads`` for video files; ``max_pixels`` is ``pipeline.max_pixels``: every reader judges its
+    frame size against it before decoding a frame.
     """
     spec = parse_source(source)
     if spec.kind == "file":
         paths = image_paths(spec.target)
         if paths is not None:
-            return ImageSource(paths, spec.target)
+            return ImageSource(paths, spec.target, max_pixels)
         if realtime:
-            return RealtimeFileSource(spec.target, threads=decoder_threads)
-        return FileSource(spec.target, threads=decoder_threads)
+            return RealtimeFileSource(spec.target, threads=decoder_threads, max_pixels=max_pixels)
+        return FileSource(spec.target, threads=decoder_threads, max_pixels=max_pixels)
     settings = live or LiveConfig()
     if spec.kind == "camera":
-        return open_camera(spec, settings)
-    return open_stream(spec, settings)
+        return open_camera(spec, settings, max_pixels)
+    return open_stream(spec, settings, max_pixels)

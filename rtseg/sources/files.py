@@ -21,12 +21,12 @@ from pathlib import Path
 
 import av
 import av.error
-import cv2
 import numpy as np
 
 from rtseg.core.config import codec_threads
 from rtseg.core.errors import SourceError
 from rtseg.core.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from rtseg.core.pixels import DEFAULT_MAX_PIXELS, check_frame_size, decode_image, image_size
 from rtseg.core.structures import Frame
 from rtseg.sources.base import SourceInfo, check_readable_file, ffmpeg_reason
 
@@ -57,14 +57,22 @@ def mp4_without_index(path: Path) -> bool:
 
 
 class FileSource:
-    """A video file decoded with PyAV, frames in presentation order with source timestamps."""
+    """A video file decoded with PyAV, frames in presentation order with source timestamps.
+
+    The frame size is judged from the stream's codec parameters when the file opens, before any frame is decoded
+    (and so before the model loads): over ``pipeline.max_pixels``, under 16 pixels a side or stretched past 64:1
+    is one line (``check_frame_size``). A frame that later comes in another size is judged again before it is
+    converted.
+    """
 
     reconnects = 0
     reconnecting = False
 
-    def __init__(self, path: str | Path, threads: int = 0) -> None:
-        """``threads``: decoder threads, as ``pipeline.decoder_threads`` (0 = automatic, see ``codec_threads``)."""
+    def __init__(self, path: str | Path, threads: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        """``threads``: decoder threads, as ``pipeline.decoder_threads`` (0 = automatic, see ``codec_threads``);
+        ``max_pixels``: the largest frame decoded, as ``pipeline.max_pixels``."""
         self.path = Path(path)
+        self._max_pixels = max_pixels
         self.decode_errors = 0
         check_readable_file(self.path)
         try:
@@ -84,6 +92,7 @@ class FileSource:
             ctx = self._stream.codec_context
             if not ctx.width or not ctx.height:
                 raise SourceError(f"{self.path}: video stream has no frame size (damaged or unsupported file)")
+            check_frame_size(ctx.width, ctx.height, max_pixels, f"{self.path}'s video")
             self.info = SourceInfo(
                 name=str(self.path),
                 width=ctx.width,
@@ -110,6 +119,9 @@ class FileSource:
                 log.warning("skipping undecodable data in %s at packet %s: %s", self.path, packet.pts, ffmpeg_reason(exc))
                 continue
             for video_frame in decoded:
+                if (video_frame.width, video_frame.height) != (self.info.width, self.info.height):
+                    check_frame_size(video_frame.width, video_frame.height, self._max_pixels,
+                                     f"frame {index} of {self.path}")
                 pts = _next_pts(video_frame.pts, last_pts, default_step)
                 last_pts = pts
                 yield Frame(
@@ -140,8 +152,8 @@ class RealtimeFileSource:
     reconnects = 0
     reconnecting = False
 
-    def __init__(self, path: str | Path, threads: int = 0) -> None:
-        self._file = FileSource(path, threads=threads)
+    def __init__(self, path: str | Path, threads: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self._file = FileSource(path, threads=threads, max_pixels=max_pixels)
         self.info = dataclasses.replace(self._file.info, is_live=True)
         self._stopping = threading.Event()
 
@@ -183,33 +195,37 @@ def _next_pts(pts: int | None, last_pts: int | None, step: int) -> int:
 
 
 class ImageSource:
-    """Still images (one file, a directory, or a glob) read with OpenCV, one ``Frame`` each.
+    """Still images (one file, a directory, or a glob), one ``Frame`` each, their sizes judged before any is decoded.
 
-    A damaged image in a folder is skipped and counted like an undecodable packet;
-    every frame keeps its file name so the annotated copy can carry the same one.
+    Every image's size is read from its header when the source opens (a header read each, no decoding), so an
+    image over ``pipeline.max_pixels``, under 16 pixels a side or stretched past 64:1 is refused in one line before
+    the model loads, whichever place it has in the folder. A damaged image in a folder is skipped and counted like
+    an undecodable packet; every frame keeps its file name so the annotated copy can carry the same one.
     """
 
     reconnects = 0
     reconnecting = False
 
-    def __init__(self, paths: list[Path], name: str) -> None:
+    def __init__(self, paths: list[Path], name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.paths = paths
         self.decode_errors = 0
-        first = self._read(paths[0]) if len(paths) == 1 else None
-        if len(paths) == 1 and first is None:
-            raise SourceError(f"cannot read {paths[0]} as an image")
+        self._max_pixels = max_pixels
         names = [p.name for p in paths]
         if len(set(names)) != len(names):
             duplicate = next(n for n in names if names.count(n) > 1)
             raise SourceError(f"{name} matches several images named {duplicate}; outputs would overwrite each other")
-        height, width = first.shape[:2] if first is not None else (0, 0)
+        sizes = [image_size(path) for path in paths]
+        for path, size in zip(paths, sizes):
+            if size is not None:
+                check_frame_size(*size, max_pixels, str(path))
+        if len(paths) == 1 and sizes[0] is None:
+            raise SourceError(f"cannot read {paths[0]} as an image")
+        width, height = sizes[0] if len(paths) == 1 and sizes[0] is not None else (0, 0)
         self.info = SourceInfo(name=name, width=width, height=height, time_base=Fraction(1), frame_rate=Fraction(1),
                                frame_count=len(paths), has_audio=False, is_file=False)
 
-    @staticmethod
-    def _read(path: Path) -> np.ndarray | None:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    def _read(self, path: Path) -> np.ndarray | None:
+        return decode_image(path, self._max_pixels, str(path))
 
     def frames(self) -> Iterator[Frame]:
         index = 0

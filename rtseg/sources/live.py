@@ -28,6 +28,7 @@ import numpy as np
 
 from rtseg.core.config import LiveConfig
 from rtseg.core.errors import SourceError
+from rtseg.core.pixels import DEFAULT_MAX_PIXELS, check_frame_size
 from rtseg.core.structures import Frame
 from rtseg.sources.base import SourceInfo, SourceSpec, ffmpeg_reason
 
@@ -56,12 +57,17 @@ class Connection(Protocol):
 
 
 class StreamConnection:
-    """One PyAV session with a stream URL (or, given ``format``, an FFmpeg device or filter graph)."""
+    """One PyAV session with a stream URL (or, given ``format``, an FFmpeg device or filter graph).
+
+    Its frame size, from the stream's codec parameters, is judged against ``max_pixels`` when it opens; a frame
+    that comes in another size (a camera switching modes) is judged again before it is converted.
+    """
 
     def __init__(self, url: str, name: str, settings: LiveConfig, options: dict[str, str] | None = None,
-                 format: str | None = None) -> None:
+                 format: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.decode_errors = 0
         self._name = name
+        self._max_pixels = max_pixels
         self._read_timeout = settings.read_timeout
         started = time.monotonic()
         try:
@@ -79,6 +85,8 @@ class StreamConnection:
             stream = self._container.streams.video[0]
             stream.thread_type = "SLICE"  # frame threading would hold several frames back: latency
             self.width, self.height = stream.codec_context.width, stream.codec_context.height
+            if self.width and self.height:  # an unknown size (0) is judged on the first frame
+                check_frame_size(self.width, self.height, max_pixels, f"{name}'s video")
             self.frame_rate: Fraction | None = stream.average_rate or stream.guessed_rate
             self._packets = self._container.demux(stream)
         except BaseException:
@@ -104,16 +112,23 @@ class StreamConnection:
             except av.error.FFmpegError as exc:
                 self.decode_errors += 1
                 log.debug("skipping undecodable data from %s: %s", self._name, ffmpeg_reason(exc))
-        return self._decoded.popleft().to_ndarray(format="rgb24")
+        frame = self._decoded.popleft()
+        if (frame.width, frame.height) != (self.width, self.height):
+            check_frame_size(frame.width, frame.height, self._max_pixels, f"{self._name}'s video")
+        return frame.to_ndarray(format="rgb24")
 
     def close(self) -> None:
         self._container.close()
 
 
 class CameraConnection:
-    """One OpenCV session with a webcam (or whatever ``cv2.VideoCapture`` opens); frames leave as RGB."""
+    """One OpenCV session with a webcam (or whatever ``cv2.VideoCapture`` opens); frames leave as RGB.
 
-    def __init__(self, target: int | str, name: str, settings: LiveConfig, api: int = cv2.CAP_ANY) -> None:
+    The size the camera grants is judged against ``max_pixels`` when it opens.
+    """
+
+    def __init__(self, target: int | str, name: str, settings: LiveConfig, api: int = cv2.CAP_ANY,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.decode_errors = 0
         params: list[int] = []
         if api == cv2.CAP_FFMPEG:  # the only backend that honours open/read timeouts
@@ -127,6 +142,8 @@ class CameraConnection:
             _request_format(capture, name, settings)
             self.width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
             self.height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            if self.width and self.height:  # some backends report 0 until the first frame
+                check_frame_size(self.width, self.height, max_pixels, f"{name}'s video")
             fps = capture.get(cv2.CAP_PROP_FPS)
             self.frame_rate = Fraction(fps).limit_denominator(1001) if fps > 0 else None
         except BaseException:
@@ -283,17 +300,18 @@ def stream_options(scheme: str, settings: LiveConfig) -> dict[str, str]:
     return {"timeout": socket_timeout}
 
 
-def open_stream(spec: SourceSpec, settings: LiveConfig) -> LiveSource:
+def open_stream(spec: SourceSpec, settings: LiveConfig, max_pixels: int = DEFAULT_MAX_PIXELS) -> LiveSource:
     """A stream URL read with PyAV (RTSP over TCP unless configured otherwise)."""
     options = stream_options(spec.scheme, settings)
-    return LiveSource(spec.name, lambda: StreamConnection(spec.target, spec.name, settings, options), settings)
+    return LiveSource(spec.name, lambda: StreamConnection(spec.target, spec.name, settings, options,
+                                                          max_pixels=max_pixels), settings)
 
 
-def open_camera(spec: SourceSpec, settings: LiveConfig) -> LiveSource:
+def open_camera(spec: SourceSpec, settings: LiveConfig, max_pixels: int = DEFAULT_MAX_PIXELS) -> LiveSource:
     """A webcam read with OpenCV: an index picks the platform's default backend, a /dev/videoN path V4L2."""
     if spec.camera_index is not None:
         target: int | str = spec.camera_index
         api = cv2.CAP_ANY
     else:
         target, api = spec.target, cv2.CAP_V4L2
-    return LiveSource(spec.name, lambda: CameraConnection(target, spec.name, settings, api), settings)
+    return LiveSource(spec.name, lambda: CameraConnection(target, spec.name, settings, api, max_pixels), settings)

@@ -590,7 +590,7 @@ def test_status_line_is_drawn_on_a_copy():
     ("'rtsp://u:secret@h/x': Connection refused", "'rtsp://u:***@h/x': Connection refused"),
     ("rtsp://u:p@cam/a@b", "rtsp://u:***@b"),  # an '@' in the path is masked over: safe, if less informative
     ("rtsp://cam.local:554/stream", "rtsp://cam.local:554/stream"),
-    ("rtsp://user@cam/stream", "rtsp://user@cam/stream"),
+    ("rtsp://user@cam/stream", "rtsp://***@cam/stream"),  # a user alone cannot be told from a token: masked
     ("no urls here: a:b@c", "no urls here: a:b@c"),
 ])
 def test_mask_credentials(text, masked):

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from rtseg.cli import main
-from rtseg.cluster.runtime import INSTALL_HINT, WorkerShape, shape_workers
+from rtseg.cluster.runtime import INSTALL_HINT, WorkerShape, shape_workers, short_error
 from rtseg.cluster.workers import next_segment, segment
 from rtseg.core.config import ClusterConfig, load_config
 from rtseg.core.errors import ConfigError, UsageError
@@ -60,3 +60,10 @@ def test_the_cluster_section_is_read_and_checked(tmp_path):
     bad.write_text("cluster: {max_attempts: 0, gpus: 1}\n")
     with pytest.raises(ConfigError, match=r"cluster.max_attempts: 0 is below the minimum 1; cluster.gpus: unknown key"):
         load_config(bad)
+
+
+def test_a_workers_error_reaches_the_drivers_log_with_its_credentials_masked():
+    """A Ray error's first line, as the fleet and archive drivers log it, in each form a camera URL has a secret."""
+    error = RuntimeError("cannot open rtsp://SECRET@cam/1, nor rtsp://cam/1?user=a&password=SECRET\n"
+                         "Traceback (most recent call last): ... rtsp://admin:SECRET@cam/1")
+    assert short_error(error) == "cannot open rtsp://***@cam/1, nor rtsp://cam/1?user=a&password=***"

@@ -17,6 +17,7 @@ from rtseg.core.config import (
     apply_overrides,
     apply_section_overrides,
     config_to_dict,
+    excerpt,
     load_config,
     render_default_yaml,
 )
@@ -119,6 +120,61 @@ def test_a_section_on_its_own_is_checked_by_the_same_rules():
                      "LR_STEPS: expected list of numbers, got list", "HFLIP: 2.0 is above the maximum 1.0",
                      "COLOUR: unknown key", "SEED: expected int, got NoneType None"):
         assert fragment in message
+
+
+def _number_settings() -> list[tuple[str, str]]:
+    """Every float setting of every section, bounded or not (``max_frames`` and friends are ints: always finite)."""
+    return [(section.name, f.name) for section in fields(Config) if section.name in SECTION_HELP
+            for f in fields(getattr(Config(), section.name)) if f.type == "float"]
+
+
+@pytest.mark.parametrize("section, key", _number_settings())
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_nan_and_infinity_are_refused_by_every_number_setting(section, key, value):
+    """NaN passes every range check (each comparison with it is False); infinity means no setting's value."""
+    with pytest.raises(ConfigError, match=f"{section}.{key}: {value} is not a finite number"):
+        apply_overrides(Config(), {section: {key: value}}, "test")
+
+
+def test_nan_is_refused_in_lists_of_numbers_and_in_a_streams_entry():
+    with pytest.raises(ConfigError, match="LR_STEPS: nan is not a finite number"):
+        apply_section_overrides(TrainConfig(), {"lr_steps": [0.5, float("nan")]}, "flags", str.upper)
+    with pytest.raises(ConfigError, match="live.read_timeout: nan is not a finite number"):
+        apply_overrides(Config(), {"streams": [{"source": "rtsp://cam/s", "live": {"read_timeout": float("nan")}}]},
+                        "test")
+
+
+def test_a_bad_value_is_shown_as_an_excerpt_of_at_most_80_characters():
+    assert excerpt("short") == "'short'"
+    assert len(excerpt("x" * 10_000_000)) <= 80
+    nested: list[object] = ["x"] * 9
+    for _ in range(8):  # what a YAML alias bomb builds: 9**9 strings, shared
+        nested = [nested] * 9
+    assert len(excerpt(nested)) <= 80 and excerpt(nested).startswith("[[[")
+    with pytest.raises(ConfigError) as error:
+        apply_overrides(Config(), {"model": {"classes": nested, "name": "y" * 100_000}, "x" * 10_000: 1}, "test")
+    assert len(str(error.value)) < 600
+
+
+def test_yaml_aliases_may_share_values_but_not_expand_without_bound(tmp_path):
+    shared = tmp_path / "shared.yaml"
+    shared.write_text("analytics:\n  heatmap_classes: &people [person, bicycle]\nmodel:\n  classes: *people\n")
+    assert load_config(shared).model.classes == ["person", "bicycle"]
+    names = "abcdefghi"
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(["a: &a [x,x,x,x,x,x,x,x,x]"] + [f"{n}: &{n} [{','.join(['*' + p] * 9)}]"
+                                                                for p, n in zip(names, names[1:])])
+                    + "\nmodel:\n  classes: *i\n")
+    with pytest.raises(ConfigError, match="more than 100000 values once its YAML aliases are expanded"):
+        load_config(bomb)
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("model:\n  classes: &self [person, *self]\n")
+    with pytest.raises(ConfigError, match="alias that refers to itself"):
+        load_config(loop)
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("model: {classes: " + "[" * 50_000 + "]" * 50_000 + "}\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(deep)
 
 
 def test_training_settings_are_not_a_section_of_the_runtime_config():

@@ -7,6 +7,8 @@ import dataclasses
 import pickle
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from helpers import make_clip
 
@@ -124,3 +126,59 @@ def test_several_streams_need_directories_and_one_stream_a_file(tmp_path):
         plan_run([str(clip)], Outputs(output=tmp_path / "x.avi"), Config())
     plan = plan_run([str(clip), str(clip)], Outputs(output=tmp_path / "many"), Config())
     assert [s.outputs.output for s in plan.streams] == [tmp_path / "many" / "in.mp4", tmp_path / "many" / "in-2.mp4"]
+
+
+def test_a_folder_of_one_video_is_an_archive(tmp_path):
+    [video] = _archive(tmp_path / "in", names=("only",))
+    plan = plan_run([str(tmp_path / "in")], Outputs(output=tmp_path / "out"), Config())
+    [stream] = plan.streams
+    assert stream.archive_input == video and stream.finals == [tmp_path / "out" / "only.mp4"]
+    assert plan.manifest == tmp_path / "out" / MANIFEST_NAME
+    with pytest.raises(OutputError, match="for an archive of videos --output must be a directory"):
+        plan_run([str(tmp_path / "in")], Outputs(output=tmp_path / "one.mp4"), Config())
+
+
+def test_outputs_are_compared_with_the_inputs_and_each_other_as_files(tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", frames=3)
+    (tmp_path / "hard.mp4").hardlink_to(clip)
+    overwrite = Config()
+    overwrite.output.overwrite = True
+    with pytest.raises(OutputError, match="--output .*hard.mp4 is the input file .*in.mp4"):
+        plan_run([str(clip)], Outputs(output=tmp_path / "hard.mp4"), overwrite)
+    with pytest.raises(OutputError, match="--save-json .*x.json and --save-stats .*x.json are the same file"):
+        plan_run([str(clip)], Outputs(save_json=tmp_path / "x.json", save_stats=tmp_path / "x.json"), overwrite)
+    with pytest.raises(OutputError, match="--save-frames .*f and --save-crops .*f are the same file"):
+        plan_run([str(clip)], Outputs(save_frames=tmp_path / "f", save_crops=tmp_path / "sub" / ".." / "f"), Config())
+    two = [StreamConfig(source=str(clip), name="a", output=str(tmp_path / "same.mp4")),
+           StreamConfig(source=str(clip), name="b", output=str(tmp_path / "same.mp4"))]
+    with pytest.raises(OutputError, match="a's --output .*same.mp4 and b's --output .*same.mp4 are the same file"):
+        plan_run(two, Outputs(), Config())
+    several = plan_run([str(clip), str(clip)], Outputs(output=tmp_path / "o", save_json=tmp_path / "o"), Config())
+    assert len(several.streams) == 2  # one folder for several options: each stream's files have their own names
+
+
+def test_still_images_copies_never_land_on_the_images(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    assert cv2.imwrite(str(folder / "a.png"), np.zeros((32, 32, 3), np.uint8))
+    for outputs in (Outputs(output=folder), Outputs(save_frames=folder), Outputs(output=tmp_path / "x" / ".." / "photos")):
+        with pytest.raises(OutputError, match="a.png is the input file"):
+            plan_run([str(folder)], outputs, Config())
+    with pytest.raises(OutputError, match="are the same file"):  # --heatmap onto the annotated copy of a.png
+        plan_run([str(folder)], Outputs(output=tmp_path / "ann", heatmap=tmp_path / "ann" / "a.png"), Config())
+
+
+def test_every_output_folder_is_checked_before_anything_opens(tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", frames=3)
+    (tmp_path / "file").write_text("not a folder")
+    for outputs in (Outputs(save_frames=tmp_path / "file" / "frames"), Outputs(save_crops=tmp_path / "file"),
+                    Outputs(output=tmp_path / "file" / "many")):
+        with pytest.raises(OutputError, match="file"):
+            plan_run([str(clip)] * (2 if outputs.output else 1), outputs, Config())
+    snapshots = Config()
+    snapshots.events.snapshots = str(tmp_path / "file" / "shots")
+    snapshots.analytics.lines = [{"name": "gate", "points": [[0, 0.5], [1, 0.5]]}]
+    with pytest.raises(OutputError, match="events.snapshots .* cannot be made: .*file is a file"):
+        plan_run([str(clip)], Outputs(), snapshots)
+    fine = plan_run([str(clip)], Outputs(save_frames=tmp_path / "new" / "deep" / "frames"), Config())
+    assert fine.streams and not (tmp_path / "new").exists()  # checked, not made: the sink makes it when it opens

@@ -13,7 +13,7 @@ from helpers import read_video
 from rtseg.core.config import OutputConfig
 from rtseg.core.errors import OutputError
 from rtseg.core.structures import Frame
-from rtseg.sinks.base import check_output_path
+from rtseg.sinks.base import check_output_path, same_file
 from rtseg.sinks.mp4 import Mp4Sink
 
 
@@ -65,27 +65,47 @@ def test_nothing_written_leaves_no_file(tmp_path):
     assert not (tmp_path / "out.mp4").exists()
 
 
-def test_odd_frame_size_is_a_clear_error(tmp_path):
-    sink = Mp4Sink(tmp_path / "out.mp4", OutputConfig())
-    frame = Frame(index=0, image=np.zeros((31, 47, 3), np.uint8), pts=0, time_base=Fraction(1, 25), captured_at=0.0)
-    with pytest.raises(OutputError, match="even frame sizes"):
-        sink.write(frame)
+def test_odd_frame_sizes_are_recorded_padded_by_their_last_column_and_row(tmp_path):
+    """H.264 in yuv420p takes even sizes only: 47x31 frames are recorded as 48x32, the picture untouched and the
+    added column and row copies of their neighbours (not black lines along two edges)."""
+    image = np.zeros((31, 47, 3), np.uint8)
+    image[:, :, 0] = np.linspace(0, 255, 47, dtype=np.uint8)[None, :]  # red grows to the right
+    image[:, :, 1] = np.linspace(0, 255, 31, dtype=np.uint8)[:, None]  # green grows downwards
+    sink = Mp4Sink(tmp_path / "out.mp4", dataclasses.replace(OutputConfig(), crf=0))
+    try:
+        for i in range(3):
+            sink.write(Frame(index=i, image=image, pts=i, time_base=Fraction(1, 25), captured_at=0.0))
+    finally:
+        sink.close()
+    frames, _, info = read_video(tmp_path / "out.mp4")
+    assert len(frames) == 3 and (info["width"], info["height"]) == (48, 32)
+    recorded = frames[0].astype(int)
+    assert np.abs(recorded[:31, :47] - image).mean() < 4  # the picture as it was (4:2:0 blurs colour a little)
+    assert np.abs(recorded[:, 47] - recorded[:, 46]).max() < 12 and np.abs(recorded[31] - recorded[30]).max() < 12
+    assert recorded[:31, 47, 0].mean() > 200  # the added column is the red right edge, not black
 
 
 def test_output_path_rules(tmp_path):
-    source = tmp_path / "in.mp4"
-    source.write_bytes(b"video")
-    assert check_output_path(tmp_path / "new.mp4", source, overwrite=False) == tmp_path / "new.mp4"
-    with pytest.raises(OutputError, match="is the input file"):
-        check_output_path(tmp_path / "." / "in.mp4", source, overwrite=True)
+    assert check_output_path(tmp_path / "new.mp4", overwrite=False) == tmp_path / "new.mp4"
     (tmp_path / "old.mp4").write_bytes(b"x")
     with pytest.raises(OutputError, match="exists; pass --overwrite"):
-        check_output_path(tmp_path / "old.mp4", source, overwrite=False)
-    assert check_output_path(tmp_path / "old.mp4", source, overwrite=True)
+        check_output_path(tmp_path / "old.mp4", overwrite=False)
+    assert check_output_path(tmp_path / "old.mp4", overwrite=True)
     with pytest.raises(OutputError, match="must end in .mp4 or .m4v or .mov"):
-        check_output_path(tmp_path / "out.avi", source, overwrite=False)
+        check_output_path(tmp_path / "out.avi", overwrite=False)
     with pytest.raises(OutputError, match="directory does not exist"):
-        check_output_path(tmp_path / "missing" / "out.mp4", source, overwrite=False)
+        check_output_path(tmp_path / "missing" / "out.mp4", overwrite=False)
     (tmp_path / "dir.mp4").mkdir()
     with pytest.raises(OutputError, match="is a directory"):
-        check_output_path(tmp_path / "dir.mp4", source, overwrite=True)
+        check_output_path(tmp_path / "dir.mp4", overwrite=True)
+
+
+def test_files_are_told_apart_by_device_and_inode_not_by_name(tmp_path):
+    source = tmp_path / "in.mp4"
+    source.write_bytes(b"video")
+    (tmp_path / "hard.mp4").hardlink_to(source)
+    (tmp_path / "soft.mp4").symlink_to(source)
+    assert same_file(tmp_path / "hard.mp4", source) and same_file(tmp_path / "soft.mp4", source)
+    assert same_file(tmp_path / "." / "in.mp4", source)
+    assert not same_file(tmp_path / "new.mp4", source) and not same_file(tmp_path / "new.mp4", tmp_path / "other.mp4")
+    assert same_file(tmp_path / "new.mp4", tmp_path / "sub" / ".." / "new.mp4")  # neither exists: by name

@@ -14,9 +14,10 @@ from broker_helpers import frame_with, scene_event
 
 from rtseg.core.config import EventsConfig
 from rtseg.core.errors import ConfigError
+from rtseg.core.redaction import mask_credentials
 from rtseg.offline.rtsp import free_port
 from rtseg.sinks.mqtt import PAHO_MISSING, parse_mqtt_url, topic_prefix
-from rtseg.sinks.publish import PublisherFigures, Redactor, backoff, mask_secrets
+from rtseg.sinks.publish import PublisherFigures, Redactor, backoff
 from rtseg.sinks.publishing import open_publishers
 
 
@@ -32,14 +33,16 @@ def test_figures_line():
     ("https://h/h?Password=abc&X-Amz-Signature=f00&secret_id=9", "https://h/h?Password=***&X-Amz-Signature=***&secret_id=***"),
     ("https://u:p@h/h?access_token=abc failed", "https://u:***@h/h?access_token=*** failed"),
     ("https://h/h?site=a&page=2", "https://h/h?site=a&page=2"),  # nothing secret: left as it is
+    ("https://tok-123@h/hook", "https://***@h/hook"),  # a token alone before the '@'
 ])
-def test_mask_secrets(text, masked):
-    assert mask_secrets(text) == masked
+def test_mask_credentials_in_publishers_urls(text, masked):
+    assert mask_credentials(text) == masked
 
 
 def test_redactor_also_masks_bare_secret_values():
     redact = Redactor("https://u:p%40ss@h/hook?token=tok-123&site=a")
     assert redact("header was tok-123; password p@ss; site a") == "header was ***; password ***; site a"
+    assert Redactor("https://tok-456@h/hook")("Authorization: tok-456") == "Authorization: ***"
 
 
 def test_backoff_doubles_from_half_a_second_to_thirty():

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import av
+import cv2
 import numpy as np
 import pytest
 from helpers import make_clip, square_x
@@ -93,3 +96,32 @@ def test_an_mp4_cut_before_its_index_was_written_says_so_in_one_line(tmp_path):
     cut.write_bytes(data[: data.index(b"moov") - 200])  # cut in the media data, before the index
     with pytest.raises(SourceError, match="cut short before its index"):
         open_source(str(cut))
+
+
+@pytest.mark.parametrize(("width", "height", "budget", "message"), [
+    (96, 64, 5000, "96x64 (6144 pixels): over the budget of 5000 pixels a frame"),
+    (96, 8, 40_000_000, "96x8: each side must be at least 16 pixels"),
+    (1040, 16, 40_000_000, "1040x16: one side is more than 64 times the other"),
+])
+def test_a_videos_frame_size_is_judged_from_its_header_before_any_frame_is_decoded(tmp_path, width, height, budget,
+                                                                                   message):
+    clip = make_clip(tmp_path / "clip.mp4", frames=2, width=width, height=height)
+    with pytest.raises(SourceError, match=re.escape(message)):
+        open_source(str(clip), max_pixels=budget)
+    with pytest.raises(SourceError, match=re.escape(message)):
+        open_source(str(clip), realtime=True, max_pixels=budget)
+    assert open_source(str(make_clip(tmp_path / "ok.mp4", frames=2)), max_pixels=96 * 64).info.width == 96
+
+
+def test_every_still_of_a_folder_is_judged_from_its_header_when_the_folder_opens(tmp_path):
+    """The large image is the last of the folder: refused before the first one is decoded (and the model loads)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    assert cv2.imwrite(str(folder / "a.png"), np.full((40, 60, 3), 90, np.uint8))
+    assert cv2.imwrite(str(folder / "z.png"), np.full((100, 120, 3), 90, np.uint8))
+    with pytest.raises(SourceError, match=r"z.png is 120x100 \(12000 pixels\): over the budget of 10000 pixels"):
+        open_source(str(folder), max_pixels=10_000)
+    source = open_source(str(folder), max_pixels=12_000)
+    assert [frame.image.shape for frame in source.frames()] == [(40, 60, 3), (100, 120, 3)]
+    single = open_source(str(folder / "a.png"))
+    assert (single.info.width, single.info.height) == (60, 40)  # from the header, as the decoded image has it
