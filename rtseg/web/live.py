@@ -13,6 +13,14 @@ pipeline does) so that zones count entries and lines count crossings; each
 answer then carries the zones' and lines' counts (``scene``) and the frame's
 new events (``events``), and the picture shows the regions. Event times are
 seconds since the regions were set.
+
+Budgets: a frame's size is read from its JPEG header and one over the pixel
+budget is answered with an error before it is decoded; frames are shrunk to
+the page's default size (``max_side``) before the model; a socket on which
+nothing arrives for ``idle_timeout`` seconds while no frame of it is waiting
+or in work is closed (1001), so an idle client does not keep its admission
+slot. Settings that are not JSON (nested 100,000 deep included) are answered
+with an error message, and the socket goes on.
 """
 
 from __future__ import annotations
@@ -26,16 +34,17 @@ from typing import Any
 
 import anyio
 import cv2
-import numpy as np
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rtseg.analytics.scene import SceneAnalytics
 from rtseg.core.config import Config
 from rtseg.core.errors import UsageError
+from rtseg.core.pixels import OverBudget
 from rtseg.render.renderer import Renderer
 from rtseg.render.scene import SceneAnnotator
 from rtseg.track.tracker import Tracker, track_detections
+from rtseg.web.images import Decoder, UnreadableImage
 from rtseg.web.scenes import Regions, scene_dict, shown_events
 from rtseg.web.sharing import FilteredDetector, SharedModel
 
@@ -59,8 +68,10 @@ class LiveSession:
 
     def __init__(self, model: SharedModel, config: Config, class_ids: Collection[int] | None,
                  parse_classes: Callable[[Any], Collection[int] | None],
-                 find_regions: Callable[[str | None], Regions | None]) -> None:
+                 find_regions: Callable[[str | None], Regions | None], decoder: Decoder, max_side: int) -> None:
         self.config = config
+        self.decoder = decoder
+        self.max_side = max_side  # frames are shrunk to this longer side before the model
         self.detector = FilteredDetector(model, config.model.score_threshold, class_ids)
         self.renderer = Renderer(config.render, tracked=False)
         self.annotator = SceneAnnotator(config.render.line_width)
@@ -82,6 +93,8 @@ class LiveSession:
             if regions_id is not None and not isinstance(regions_id, str):
                 raise ValueError("regions must be an id from POST /api/regions")
             regions = self.find_regions(regions_id) if regions_id != self.regions_id else None
+        except RecursionError:  # json.loads recurses once per level: thousands of nested brackets
+            return "bad settings: the JSON is nested too deeply"
         except (ValueError, TypeError, AttributeError, UsageError) as exc:
             return f"bad settings: {exc}"
         self.detector.min_score, self.detector.class_ids = score, class_ids
@@ -93,10 +106,12 @@ class LiveSession:
     def answer(self, message: bytes) -> tuple[dict[str, Any], bytes | None]:
         """The reply to one frame message: facts about it, and the annotated JPEG (None when it did not decode)."""
         seq = int.from_bytes(message[:4], "big") if len(message) >= 4 else -1
-        image = cv2.imdecode(np.frombuffer(message[4:], np.uint8), cv2.IMREAD_COLOR) if len(message) > 4 else None
-        if image is None:
+        try:
+            rgb = self.decoder.decode(message[4:], self.max_side, "the webcam frame")
+        except OverBudget as exc:
+            return {"seq": seq, "error": str(exc)}, None
+        except UnreadableImage:
             return {"seq": seq, "error": "a webcam frame did not decode as JPEG"}, None
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         facts: dict[str, Any] = {"seq": seq, "dropped": self.dropped, "width": rgb.shape[1], "height": rgb.shape[0]}
         scene = self.scene  # the settings may change it meanwhile: this frame keeps the one it started with
         try:
@@ -119,14 +134,26 @@ class LiveSession:
         return facts, jpeg.tobytes() if ok else None
 
 
-async def converse(websocket: WebSocket, session: LiveSession) -> None:
-    """Receive frames and settings until the page goes; answer the newest frame whenever the model is free."""
+async def converse(websocket: WebSocket, session: LiveSession, idle_timeout: float) -> None:
+    """Receive frames and settings until the page goes; answer the newest frame whenever the model is free.
+
+    The socket is closed as idle after ``idle_timeout`` seconds without a message while none of its frames waits
+    or is in work (a page that waits for its answers is not idle).
+    """
     newest: list[bytes] = []  # at most one frame: the latest not yet answered
+    working = False  # a frame is in the model or being drawn
     arrived = asyncio.Event()
 
     async def receive() -> None:
         while True:
-            message = await websocket.receive()
+            message = None
+            with anyio.move_on_after(idle_timeout):
+                message = await websocket.receive()
+            if message is None:
+                if newest or working:
+                    continue
+                await websocket.close(code=1001, reason=f"no webcam frame for {idle_timeout:g} s: closed as idle")
+                return
             if message["type"] == "websocket.disconnect":
                 return
             if message.get("bytes") is not None:
@@ -140,11 +167,16 @@ async def converse(websocket: WebSocket, session: LiveSession) -> None:
                     await websocket.send_json({"error": problem})
 
     async def reply() -> None:
+        nonlocal working
         while True:
             await arrived.wait()
             arrived.clear()
             frame = newest.pop()
-            facts, jpeg = await run_in_threadpool(session.answer, frame)
+            working = True
+            try:
+                facts, jpeg = await run_in_threadpool(session.answer, frame)
+            finally:
+                working = False
             try:
                 await websocket.send_json(facts)
                 if jpeg is not None:

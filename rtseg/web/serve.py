@@ -14,7 +14,7 @@ import socket
 from collections.abc import Sequence
 
 from rtseg.core.commandline import ArgumentParser, add_model_flags, model_overrides
-from rtseg.core.config import Config, apply_overrides, load_config
+from rtseg.core.config import Config, apply_overrides, excerpt, load_config
 from rtseg.core.errors import UsageError
 from rtseg.pipeline.planner import detector_settings
 from rtseg.web.sharing import MIN_SCORE
@@ -43,18 +43,40 @@ def build_parser() -> argparse.ArgumentParser:
                         help="image requests, video jobs and webcams admitted at once; more get 503 (default 4)")
     parser.add_argument("--keep-minutes", type=float, default=30.0,
                         help="results are deleted this long after their last use, and all at shutdown (default 30)")
+    parser.add_argument("--max-pixels", type=int,
+                        help="largest image, webcam frame or video frame decoded, judged from its header before "
+                             "decoding; larger is refused with 413 (default: the config's pipeline.max_pixels, "
+                             "40 million)")
+    parser.add_argument("--max-side", type=int, default=2048,
+                        help="longest side the model sees: the largest 'Max size' an image may ask for, and videos "
+                             "may have at most this squared pixels a frame (default 2048); memory grows with its "
+                             "square")
+    parser.add_argument("--idle-timeout", type=float, default=30.0,
+                        help="seconds an upload may send nothing, and a webcam socket stay silent, before it is "
+                             "dropped (default 30)")
+    parser.add_argument("--upload-timeout", type=float, default=600.0,
+                        help="seconds a whole upload may take (default 600)")
     parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
     return parser
 
 
+# The values each number flag accepts, both ends included; nan and inf never get here (ArgumentParser refuses them).
+FLAG_RANGES: dict[str, tuple[float, float]] = {
+    "--port": (0, 65535), "--max-upload-mb": (0.001, 1_000_000), "--queue-size": (1, 256),
+    "--keep-minutes": (0.01, 525_600), "--max-side": (32, 16384), "--idle-timeout": (0.1, 3600),
+    "--upload-timeout": (1, 86400),
+}
+
+
 def settings_from_args(args: argparse.Namespace) -> tuple[Config, Config]:
     """The page's config (defaults for the slider and video jobs) and the shared model's (keeps every score)."""
-    if args.max_upload_mb <= 0 or args.queue_size < 1 or args.keep_minutes <= 0:
-        raise UsageError("--max-upload-mb and --keep-minutes must be positive, --queue-size at least 1")
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
-    config = apply_overrides(load_config(args.config), {"model": model_overrides(args), "output": {"show": False}},
-                             "command line")
+    for flag, (low, high) in FLAG_RANGES.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if not low <= value <= high:
+            raise UsageError(f"{flag} must be from {low:g} to {high:g}, got {excerpt(value)}")
+    pipeline = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
+    config = apply_overrides(load_config(args.config), {"model": model_overrides(args), "output": {"show": False},
+                                                        "pipeline": pipeline}, "command line")
     # The shared model keeps every score the slider can choose, and every class: each request picks its own.
     floor = detector_settings(config, floor=MIN_SCORE)
     shared = dataclasses.replace(config, model=dataclasses.replace(floor, classes=[]))
@@ -103,7 +125,9 @@ def main(argv: Sequence[str]) -> int:
         detector = MaskRCNNDetector(shared.model)
         settings = WebSettings(config=config, max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
                                queue_size=args.queue_size, keep_seconds=args.keep_minutes * 60,
-                               allowed_hosts=tuple(sorted(host_names)))
+                               allowed_hosts=tuple(sorted(host_names)), max_side=min(args.max_side, 1024),
+                               side_limit=args.max_side, idle_timeout=args.idle_timeout,
+                               upload_timeout=args.upload_timeout)
         app = create_app(detector, settings)
         port = sock.getsockname()[1]
         shown = "127.0.0.1" if args.host in _WILDCARDS else f"[{args.host}]" if ":" in args.host else args.host

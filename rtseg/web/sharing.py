@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from typing import TypeVar
 
 import numpy as np
 
 from rtseg.core.structures import Detections
 from rtseg.detect.base import Detector, DetectorBase
+
+T = TypeVar("T")
 
 MIN_SCORE = 0.05  # the shared model keeps everything scoring at least this; each user's threshold picks from there up
 
@@ -68,6 +71,13 @@ class SharedModel(DetectorBase):
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         with self.lock:
             return self.detector.detect(images)
+
+    def detect_then(self, images: Sequence[np.ndarray], keep: Callable[[list[Detections]], T]) -> T:
+        """``keep(detect(images))`` with the model still held: what ``keep`` makes of the full-frame masks (an
+        image result's run-length encodings) is done before the next call makes its own, so the callers of this
+        method hold one call's full-frame masks at a time, not one per waiting request."""
+        with self.lock:
+            return keep(self.detector.detect(images))
 
 
 class FilteredDetector(DetectorBase):

@@ -3,18 +3,28 @@
 No name or path from a user is ever used on disk; a user's file name only
 labels downloads. Uploads stream to disk with their size counted, so one above
 the cap is refused (413) before it is stored: at once when its Content-Length
-says so, at the first byte over the cap otherwise.
+says so, at the first byte over the cap otherwise. A body that stalls or takes
+too long is dropped (408, ``BodyTimeouts``), and one cut off by the client ends
+as one line at info level, never a traceback.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 from fastapi import HTTPException, Request
+from starlette.requests import ClientDisconnect
+
+log = logging.getLogger(__name__)
 
 _ID = re.compile(r"[0-9a-f]{32}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -56,6 +66,18 @@ class Workspace:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class BodyTimeouts:
+    """How long a request body may take: ``idle`` seconds for each next piece of it, ``total`` for the whole of it.
+
+    The server gives nothing (no admission slot, no model time) to a body still arriving, so a client that sends
+    headers and then nothing, or a byte now and then, holds only its connection, and that for at most these times.
+    """
+
+    idle: float = 30.0
+    total: float = 600.0
+
+
 def _refuse_declared(request: Request, limit: int, too_large: HTTPException) -> None:
     """A body whose Content-Length is above ``limit`` is refused before any of it is read."""
     declared = request.headers.get("content-length")
@@ -63,30 +85,48 @@ def _refuse_declared(request: Request, limit: int, too_large: HTTPException) -> 
         raise too_large
 
 
-async def receive_small(request: Request, limit: int, what: str) -> bytes:
+async def _receive(request: Request, limit: int, too_large: HTTPException, timeouts: BodyTimeouts,
+                   take: Callable[[bytes], object]) -> int:
+    """Hand each piece of the body to ``take``; 413 at the first byte over ``limit``, 408 when the client is too
+    slow, 400 when it goes away. Returns the body's size."""
+    _refuse_declared(request, limit, too_large)
+    pieces = request.stream().__aiter__()
+    deadline = time.monotonic() + timeouts.total
+    size = 0
+    while True:
+        wait = min(timeouts.idle, deadline - time.monotonic())
+        try:
+            with anyio.fail_after(max(wait, 0.0)):
+                piece = await pieces.__anext__()
+        except StopAsyncIteration:
+            return size
+        except TimeoutError:
+            reason = (f"nothing arrived for {timeouts.idle:g} s" if wait == timeouts.idle
+                      else f"it took longer than {timeouts.total:g} s")
+            raise HTTPException(408, f"the upload was dropped: {reason}") from None
+        except ClientDisconnect:  # the answer goes nowhere; one line at info level says why the body ended
+            log.info("a client went away during its upload (%d bytes received)", size)
+            raise HTTPException(400, "the client went away during the upload") from None
+        size += len(piece)
+        if size > limit:
+            raise too_large
+        take(piece)
+
+
+async def receive_small(request: Request, limit: int, what: str, timeouts: BodyTimeouts) -> bytes:
     """A small body (JSON) held in memory, refused (413) at its first byte over ``limit``."""
     too_large = HTTPException(413, f"{what} are larger than the limit of {size_text(limit)}")
-    _refuse_declared(request, limit, too_large)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
+    await _receive(request, limit, too_large, timeouts, body.extend)
     return bytes(body)
 
 
-async def receive_upload(request: Request, path: Path, limit: int) -> int:
+async def receive_upload(request: Request, path: Path, limit: int, timeouts: BodyTimeouts) -> int:
     """Write the request body to ``path``, refusing (413) a body above ``limit`` bytes; returns its size."""
     too_large = HTTPException(413, f"the file is larger than the upload limit of {size_text(limit)}")
-    _refuse_declared(request, limit, too_large)
-    written = 0
     try:
         with path.open("xb") as file:
-            async for chunk in request.stream():
-                written += len(chunk)
-                if written > limit:
-                    raise too_large
-                file.write(chunk)
+            written = await _receive(request, limit, too_large, timeouts, file.write)
     except BaseException:
         path.unlink(missing_ok=True)
         raise

@@ -319,7 +319,7 @@ def test_messages_use_the_pages_labels(page, tmp_path):
     page.wait_for_function("() => !document.getElementById('run-image').disabled")
     page.fill("#max-side", "10")
     page.click("#run-image")
-    assert page.inner_text("#image-error") == "Max size must be a whole number of pixels from 32 to 8192"
+    assert page.inner_text("#image-error") == "Max size must be a whole number of pixels from 32 to 2048"
     assert page.evaluate("() => document.activeElement.id") == "max-side"
     # What the server says in the API's names reaches the page in its labels.
     answer = page.request.post("/api/images?max_side=10", data=encode(scene(8, 8)))

@@ -101,6 +101,7 @@ async function loadInfo() {
   $("score").min = state.info.min_score;
   $("score").value = state.info.score_threshold;
   $("max-side").value = state.info.max_side;
+  $("max-side").max = state.info.max_side_limit;
   for (const limit of document.querySelectorAll(".limit")) limit.textContent = sizeText(state.info.max_upload_bytes);
   showScore();
   renderClasses();
@@ -803,8 +804,9 @@ function imagePreviewFailed() {
 
 function maxSideProblem() {
   const side = $("max-side").valueAsNumber;
-  return Number.isInteger(side) && side >= 32 && side <= 8192 ? null
-    : "Max size must be a whole number of pixels from 32 to 8192";
+  const limit = state.info.max_side_limit;
+  return Number.isInteger(side) && side >= 32 && side <= limit ? null
+    : `Max size must be a whole number of pixels from 32 to ${limit}`;
 }
 
 async function runImage() {

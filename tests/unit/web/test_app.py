@@ -181,7 +181,7 @@ def test_an_upload_above_the_cap_is_413_before_it_is_stored(make_client):
 
     assert client.post("/api/videos", content=chunks()).status_code == 413
     assert workspace_files(client) == []
-    assert upload_image(client, scene(8, 8)).status_code == 200  # a small one still goes through
+    assert upload_image(client, scene(16, 16)).status_code == 200  # a small one still goes through
 
 
 def test_a_full_queue_answers_503_at_once(make_client, held):

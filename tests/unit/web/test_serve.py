@@ -30,15 +30,24 @@ def test_without_the_web_extra_one_line_says_what_to_install(monkeypatch, capsys
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--queue-size", "0"], "--queue-size at least 1"),
-    (["--port", "70000"], "--port must be between 0 and 65535"),
+    (["--queue-size", "0"], "--queue-size must be from 1 to 256, got 0"),
+    (["--port", "70000"], "--port must be from 0 to 65535, got 70000"),
+    (["--max-upload-mb", "nan"], "argument --max-upload-mb: 'nan' is not a finite number"),
+    (["--max-upload-mb", "inf"], "argument --max-upload-mb: 'inf' is not a finite number"),
+    (["--keep-minutes", "nan"], "argument --keep-minutes: 'nan' is not a finite number"),
+    (["--keep-minutes", "-1"], "--keep-minutes must be from 0.01 to 525600, got -1.0"),
+    (["--idle-timeout", "inf"], "argument --idle-timeout: 'inf' is not a finite number"),
+    (["--idle-timeout", "0"], "--idle-timeout must be from 0.1 to 3600, got 0.0"),
+    (["--upload-timeout", "1e9"], "--upload-timeout must be from 1 to 86400, got 1000000000.0"),
+    (["--max-side", "8"], "--max-side must be from 32 to 16384, got 8"),
+    (["--max-pixels", "100"], "pipeline.max_pixels: 100 is below the minimum 4096"),
     (["--score-threshold", "2"], "model.score_threshold: 2.0 is above the maximum 1.0"),
     (["--precision", "fp8"], "invalid choice: 'fp8'"),
 ])
 def test_bad_flags_are_one_line_and_exit_2(argv, message, capsys):
     assert cli.main(["serve", *argv]) == 2
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
+    assert message in err and err.count("\n") == 1 and len(err) < 200
 
 
 @pytest.fixture
@@ -69,6 +78,14 @@ def test_the_default_listens_on_loopback_and_prints_the_url(started, capsys):
     assert server.settings.config.model.score_threshold == 0.6  # the slider's start
     model_config, _ = started["model"]
     assert (model_config.weights, model_config.score_threshold, model_config.classes) == ("none", 0.05, [])
+
+
+def test_the_budget_flags_reach_the_page(started):
+    assert cli.main(["serve", "--port", "0", "--weights", "none", "--max-pixels", "1000000", "--max-side", "512",
+                     "--idle-timeout", "5", "--upload-timeout", "60"]) == 0
+    settings = started["app"].state.server.settings
+    assert (settings.max_pixels, settings.side_limit, settings.max_side) == (1_000_000, 512, 512)
+    assert (settings.idle_timeout, settings.upload_timeout, settings.video_pixels) == (5.0, 60.0, 512 * 512)
 
 
 def test_any_other_host_warns_once_that_the_page_is_exposed(started, capsys):
