@@ -28,23 +28,28 @@ from rtseg.core.structures import Frame
 from rtseg.offline.broker import Certificates, find_mosquitto
 
 
+def _skip_or_fail(reason: str) -> None:
+    if os.environ.get("RTSEG_REQUIRE_LIVE") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def require_paho() -> None:
+    """paho importable (the ``events`` extra); else skip (fail under RTSEG_REQUIRE_LIVE=1)."""
+    try:
+        import paho.mqtt.client  # noqa: F401
+    except ImportError:
+        _skip_or_fail("paho-mqtt not installed (pip install 'rtseg[events]')")
+
+
 def require_mosquitto() -> str:
     """The broker's path and paho importable; else skip (fail under RTSEG_REQUIRE_LIVE=1)."""
-    reason = None
     binary = find_mosquitto()
     if binary is None:
-        reason = "mosquitto not installed (apt-get install mosquitto)"
+        _skip_or_fail("mosquitto not installed (apt-get install mosquitto)")
     elif shutil.which("mosquitto_passwd") is None:
-        reason = "mosquitto_passwd not installed (apt-get install mosquitto)"
-    else:
-        try:
-            import paho.mqtt.client  # noqa: F401
-        except ImportError:
-            reason = "paho-mqtt not installed (pip install 'rtseg[events]')"
-    if reason is not None:
-        if os.environ.get("RTSEG_REQUIRE_LIVE") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        _skip_or_fail("mosquitto_passwd not installed (apt-get install mosquitto)")
+    require_paho()
     assert binary is not None
     return binary
 

@@ -18,6 +18,7 @@ from broker_helpers import (
     frame_with,
     make_certificates,
     require_mosquitto,
+    require_paho,
     scene_event,
     wait_until,
     wire_json,
@@ -50,6 +51,7 @@ def broker(mosquitto_binary: str, tmp_path: Path):
 @pytest.fixture
 def closing():
     """Closes every sink and subscriber a test opened, even when it fails half-way."""
+    require_paho()  # every test here opens an MqttSink
     opened: list = []
     yield opened.append
     for thing in reversed(opened):
